@@ -1,0 +1,105 @@
+"""Typed records passed between stages (one parquet row per record).
+
+The column lists here are the contract between stages: ``prepare`` writes
+``SAMPLE_COLUMNS``, the training pool adds ``POOL_EXTRA``, ``generate`` writes
+``RESPONSE_COLUMNS`` and ``judge`` writes ``JUDGMENT_COLUMNS``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from PIL import Image
+
+# One normalised benchmark sample.
+SAMPLE_COLUMNS = [
+    "id",  # str, unique within the benchmark, e.g. "vlguard/unsafes/0003"
+    "benchmark",  # str, registry name
+    "subset",  # str, benchmark-specific split ("" when none)
+    "category",  # str, harm category / scenario
+    "question",  # str, the user turn text
+    "image",  # bytes (PNG/JPEG) or None for text-only
+    "image_path",  # str, where the image came from (provenance)
+    "should_refuse",  # bool or None (unknown)
+    "image_objects",  # str: JSON list of objects the image shows (ground truth; [] if unknown)
+    "reference",  # str: reference answer / safety reason ("" when none)
+    "meta",  # str: JSON dict of further fields from the official record
+]
+
+# Training pool rows add where they came from and the safe reference response for SFT.
+POOL_EXTRA = ["source", "response"]
+
+# Per-sample generation output (the image is not copied; join on id to get it back).
+RESPONSE_COLUMNS = [
+    "id",
+    "benchmark",
+    "subset",
+    "category",
+    "question",
+    "should_refuse",
+    "image_objects",
+    "reference",
+    "model",
+    "response",
+    "reasoning",
+    "answer",
+]
+
+# Per-sample judgments; every score is in [0, 1] or NaN when unscored.
+SCORE_COLUMNS = [
+    "safety",
+    "helpfulness",
+    "grounding",
+    "format",
+    "hallucination",
+    "contradiction",
+    "reasoning_safety",
+    "answer_safety",
+]
+JUDGMENT_COLUMNS = [
+    *RESPONSE_COLUMNS,
+    "judge",
+    "judge_prompt",
+    "judge_raw",
+    *SCORE_COLUMNS,
+    "unscored_reason",
+]
+
+
+@dataclass
+class Sample:
+    """One benchmark sample, normalised from a benchmark's official record."""
+
+    id: str
+    benchmark: str
+    question: str
+    image: bytes | None
+    subset: str = ""
+    category: str = ""
+    image_path: str = ""
+    should_refuse: bool | None = None
+    image_objects: list[str] = field(default_factory=list)
+    reference: str = ""
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def to_row(self) -> dict[str, Any]:
+        """Flatten to a parquet row (lists and dicts as JSON strings)."""
+        row = asdict(self)
+        row["image_objects"] = json.dumps(self.image_objects)
+        row["meta"] = json.dumps(self.meta, sort_keys=True, default=str)
+        return row
+
+
+def encode_image(img: Image.Image, fmt: str = "PNG") -> bytes:
+    """Encode a PIL image to bytes."""
+    buf = io.BytesIO()
+    img.save(buf, format=fmt)
+    return buf.getvalue()
+
+
+def decode_image(data: bytes) -> Image.Image:
+    """Decode image bytes to an RGB PIL image."""
+    return Image.open(io.BytesIO(data)).convert("RGB")
