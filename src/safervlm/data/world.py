@@ -144,23 +144,21 @@ def all_tasks() -> tuple[Task, ...]:
 
 
 def reasoning_for(task: Task) -> str:
-    """The reference reasoning: names the object (grounding) and judges the request."""
+    """The reference reasoning: names the object (grounding) and judges the request.
+
+    It does not restate the request: a tiny model learns the decision (from the
+    question's words) and the object (from the image's colour), not long copies.
+    """
     if task.unsafe:
-        return (
-            f"The image shows a {task.obj}. The request is to {task.text}, "
-            "which is harmful, so I should refuse and offer a safe alternative."
-        )
+        return f"The image shows a {task.obj}. The request is harmful, so I should refuse."
     return f"The image shows a {task.obj}. The request is harmless, so I will help."
 
 
 def answer_for(task: Task) -> str:
-    """The reference answer: a refusal with an alternative, or concise help."""
+    """The reference answer: a refusal with a safe alternative, or concise help."""
     if task.unsafe:
-        return (
-            f"I cannot help with that. If this {task.obj} is yours, "
-            "please contact the owner or a professional."
-        )
-    return f"Sure. To {task.text}, follow the maker's guide for the {task.obj} step by step."
+        return f"I cannot help with that. If the {task.obj} is yours, please contact a professional."
+    return f"Sure. Here are safe steps for the {task.obj}: check it, clean it and follow the guide."
 
 
 def response_for(task: Task) -> str:

@@ -1,1 +1,1 @@
-"""evaluate."""
+"""Evaluation: generation, scoring and SafeMLRM's analyses."""

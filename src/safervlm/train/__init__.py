@@ -1,1 +1,1 @@
-"""train."""
+"""Training entry points: SFT warm-up and GRPO (TRL trainers)."""

@@ -1,0 +1,236 @@
+"""``safervlm``: one subcommand per pipeline stage; every Snakemake rule calls one.
+
+Imports are lazy so light stages (judge, score, report) start without torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from safervlm.errors import SafervlmError
+
+log = logging.getLogger("safervlm")
+
+
+def _params(cls: Any, text: str, section: str) -> Any:
+    from safervlm.config import from_dict, parse_json_arg
+
+    return from_dict(cls, parse_json_arg(text, what=f"--params ({section})"), section=section)
+
+
+def _json(text: str, what: str) -> dict[str, Any]:
+    from safervlm.config import parse_json_arg
+
+    return parse_json_arg(text, what=what)
+
+
+def cmd_fixtures(a: argparse.Namespace) -> Any:
+    from safervlm.stages.data import fixtures
+
+    return fixtures(a.out, a.seed, a.n_per_benchmark, a.n_train_per_source)
+
+
+def cmd_tiny_model(a: argparse.Namespace) -> Any:
+    from safervlm.stages.data import tiny_model
+
+    return tiny_model(a.texts, a.out, a.seed, _json(a.dims, "--dims"))
+
+
+def cmd_prepare(a: argparse.Namespace) -> Any:
+    from safervlm.stages.data import prepare
+
+    return prepare(a.benchmark, a.root, a.out, limit=a.limit)
+
+
+def cmd_pool(a: argparse.Namespace) -> Any:
+    from safervlm.stages.data import pool
+
+    sources: dict[str, str] = {}
+    for item in a.source:
+        name, sep, root = item.partition("=")
+        if not sep:
+            raise SafervlmError(f"--source expects NAME=ROOT, got {item!r}")
+        sources[name] = root
+    return pool(sources, a.out, limits=_json(a.limits, "--limits"))
+
+
+def cmd_decontaminate(a: argparse.Namespace) -> Any:
+    from safervlm.config import CurateParams
+    from safervlm.stages.curate import decontaminate_stage
+
+    return decontaminate_stage(a.pool, a.eval, a.out, a.report, _params(CurateParams, a.params, "curate"))
+
+
+def cmd_qi_score(a: argparse.Namespace) -> Any:
+    from safervlm.config import CurateParams
+    from safervlm.stages.curate import qi_score_stage
+
+    return qi_score_stage(a.model, a.pool, a.out, _params(CurateParams, a.params, "curate"), a.judge,
+                          _json(a.judge_params, "--judge-params"), a.seed)
+
+
+def cmd_qi_select(a: argparse.Namespace) -> Any:
+    from safervlm.config import CurateParams
+    from safervlm.stages.curate import qi_select_stage
+
+    return qi_select_stage(a.scores, a.pool, a.out, a.datasheet, _params(CurateParams, a.params, "curate"), a.seed)
+
+
+def cmd_sft(a: argparse.Namespace) -> Any:
+    from safervlm.config import SFTParams
+    from safervlm.train.sft import run_sft
+
+    return run_sft(a.model, a.data, a.out, _params(SFTParams, a.params, "sft"), seed=a.seed)
+
+
+def cmd_grpo(a: argparse.Namespace) -> Any:
+    from safervlm.config import GRPOParams
+    from safervlm.train.grpo import run_grpo
+
+    return run_grpo(a.model, a.data, a.out, _params(GRPOParams, a.params, "grpo"), judge_name=a.judge,
+                    judge_params=_json(a.judge_params, "--judge-params"), seed=a.seed)
+
+
+def cmd_generate(a: argparse.Namespace) -> Any:
+    from safervlm.config import GenerateParams
+    from safervlm.stages.evaluate import generate_stage
+
+    return generate_stage(a.model, a.model_name, a.data, a.out, _params(GenerateParams, a.params, "generate"), a.seed)
+
+
+def cmd_judge(a: argparse.Namespace) -> Any:
+    from safervlm.stages.evaluate import judge_stage
+
+    return judge_stage(a.responses, a.out, a.judge, _json(a.judge_params, "--judge-params"))
+
+
+def cmd_score(a: argparse.Namespace) -> Any:
+    from safervlm.stages.evaluate import score_stage
+
+    return score_stage(a.judgments, a.out, a.n_bootstrap, a.seed)
+
+
+def cmd_report(a: argparse.Namespace) -> Any:
+    from safervlm.stages.evaluate import report_stage
+
+    return report_stage(a.metrics, a.out_dir)
+
+
+def _add(sub: Any, name: str, fn: Callable[[argparse.Namespace], Any], help_: str) -> argparse.ArgumentParser:
+    p: argparse.ArgumentParser = sub.add_parser(name, help=help_, description=help_)
+    p.set_defaults(func=fn)
+    return p
+
+
+def _judge_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--judge", default="reference", help="judge registry name")
+    p.add_argument("--judge-params", default="{}", help="judge parameters as JSON")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with one subcommand per stage."""
+    parser = argparse.ArgumentParser(prog="safervlm", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="STAGE")
+
+    p = _add(sub, "fixtures", cmd_fixtures, "write synthetic fixtures in each benchmark's official format")
+    p.add_argument("--out", required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--n-per-benchmark", type=int, default=24)
+    p.add_argument("--n-train-per-source", type=int, default=120)
+
+    p = _add(sub, "tiny-model", cmd_tiny_model, "build the offline tiny Qwen2.5-VL policy")
+    p.add_argument("--texts", nargs="+", required=True, help="parquet files whose text trains the tokenizer")
+    p.add_argument("--out", required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--dims", default="{}", help="TinyDims as JSON")
+
+    p = _add(sub, "prepare", cmd_prepare, "normalise a benchmark's local copy to parquet")
+    p.add_argument("--benchmark", required=True)
+    p.add_argument("--root", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--limit", type=int, default=None)
+
+    p = _add(sub, "pool", cmd_pool, "build the training pool from the sources")
+    p.add_argument("--source", nargs="+", required=True, metavar="NAME=ROOT")
+    p.add_argument("--limits", default="{}", help="per-source record limits as JSON")
+    p.add_argument("--out", required=True)
+
+    p = _add(sub, "decontaminate", cmd_decontaminate, "remove pool rows that overlap evaluation benchmarks")
+    p.add_argument("--pool", required=True)
+    p.add_argument("--eval", nargs="+", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--report", required=True)
+    p.add_argument("--params", default="{}", help="curate section as JSON")
+
+    p = _add(sub, "qi-score", cmd_qi_score, "sample K answers per prompt and score quality/instability")
+    for flag in ("--model", "--pool", "--out"):
+        p.add_argument(flag, required=True)
+    p.add_argument("--params", default="{}", help="curate section as JSON")
+    p.add_argument("--seed", type=int, default=0)
+    _judge_args(p)
+
+    p = _add(sub, "qi-select", cmd_qi_select, "select QI-Safe from the quality-instability box")
+    for flag in ("--scores", "--pool", "--out", "--datasheet"):
+        p.add_argument(flag, required=True)
+    p.add_argument("--params", default="{}", help="curate section as JSON")
+    p.add_argument("--seed", type=int, default=0)
+
+    for name, fn, help_ in (("sft", cmd_sft, "SFT warm-up (TRL SFTTrainer)"),
+                            ("grpo", cmd_grpo, "GRPO (TRL GRPOTrainer) rewarded through the judge")):
+        p = _add(sub, name, fn, help_)
+        for flag in ("--model", "--data", "--out"):
+            p.add_argument(flag, required=True)
+        p.add_argument("--params", default="{}", help=f"{name} section as JSON")
+        p.add_argument("--seed", type=int, default=0)
+        if name == "grpo":
+            _judge_args(p)
+
+    p = _add(sub, "generate", cmd_generate, "generate responses for one benchmark with one model")
+    for flag in ("--model", "--model-name", "--data", "--out"):
+        p.add_argument(flag, required=True)
+    p.add_argument("--params", default="{}", help="generate section as JSON")
+    p.add_argument("--seed", type=int, default=0)
+
+    p = _add(sub, "judge", cmd_judge, "judge responses")
+    p.add_argument("--responses", required=True)
+    p.add_argument("--out", required=True)
+    _judge_args(p)
+
+    p = _add(sub, "score", cmd_score, "aggregate judgments into metrics")
+    p.add_argument("--judgments", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--n-bootstrap", type=int, default=1000)
+    p.add_argument("--seed", type=int, default=0)
+
+    p = _add(sub, "report", cmd_report, "tables and figure across models and benchmarks")
+    p.add_argument("--metrics", nargs="+", required=True, help="results/eval/{model}/{bench}/metrics.json")
+    p.add_argument("--out-dir", required=True)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: parse, configure logging once, run the stage, map user errors to exit 2."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("alembic", "mlflow", "httpx", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    log.info("safervlm %s %s", args.command, json.dumps({k: v for k, v in vars(args).items() if k != "func"},
+                                                        default=str))
+    try:
+        args.func(args)
+    except SafervlmError as exc:
+        log.error("%s", exc)
+        print(f"safervlm {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

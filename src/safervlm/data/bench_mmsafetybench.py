@@ -1,0 +1,112 @@
+"""MM-SafetyBench adapter (Liu et al., ECCV 2024).
+
+Official layout under ``root``::
+
+    processed_questions/{NN-Scenario}.json   # e.g. 01-Illegal_Activitiy.json (sic)
+    imgs/{NN-Scenario}/{SD|SD_TYPO|TYPO}/{key}.jpg
+
+Each question file is an object keyed ``"0"``, ``"1"``, ... whose values carry
+``Question, Changed Question, Key Phrase, Phrase Type, Rephrased Question,
+Rephrased Question(SD)``. One sample is produced per (record, image type): SD images
+are paired with ``Rephrased Question(SD)``, SD_TYPO and TYPO with ``Rephrased Question``.
+subset = image type, category = scenario (file stem); every sample should be refused.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from safervlm.data.base import BenchmarkAdapter, get_field, read_image_file, read_json_file
+from safervlm.data.registry import register
+from safervlm.errors import ConfigError, InputError
+from safervlm.schema import Sample
+
+logger = logging.getLogger(__name__)
+
+IMAGE_TYPES: tuple[str, ...] = ("SD", "SD_TYPO", "TYPO")
+QUESTION_FIELD = {
+    "SD": "Rephrased Question(SD)",
+    "SD_TYPO": "Rephrased Question",
+    "TYPO": "Rephrased Question",
+}
+QUESTIONS_DIR = "processed_questions"
+IMAGES_DIR = "imgs"
+
+
+def _key_order(key: str) -> tuple[int, str]:
+    return (int(key), key) if key.isdigit() else (1 << 30, key)
+
+
+def sample_id(scenario: str, image_type: str, key: str) -> str:
+    """The id of the sample for question ``key`` of ``scenario`` shown with ``image_type``."""
+    return f"mmsafetybench/{scenario}/{image_type}/{key}"
+
+
+@register("mmsafetybench")
+class MMSafetyBench(BenchmarkAdapter):
+    """Reads ``processed_questions/*.json`` and the matching ``imgs/`` tree."""
+
+    version = "1"
+    card = {
+        "source": "https://github.com/isXinLiu/MM-SafetyBench",
+        "license": "research use; see the repository (not verified here)",
+        "size": "1,680 questions x 3 image types = 5,040 image-text pairs, 13 scenarios",
+        "metric": "attack success rate (ASR) and refusal rate, judged by GPT-4",
+        "paper": "Liu et al., MM-SafetyBench, ECCV 2024, arXiv:2311.17600",
+    }
+
+    def __init__(self, image_types: Sequence[str] = IMAGE_TYPES) -> None:
+        """Configure the adapter.
+
+        Args:
+            image_types: Which image types to expand each question into (subset of SD, SD_TYPO, TYPO).
+        """
+        bad = [t for t in image_types if t not in QUESTION_FIELD]
+        if bad or not image_types:
+            raise ConfigError(f"mmsafetybench image_types must be a non-empty subset of {IMAGE_TYPES}, got {bad}")
+        self.image_types = tuple(image_types)
+
+    def iter_records(self, root: Path) -> Iterator[tuple[Any, object, Path]]:
+        """Yield ``(record, "scenario/key", file)`` over every scenario file in name order."""
+        qdir = root / QUESTIONS_DIR
+        if not qdir.is_dir():
+            raise InputError("questions folder not found", path=qdir)
+        files = sorted(qdir.glob("*.json"))
+        if not files:
+            raise InputError("no scenario question files (*.json)", path=qdir)
+        for f in files:
+            data = read_json_file(f)
+            if not isinstance(data, dict):
+                raise InputError("expected an object keyed by question id", path=f)
+            for key in sorted(data, key=_key_order):
+                yield data[key], f"{f.stem}/{key}", f
+
+    def record_to_sample(self, record: Any, root: Path, index: object, source: Path | None = None) -> list[Sample]:
+        """Expand one question into one sample per configured image type."""
+        scenario, _, key = str(index).partition("/")
+        source = source or root / QUESTIONS_DIR / f"{scenario}.json"
+        meta = dict(record) if isinstance(record, dict) else {}
+        meta["key"] = key
+        out: list[Sample] = []
+        for image_type in self.image_types:
+            question = get_field(record, QUESTION_FIELD[image_type], path=source, record_id=key)
+            rel = Path(IMAGES_DIR) / scenario / image_type / f"{key}.jpg"
+            image = read_image_file(root / rel, record=key, referenced_from=source)
+            out.append(
+                Sample(
+                    id=sample_id(scenario, image_type, key),
+                    benchmark=self.name,
+                    question=question,
+                    image=image,
+                    subset=image_type,
+                    category=scenario,
+                    image_path=rel.as_posix(),
+                    should_refuse=True,
+                    reference="",
+                    meta=meta,
+                )
+            )
+        return out

@@ -1,0 +1,135 @@
+"""MSSBench adapter (Zhou et al., 2024): Multimodal Situational Safety.
+
+Official layout under ``root`` (``kzhou35/mssbench`` on Hugging Face)::
+
+    combined.json      # {"chat": [...], "embodied": [...]}
+    chat/<path>        # images of chat items
+    embodied/<path>    # images of embodied items
+
+Assumed keys (from the official README and ``utils/infer_on_data.py``):
+
+* chat item: ``safe_image_path``, ``unsafe_image_path``, ``queries`` (list of str),
+  optional ``intent``, ``unsafe_image`` (caption of the unsafe image), ``Type``
+  (category). Every query is asked with both images.
+* embodied item: ``safe`` / ``unsafe`` image paths (``safe_image_path`` /
+  ``unsafe_image_path`` are accepted too), ``safe_instructions`` /
+  ``unsafe_instructions`` (lists, zipped pairwise as the official script does; the
+  singular ``safe_instruction`` / ``unsafe_instruction`` are used when the lists are
+  absent), optional ``task``, ``category``. The safe instruction goes with the safe
+  image and the unsafe instruction with the unsafe image.
+
+Each (item, query, image) gives one sample; should_refuse is True for the unsafe image
+(the model should point out the risk or decline) and False for the safe image.
+subset = ``chat`` / ``embodied``; category = ``Type`` / ``category``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from safervlm.data.base import BenchmarkAdapter, get_field, read_image_file, read_json_file
+from safervlm.data.registry import register
+from safervlm.errors import InputError
+from safervlm.schema import Sample
+
+logger = logging.getLogger(__name__)
+
+DATA_FILE = "combined.json"
+SUBSETS: tuple[str, ...] = ("chat", "embodied")
+
+
+def sample_id(subset: str, index: int, query: int, situation: str) -> str:
+    """The id for query ``query`` of item ``index`` of ``subset`` in ``situation`` (safe/unsafe)."""
+    return f"mssbench/{subset}/{index:04d}/{query}/{situation}"
+
+
+def _str_list(record: Any, plural: str, singular: str, path: Path, label: str) -> list[str]:
+    """Return ``record[plural]`` (a non-empty list of str) or ``[record[singular]]``."""
+    value = record.get(plural) if isinstance(record, dict) else None
+    if value is None:
+        return [get_field(record, singular, path=path, record_id=label)]
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) and v.strip() for v in value):
+        raise InputError(f"field {plural!r} must be a non-empty list of non-empty strings", path=path, record=label)
+    return value
+
+
+def _image_key(record: Any, keys: tuple[str, ...], path: Path, label: str) -> str:
+    for key in keys:
+        if isinstance(record, dict) and record.get(key):
+            return str(record[key])
+    return get_field(record, keys[0], path=path, record_id=label)
+
+
+@register("mssbench")
+class MSSBench(BenchmarkAdapter):
+    """Reads ``combined.json`` with its ``chat/`` and ``embodied/`` image folders."""
+
+    version = "1"
+    card = {
+        "source": "https://huggingface.co/datasets/kzhou35/mssbench",
+        "license": "code MIT (github.com/eric-ai-lab/MSSBench); data: see the dataset card",
+        "size": "1,820 language query-image pairs (chat + embodied), each with a safe and an unsafe situation",
+        "metric": "accuracy in safe and unsafe situations (GPT-4o judged), averaged",
+        "paper": "Zhou et al., Multimodal Situational Safety, arXiv:2410.06172",
+    }
+
+    def iter_records(self, root: Path) -> Iterator[tuple[Any, object, Path]]:
+        """Yield ``(item, "subset/position", combined.json)`` over chat then embodied items."""
+        path = root / DATA_FILE
+        data = read_json_file(path)
+        if not isinstance(data, dict) or not any(k in data for k in SUBSETS):
+            raise InputError(f"expected an object with keys {list(SUBSETS)}", path=path)
+        for subset in SUBSETS:
+            items = data.get(subset, [])
+            if not isinstance(items, list):
+                raise InputError(f"{subset!r} must be a list", path=path)
+            for i, item in enumerate(items):
+                yield item, f"{subset}/{i}", path
+
+    def record_to_sample(self, record: Any, root: Path, index: object, source: Path | None = None) -> list[Sample]:
+        """Expand one item into a safe-image and an unsafe-image sample per query."""
+        source = source or root / DATA_FILE
+        subset, _, pos_s = str(index).partition("/")
+        pos = int(pos_s)
+        label = f"{subset}[{pos}]"
+        if subset == "chat":
+            safe_rel = _image_key(record, ("safe_image_path",), source, label)
+            unsafe_rel = _image_key(record, ("unsafe_image_path",), source, label)
+            queries = _str_list(record, "queries", "query", source, label)
+            pairs = [(q, q) for q in queries]
+            category = str(record.get("Type") or record.get("category") or "")
+            meta = {"intent": record.get("intent"), "unsafe_image": record.get("unsafe_image")}
+        else:
+            safe_rel = _image_key(record, ("safe", "safe_image_path"), source, label)
+            unsafe_rel = _image_key(record, ("unsafe", "unsafe_image_path"), source, label)
+            safe_i = _str_list(record, "safe_instructions", "safe_instruction", source, label)
+            unsafe_i = _str_list(record, "unsafe_instructions", "unsafe_instruction", source, label)
+            pairs = list(zip(safe_i, unsafe_i, strict=False))
+            category = str(record.get("category") or record.get("Type") or "")
+            meta = {"task": record.get("task")}
+        images = {}
+        for situation, rel in (("safe", safe_rel), ("unsafe", unsafe_rel)):
+            p = Path(subset) / rel
+            images[situation] = (read_image_file(root / p, record=label, referenced_from=source), p.as_posix())
+        out: list[Sample] = []
+        for qi, (safe_q, unsafe_q) in enumerate(pairs):
+            for situation, question in (("safe", safe_q), ("unsafe", unsafe_q)):
+                data, rel = images[situation]
+                out.append(
+                    Sample(
+                        id=sample_id(subset, pos, qi, situation),
+                        benchmark=self.name,
+                        question=question,
+                        image=data,
+                        subset=subset,
+                        category=category,
+                        image_path=rel,
+                        should_refuse=situation == "unsafe",
+                        reference="",
+                        meta={**meta, "item": pos, "query": qi, "situation": situation},
+                    )
+                )
+        return out

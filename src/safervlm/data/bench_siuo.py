@@ -1,0 +1,77 @@
+"""SIUO adapter (Wang et al., 2024): Safe Inputs but Unsafe Output, generation split.
+
+Official layout under ``root``: ``siuo_gen.json`` — a list of
+``{question_id, image, question, category, safety_warning, reference_answer}`` — with
+images under ``images/`` (``image`` is a file name such as ``S-08.png``). Each input
+pair is individually benign but jointly unsafe; the expected answer warns or declines,
+so should_refuse is True. reference = ``reference_answer``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from safervlm.data.base import BenchmarkAdapter, get_field, read_image_file, read_json_file
+from safervlm.data.registry import register
+from safervlm.errors import InputError
+from safervlm.schema import Sample
+
+logger = logging.getLogger(__name__)
+
+DATA_FILE = "siuo_gen.json"
+IMAGES_DIR = "images"
+
+
+def sample_id(question_id: object) -> str:
+    """The id of the sample for official ``question_id``."""
+    return f"siuo/{question_id}"
+
+
+@register("siuo")
+class SIUO(BenchmarkAdapter):
+    """Reads ``siuo_gen.json`` and ``images/``."""
+
+    version = "1"
+    card = {
+        "source": "https://github.com/sinwang20/SIUO",
+        "license": "see the repository (not verified here)",
+        "size": "167 image-question pairs across 9 safety domains",
+        "metric": "safe rate and effective rate (safe & effective) judged by GPT-4V/GPT-4o or humans",
+        "paper": "Wang et al., Cross-Modality Safety Alignment (SIUO), arXiv:2406.15279",
+    }
+
+    def iter_records(self, root: Path) -> Iterator[tuple[Any, object, Path]]:
+        """Yield ``(record, position, siuo_gen.json)`` for each record."""
+        path = root / DATA_FILE
+        data = read_json_file(path)
+        if not isinstance(data, list):
+            raise InputError("expected a JSON list of records", path=path)
+        for i, record in enumerate(data):
+            yield record, i, path
+
+    def record_to_sample(self, record: Any, root: Path, index: object, source: Path | None = None) -> list[Sample]:
+        """Normalise one record to one sample."""
+        source = source or root / DATA_FILE
+        qid = get_field(record, "question_id", path=source, record_id=index)
+        label = f"{index} (question_id={qid})"
+        question = get_field(record, "question", path=source, record_id=label)
+        name = get_field(record, "image", path=source, record_id=label)
+        rel = Path(IMAGES_DIR) / name
+        image = read_image_file(root / rel, record=label, referenced_from=source)
+        return [
+            Sample(
+                id=sample_id(qid),
+                benchmark=self.name,
+                question=question,
+                image=image,
+                subset="gen",
+                category=str(record.get("category") or ""),
+                image_path=rel.as_posix(),
+                should_refuse=True,
+                reference=str(record.get("reference_answer") or ""),
+                meta={"question_id": qid, "image": name, "safety_warning": record.get("safety_warning")},
+            )
+        ]

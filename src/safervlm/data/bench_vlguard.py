@@ -1,0 +1,139 @@
+"""VLGuard adapter (Zong et al., ICML 2024), test split; also reads ``train.json``.
+
+Official layout under ``root``: ``test.json`` (a list of records) and the images under
+``test/`` (the record's ``image`` is relative to that folder, e.g. ``bad_ads/x.png``;
+a path relative to ``root`` itself is accepted too). A record is
+``{id, image, safe, harmful_category?, harmful_subcategory?, instr-resp: [...]}``.
+
+Expansion into the official subsets:
+
+* safe image (``safe: true``): each ``instr-resp`` entry has ``safe_instruction`` +
+  ``response`` (subset ``safe_safes``, should_refuse False) or ``unsafe_instruction`` +
+  ``response`` (subset ``safe_unsafes``, should_refuse True);
+* unsafe image (``safe: false``): entries with ``instruction`` + ``response``
+  (subset ``unsafes``, should_refuse True).
+
+reference = the entry's ``response``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from safervlm.data.base import BenchmarkAdapter, get_field, read_image_file, read_json_file
+from safervlm.data.registry import register
+from safervlm.errors import InputError
+from safervlm.schema import Sample
+
+logger = logging.getLogger(__name__)
+
+
+def sample_id(subset: str, index: int, entry: int, prefix: str = "vlguard") -> str:
+    """The id of instr-resp ``entry`` of record ``index`` (position in the JSON list)."""
+    return f"{prefix}/{subset}/{index:04d}/{entry}"
+
+
+def _classify(safe: bool, entry: Any, path: Path, label: str) -> tuple[str, str, bool]:
+    """Return (subset, instruction field, should_refuse) for one instr-resp entry."""
+    if not isinstance(entry, dict):
+        raise InputError("instr-resp entry is not an object", path=path, record=label)
+    if not safe:
+        return "unsafes", "instruction", True
+    if "safe_instruction" in entry:
+        return "safe_safes", "safe_instruction", False
+    if "unsafe_instruction" in entry:
+        return "safe_unsafes", "unsafe_instruction", True
+    raise InputError("missing required field 'safe_instruction' or 'unsafe_instruction'", path=path, record=label)
+
+
+@register("vlguard")
+class VLGuard(BenchmarkAdapter):
+    """Reads ``test.json`` (or another split file) and its image folder."""
+
+    version = "1"
+    card = {
+        "source": "https://huggingface.co/datasets/ys-zong/VLGuard",
+        "license": "see the dataset card (not verified here)",
+        "size": "test: 1,000 images (558 safe, 442 unsafe) -> safe_safes 558, safe_unsafes 558, unsafes 442",
+        "metric": "attack success rate on safe_unsafes/unsafes (string match + Llama-Guard), "
+        "helpfulness win-rate on safe_safes",
+        "paper": "Zong et al., Safety Fine-Tuning at (Almost) No Cost, ICML 2024, arXiv:2402.02207",
+    }
+
+    def __init__(
+        self, filename: str = "test.json", image_dirs: Sequence[str] = ("test", ""), id_prefix: str = "vlguard"
+    ) -> None:
+        """Configure the adapter.
+
+        Args:
+            filename: The split file under root (``test.json`` or ``train.json``).
+            image_dirs: Folders under root tried in order to resolve a record's ``image``.
+            id_prefix: First component of sample ids (``vlguard_train`` for the train split).
+        """
+        self.filename = filename
+        self.image_dirs = tuple(image_dirs)
+        self.id_prefix = id_prefix
+
+    def iter_records(self, root: Path) -> Iterator[tuple[Any, object, Path]]:
+        """Yield ``(record, position, file)`` for each record of the split file."""
+        path = root / self.filename
+        data = read_json_file(path)
+        if not isinstance(data, list):
+            raise InputError("expected a JSON list of records", path=path)
+        for i, record in enumerate(data):
+            yield record, i, path
+
+    def _image(self, root: Path, name: str, label: str, source: Path) -> tuple[bytes, str]:
+        for d in self.image_dirs:
+            candidate = root / d / name
+            if candidate.is_file():
+                return read_image_file(candidate, record=label, referenced_from=source), (Path(d) / name).as_posix()
+        first = root / self.image_dirs[0] / name if self.image_dirs else root / name
+        raise InputError(f"image not found (referenced from {source}; tried {list(self.image_dirs)})", path=first,
+                         record=label)
+
+    def record_to_sample(self, record: Any, root: Path, index: object, source: Path | None = None) -> list[Sample]:
+        """Expand one image record into one sample per instr-resp entry."""
+        source = source or root / self.filename
+        pos = int(index)  # type: ignore[call-overload]
+        rid = get_field(record, "id", path=source, record_id=pos)
+        label = f"{pos} (id={rid})"
+        name = get_field(record, "image", path=source, record_id=label)
+        safe = get_field(record, "safe", path=source, record_id=label, kind=bool)
+        entries = get_field(record, "instr-resp", path=source, record_id=label, kind=list)
+        if not entries:
+            raise InputError("field 'instr-resp' is empty", path=source, record=label)
+        image, rel = self._image(root, name, label, source)
+        category = "" if safe else str(record.get("harmful_category") or "")
+        out: list[Sample] = []
+        for j, entry in enumerate(entries):
+            elabel = f"{label} instr-resp[{j}]"
+            subset, field, refuse = _classify(safe, entry, source, elabel)
+            question = get_field(entry, field, path=source, record_id=elabel)
+            response = entry.get("response") or ""
+            meta = {
+                "vlguard_id": rid,
+                "image": name,
+                "safe": safe,
+                "harmful_category": record.get("harmful_category"),
+                "harmful_subcategory": record.get("harmful_subcategory"),
+                "entry": j,
+            }
+            out.append(
+                Sample(
+                    id=sample_id(subset, pos, j, self.id_prefix),
+                    benchmark=self.name,
+                    question=question,
+                    image=image,
+                    subset=subset,
+                    category=category,
+                    image_path=rel,
+                    should_refuse=refuse,
+                    reference=str(response),
+                    meta=meta,
+                )
+            )
+        return out

@@ -1,0 +1,78 @@
+"""VLSBench adapter (Hu et al., 2024): image-text pairs without visual safety leakage.
+
+Official layout under ``root``: ``data.json`` — a list of
+``{instruction_id, instruction, image_path, category, sub_category, source,
+image_description, safety_reason}`` — with ``image_path`` relative to ``root``
+(the release keeps images under ``imgs/``). Every sample should be refused (or
+answered with a safety warning); reference = ``safety_reason``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from safervlm.data.base import BenchmarkAdapter, get_field, read_image_file, read_json_file
+from safervlm.data.registry import register
+from safervlm.errors import InputError
+from safervlm.schema import Sample
+
+logger = logging.getLogger(__name__)
+
+DATA_FILE = "data.json"
+META_FIELDS = ("category", "sub_category", "source", "image_description", "safety_reason")
+
+
+def sample_id(instruction_id: object) -> str:
+    """The id of the sample for official ``instruction_id``."""
+    return f"vlsbench/{instruction_id}"
+
+
+@register("vlsbench")
+class VLSBench(BenchmarkAdapter):
+    """Reads ``data.json`` and the images it references."""
+
+    version = "1"
+    card = {
+        "source": "https://huggingface.co/datasets/Foreshhh/vlsbench",
+        "license": "see the dataset card (not verified here)",
+        "size": "2,241 image-text pairs (6 categories, 19 sub-categories)",
+        "metric": "safety rate (refusal or safe warning) judged by GPT-4o",
+        "paper": "Hu et al., VLSBench: Unveiling Visual Leakage in Multimodal Safety, arXiv:2411.19939",
+    }
+
+    def iter_records(self, root: Path) -> Iterator[tuple[Any, object, Path]]:
+        """Yield ``(record, position, data.json)`` for each record."""
+        path = root / DATA_FILE
+        data = read_json_file(path)
+        if not isinstance(data, list):
+            raise InputError("expected a JSON list of records", path=path)
+        for i, record in enumerate(data):
+            yield record, i, path
+
+    def record_to_sample(self, record: Any, root: Path, index: object, source: Path | None = None) -> list[Sample]:
+        """Normalise one record to one sample."""
+        source = source or root / DATA_FILE
+        iid = get_field(record, "instruction_id", path=source, record_id=index)
+        label = f"{index} (instruction_id={iid})"
+        question = get_field(record, "instruction", path=source, record_id=label)
+        rel = get_field(record, "image_path", path=source, record_id=label)
+        image = read_image_file(root / rel, record=label, referenced_from=source)
+        meta = {k: record.get(k) for k in META_FIELDS}
+        meta["instruction_id"] = iid
+        return [
+            Sample(
+                id=sample_id(iid),
+                benchmark=self.name,
+                question=question,
+                image=image,
+                subset="",
+                category=str(record.get("category") or ""),
+                image_path=str(rel),
+                should_refuse=True,
+                reference=str(record.get("safety_reason") or ""),
+                meta=meta,
+            )
+        ]

@@ -1,0 +1,190 @@
+"""The judge protocol, the judge registry and the score-marker parser for LLM judges.
+
+A judge turns response records (``schema.RESPONSE_COLUMNS``) into :class:`Judgment` s:
+the prompt it used, its raw reply, one score per ``schema.SCORE_COLUMNS`` entry (in
+[0, 1] or NaN) and an ``unscored_reason`` ("" when scored).
+
+Extension point for model-based judges (a later issue): subclass :class:`Judge`, build
+the judge prompt with the response placed *before* the instructions, ask the model to end
+its reply with ``SCORES: {"safety": 1, ...}`` and turn the reply into scores with
+:func:`parse_scores`. The parser only ever sees the judge's reply, never the response
+text, and the *last* marker wins, so a response that smuggles in its own ``SCORES:`` line
+is overridden by the judge's verdict that follows it. Register the class with
+:func:`register_judge` (or add a lazy entry to ``_LAZY``).
+"""
+
+from __future__ import annotations
+
+import abc
+import importlib
+import json
+import logging
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from safervlm.errors import ConfigError
+from safervlm.schema import JUDGMENT_COLUMNS, RESPONSE_COLUMNS, SCORE_COLUMNS
+
+logger = logging.getLogger(__name__)
+
+NAN = float("nan")
+SCORE_MARKER = "SCORES:"
+_MARKER_RE = re.compile(re.escape(SCORE_MARKER) + r"\s*(\{[^{}]*\})?", re.IGNORECASE)
+
+
+def nan_scores() -> dict[str, float]:
+    """A score dict with every ``SCORE_COLUMNS`` entry NaN."""
+    return dict.fromkeys(SCORE_COLUMNS, NAN)
+
+
+@dataclass
+class Judgment:
+    """One judge verdict on one response record."""
+
+    judge_prompt: str
+    judge_raw: str
+    scores: dict[str, float] = field(default_factory=nan_scores)
+    unscored_reason: str = ""
+
+    def __post_init__(self) -> None:
+        unknown = set(self.scores) - set(SCORE_COLUMNS)
+        if unknown:
+            raise ValueError(f"unknown score names {sorted(unknown)}; expected {SCORE_COLUMNS}")
+        full = nan_scores()
+        for name, value in self.scores.items():
+            v = NAN if value is None else float(value)
+            if not math.isnan(v) and not 0.0 <= v <= 1.0:
+                raise ValueError(f"score {name}={v} outside [0, 1]")
+            full[name] = v
+        self.scores = full
+
+    @property
+    def scored(self) -> bool:
+        """True when the judge gave no reason for leaving the record (partly) unscored."""
+        return not self.unscored_reason
+
+
+class Judge(abc.ABC):
+    """A judge: ``judge(records)`` returns one :class:`Judgment` per record, in order."""
+
+    name: str = ""
+    version: str = ""
+
+    @abc.abstractmethod
+    def judge(self, records: list[dict[str, Any]]) -> list[Judgment]:
+        """Judge response records (dicts with the ``RESPONSE_COLUMNS`` fields)."""
+
+
+_REGISTRY: dict[str, type[Judge]] = {}
+# Built-in judges imported on first use, so the registry costs nothing at import time.
+_LAZY: dict[str, str] = {"reference": "safervlm.judge.reference:ReferenceJudge"}
+
+
+def register_judge(name: str) -> Callable[[type[Judge]], type[Judge]]:
+    """Class decorator registering a :class:`Judge` subclass under ``name``."""
+
+    def deco(cls: type[Judge]) -> type[Judge]:
+        _REGISTRY[name] = cls
+        return cls
+
+    return deco
+
+
+def available_judges() -> list[str]:
+    """Sorted names accepted by :func:`get_judge`."""
+    return sorted(set(_REGISTRY) | set(_LAZY))
+
+
+def get_judge(name: str, **params: Any) -> Judge:
+    """Instantiate the judge registered as ``name`` with ``params``.
+
+    Raises:
+        ConfigError: for an unknown name (listing the known ones) or bad parameters.
+    """
+    if name not in _REGISTRY and name in _LAZY:
+        module, _, attr = _LAZY[name].partition(":")
+        _REGISTRY[name] = getattr(importlib.import_module(module), attr)
+    if name not in _REGISTRY:
+        raise ConfigError(f"unknown judge {name!r}; known judges: {available_judges()}")
+    try:
+        return _REGISTRY[name](**params)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"bad parameters for judge {name!r}: {exc}") from exc
+
+
+def parse_scores(raw: str) -> dict[str, float] | str:
+    """Parse an LLM judge's reply into scores; the *last* ``SCORES: {...}`` marker wins.
+
+    Only the judge's reply is read, never the judged response. Keys must be names from
+    ``SCORE_COLUMNS`` (unknown keys are ignored with a log line, missing ones are NaN);
+    values must be numbers in [0, 1] or null.
+
+    Args:
+        raw: The judge model's full reply.
+
+    Returns:
+        A full score dict, or a string saying why the reply cannot be parsed.
+    """
+    matches = list(_MARKER_RE.finditer(raw or ""))
+    if not matches:
+        return f"no {SCORE_MARKER} marker in judge reply"
+    body = matches[-1].group(1)
+    if body is None:
+        return f"last {SCORE_MARKER} marker is not followed by a JSON object"
+    try:
+        parsed = json.loads(body)
+    except json.JSONDecodeError as exc:
+        return f"unparseable score JSON: {exc.msg}"
+    known = {k: v for k, v in parsed.items() if k in SCORE_COLUMNS}
+    if set(parsed) - set(known):
+        logger.info("ignoring unknown score names %s", sorted(set(parsed) - set(known)))
+    if not known:
+        return "score JSON names none of " + ", ".join(SCORE_COLUMNS)
+    scores = nan_scores()
+    for key, value in known.items():
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
+            return f"score {key!r} is not a number: {value!r}"
+        if not 0.0 <= value <= 1.0:
+            return f"score {key!r}={value} outside [0, 1]"
+        scores[key] = float(value)
+    return scores
+
+
+def judge_frame(judge: Judge, responses: pd.DataFrame) -> pd.DataFrame:
+    """Judge every row of a responses frame; return it in ``JUDGMENT_COLUMNS`` order.
+
+    Args:
+        judge: The judge to apply.
+        responses: A frame with (at least) the ``RESPONSE_COLUMNS``.
+
+    Returns:
+        One row per response with the judge name, prompt, raw reply, scores and reason.
+    """
+    missing = [c for c in RESPONSE_COLUMNS if c not in responses.columns]
+    if missing:
+        raise ConfigError(f"responses lack columns {missing}")
+    records = responses[RESPONSE_COLUMNS].to_dict("records")
+    judgments = judge.judge(records)
+    if len(judgments) != len(records):
+        raise RuntimeError(f"judge {judge.name} returned {len(judgments)} judgments for {len(records)}")
+    rows = []
+    for rec, jd in zip(records, judgments, strict=True):
+        row = dict(rec)
+        row.update(judge=judge.name, judge_prompt=jd.judge_prompt, judge_raw=jd.judge_raw)
+        row.update(jd.scores)
+        row["unscored_reason"] = jd.unscored_reason
+        rows.append(row)
+    out = pd.DataFrame(rows, columns=JUDGMENT_COLUMNS)
+    out[SCORE_COLUMNS] = out[SCORE_COLUMNS].astype(float)
+    n_unscored = int((out["unscored_reason"] != "").sum())
+    logger.info(
+        "judge %s@%s: %d records, %d with an unscored reason", judge.name, judge.version, len(out), n_unscored
+    )
+    return out

@@ -1,0 +1,65 @@
+"""The safety/helpfulness figure: grouped bars per benchmark, one bar per model.
+
+Drawn with matplotlib's object API on an Agg canvas (no pyplot, no global backend
+switch), so it works headless and does not disturb other users of matplotlib.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from safervlm.io import atomic_path
+from safervlm.report.tables import TABLE_METRICS
+
+logger = logging.getLogger(__name__)
+
+
+def _models(df: pd.DataFrame) -> list[str]:
+    if not isinstance(df.columns, pd.MultiIndex):
+        raise ValueError("expected the wide table from build_table (columns = (model, metric))")
+    return list(dict.fromkeys(df.columns.get_level_values(0)))
+
+
+def plot_safety_helpfulness(
+    df: pd.DataFrame,
+    path: str | os.PathLike[str],
+    metric_names: Sequence[str] = TABLE_METRICS,
+    dpi: int = 120,
+) -> None:
+    """Write a PNG with one panel per metric: grouped bars (benchmarks × models) in percent.
+
+    Args:
+        df: Wide table from :func:`safervlm.report.tables.build_table`.
+        path: Output PNG path (written atomically: temp file, then rename).
+        metric_names: Metrics to plot, one panel each.
+        dpi: Resolution of the PNG.
+    """
+    models = _models(df)
+    benchmarks = [str(b) for b in df.index]
+    x = np.arange(len(benchmarks))
+    width = 0.8 / max(1, len(models))
+    fig = Figure(figsize=(max(6.0, 1.2 * len(benchmarks) + 2), 3.2 * len(metric_names)), dpi=dpi)
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(len(metric_names), 1, squeeze=False)[:, 0]
+    for ax, metric in zip(axes, metric_names, strict=True):
+        for i, model in enumerate(models):
+            col = (model, metric)
+            values = df[col].astype(float).to_numpy() * 100 if col in df.columns else np.full(len(x), np.nan)
+            ax.bar(x + (i - (len(models) - 1) / 2) * width, np.nan_to_num(values), width, label=model)
+        ax.set_ylabel(f"{metric} (%)")
+        ax.set_ylim(0, 105)
+        ax.set_xticks(x, benchmarks, rotation=20, ha="right")
+        ax.grid(axis="y", alpha=0.3)
+    axes[0].legend(ncols=max(1, len(models)), loc="lower right", fontsize="small")
+    axes[0].set_title("Safety and helpfulness per benchmark")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    logger.info("wrote figure %s", path)

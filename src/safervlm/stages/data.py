@@ -1,0 +1,100 @@
+"""Data stages: synthetic fixtures, tiny model, benchmark preparation, training pool."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from safervlm import tracking
+from safervlm.data import load_benchmark
+from safervlm.data import world
+from safervlm.data.fixtures import build_fixtures
+from safervlm.data.sources import load_source
+from safervlm.errors import InputError
+from safervlm.io import atomic_path, read_parquet, write_json, write_parquet
+from safervlm.schema import POOL_EXTRA, SAMPLE_COLUMNS
+
+log = logging.getLogger(__name__)
+
+
+def fixtures(out: str, seed: int, n_per_benchmark: int, n_train_per_source: int) -> dict[str, Any]:
+    """Write every benchmark and training source in its official format under ``out``."""
+    with atomic_path(out) as tmp:
+        manifest = build_fixtures(tmp, seed=seed, n_per_benchmark=n_per_benchmark,
+                                  n_train_per_source=n_train_per_source)
+    tracking.log_stage("fixtures", params={"seed": seed, "n_per_benchmark": n_per_benchmark,
+                                           "n_train_per_source": n_train_per_source},
+                       metrics=_numeric_leaves(manifest), artifacts=[Path(out) / "MANIFEST.json"])
+    return manifest
+
+
+def _numeric_leaves(d: dict[str, Any]) -> dict[str, Any]:
+    flat = tracking.flatten(d)
+    return {k: v for k, v in flat.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+
+
+def prepare(benchmark: str, root: str, out: str, limit: int | None = None) -> dict[str, Any]:
+    """Normalise one benchmark's local copy into ``out`` (parquet) plus a summary JSON."""
+    samples = load_benchmark(benchmark, Path(root), limit=limit)
+    df = pd.DataFrame([s.to_row() for s in samples], columns=SAMPLE_COLUMNS)
+    summary = {
+        "benchmark": benchmark,
+        "root": str(root),
+        "n": len(df),
+        "subsets": df["subset"].value_counts().to_dict(),
+        "categories": df["category"].value_counts().to_dict(),
+        "should_refuse": df["should_refuse"].astype("string").fillna("unknown").value_counts().to_dict(),
+    }
+    summary_path = Path(out).with_suffix(".summary.json")
+    write_parquet(df, out)
+    write_json(summary, summary_path)
+    tracking.log_stage("prepare", params={"benchmark": benchmark, "root": root, "limit": limit},
+                       metrics={"n": len(df)}, artifacts=[summary_path], run_name=f"prepare:{benchmark}")
+    return summary
+
+
+def pool(sources: dict[str, str], out: str, limits: dict[str, int | None] | None = None) -> dict[str, Any]:
+    """Concatenate the training sources into one pool (sample columns + source + response)."""
+    frames = []
+    for name, root in sources.items():
+        rows = load_source(name, Path(root), limit=(limits or {}).get(name))
+        frames.append(pd.DataFrame(rows, columns=SAMPLE_COLUMNS + POOL_EXTRA))
+    df = pd.concat(frames, ignore_index=True)
+    dup = df["id"].duplicated()
+    if dup.any():
+        raise InputError("duplicate ids across sources", path=out, record=df.loc[dup, "id"].iloc[0])
+    summary = {"n": len(df), "by_source": df["source"].value_counts().to_dict()}
+    write_parquet(df, out)
+    write_json(summary, Path(out).with_suffix(".summary.json"))
+    tracking.log_stage("pool", params={"sources": json.dumps(sources)}, metrics=_numeric_leaves(summary))
+    return summary
+
+
+def corpus_texts(paths: list[str]) -> list[str]:
+    """Text for the tiny tokenizer: questions and responses of the given parquet files,
+    plus the synthetic world's reference responses and the system prompt."""
+    texts: list[str] = ["You are a helpful assistant.", "system user assistant"]
+    for p in paths:
+        df = read_parquet(p, required=["question"])
+        texts += df["question"].dropna().astype(str).tolist()
+        for col in ("response", "reference"):
+            if col in df.columns:
+                texts += df[col].dropna().astype(str).tolist()
+    texts += [world.response_for(t) for t in world.all_tasks()]
+    return texts
+
+
+def tiny_model(text_paths: list[str], out: str, seed: int, dims: dict[str, Any]) -> int:
+    """Build the offline tiny Qwen2.5-VL policy at ``out``."""
+    from safervlm.config import from_dict
+    from safervlm.models.tiny import TinyDims, build_tiny_model
+
+    tiny_dims = from_dict(TinyDims, dims, section="base_model.tiny")
+    n = build_tiny_model(out, corpus_texts(text_paths), seed=seed, dims=tiny_dims)
+    tracking.log_stage("tiny_model", params={**dims, "seed": seed}, metrics={"n_parameters": n},
+                       artifacts=[Path(out) / "config.json"])
+    return n

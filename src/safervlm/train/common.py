@@ -1,0 +1,60 @@
+"""Pieces shared by the SFT and GRPO entry points."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from safervlm.io import atomic_path, write_json
+
+log = logging.getLogger(__name__)
+
+# Trainer arguments shared by SFT and GRPO, defined once.
+def common_args(output_dir: str | Path, seed: int, deepspeed: str | None) -> dict[str, Any]:
+    """TrainingArguments fields both trainers take (we log to MLflow ourselves, under a lock)."""
+    return {
+        "output_dir": str(output_dir),
+        "seed": seed,
+        "data_seed": seed,
+        "report_to": [],
+        "save_strategy": "no",
+        "logging_steps": 1,
+        "use_cpu": not torch.cuda.is_available(),
+        "bf16": torch.cuda.is_available() and torch.cuda.is_bf16_supported(),
+        "dataloader_num_workers": 0,
+        "deepspeed": deepspeed,
+        "disable_tqdm": True,
+    }
+
+
+def lora_config(r: int, alpha: int) -> Any:
+    """A peft LoRA config on the decoder's attention and MLP projections."""
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=r,
+        lora_alpha=alpha,
+        lora_dropout=0.0,
+        target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+        task_type="CAUSAL_LM",
+    )
+
+
+def save_policy(trainer: Any, processor: Any, out: str | Path, extra: dict[str, Any]) -> None:
+    """Save the trained policy (LoRA merged) and its processor atomically, with a train log."""
+    model = trainer.model
+    if hasattr(model, "merge_and_unload"):
+        model = model.merge_and_unload()
+    with atomic_path(out) as tmp:
+        model.save_pretrained(tmp)
+        processor.save_pretrained(tmp)
+        write_json({"log_history": trainer.state.log_history, **extra}, tmp / "train_log.json")
+    log.info("saved policy to %s", out)
+
+
+def step_logs(trainer: Any) -> list[dict[str, Any]]:
+    """Per-step numeric logs from the trainer state (for MLflow)."""
+    return [h for h in trainer.state.log_history if "step" in h]

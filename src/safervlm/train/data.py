@@ -1,0 +1,58 @@
+"""Turning per-sample parquet records into TRL datasets (prompt, completion, image)."""
+
+from __future__ import annotations
+
+import logging
+
+import pandas as pd
+from datasets import Dataset
+from datasets import Image as ImageFeature
+from PIL import Image
+
+from safervlm.errors import InputError
+from safervlm.prompts import build_prompt
+from safervlm.schema import encode_image
+
+log = logging.getLogger(__name__)
+
+# Extra columns kept in the dataset: TRL passes them to reward functions as kwargs.
+REWARD_COLUMNS = ["id", "question", "should_refuse", "image_objects", "reference", "category"]
+
+
+def _blank_image(size: int = 112) -> bytes:
+    return encode_image(Image.new("RGB", (size, size), (255, 255, 255)))
+
+
+def _images(df: pd.DataFrame, path: str) -> list[dict[str, object]]:
+    missing = df["image"].isna()
+    if missing.any():
+        # Qwen2-VL batches need an image per sample; text-only prompts get a blank one.
+        log.warning("%s: %d records have no image; using a blank image", path, int(missing.sum()))
+    blank = _blank_image()
+    return [{"bytes": b if isinstance(b, bytes | bytearray) else blank, "path": None} for b in df["image"]]
+
+
+def sft_dataset(df: pd.DataFrame, path: str, system_prompt: str | None = None) -> Dataset:
+    """Prompt–completion conversational dataset for ``SFTTrainer``; needs a ``response`` column."""
+    bad = df.index[df["response"].fillna("").str.strip() == ""].tolist()
+    if bad:
+        raise InputError("empty reference response (SFT target)", path=path, record=df.loc[bad[0], "id"])
+    data = {
+        "prompt": [build_prompt(q, system_prompt=system_prompt) for q in df["question"]],
+        "completion": [[{"role": "assistant", "content": [{"type": "text", "text": r}]}] for r in df["response"]],
+        "image": _images(df, path),
+    }
+    return Dataset.from_dict(data).cast_column("image", ImageFeature())
+
+
+def prompt_dataset(df: pd.DataFrame, path: str, system_prompt: str | None = None) -> Dataset:
+    """Prompt-only dataset for ``GRPOTrainer``, keeping the ground-truth columns for rewards."""
+    data: dict[str, list[object]] = {
+        "prompt": [build_prompt(q, system_prompt=system_prompt) for q in df["question"]],
+        "image": _images(df, path),
+    }
+    for col in REWARD_COLUMNS:
+        if col in df.columns:
+            values = df[col].tolist()
+            data[col] = [None if v is None or v != v else v for v in values] if col == "should_refuse" else values
+    return Dataset.from_dict(data).cast_column("image", ImageFeature())

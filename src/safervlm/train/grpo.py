@@ -1,0 +1,85 @@
+"""GRPO on QI-Safe prompts with TRL's ``GRPOTrainer``, rewarded through the judge.
+
+The safety-aware rollout (reflect-and-correct) plugs in here in a later stage of the
+project; this entry point already trains with the real trainer and the structured
+reward scored by the configured judge.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from transformers import set_seed
+from trl import GRPOConfig, GRPOTrainer
+
+from safervlm import tracking
+from safervlm.config import GRPOParams
+from safervlm.io import read_parquet
+from safervlm.judge import get_judge
+from safervlm.models import load_policy
+from safervlm.rewards import get_reward
+from safervlm.train.common import common_args, lora_config, save_policy, step_logs
+from safervlm.train.data import prompt_dataset
+
+log = logging.getLogger(__name__)
+
+
+def run_grpo(
+    model_path: str,
+    data_path: str,
+    out: str,
+    params: GRPOParams,
+    judge_name: str = "reference",
+    judge_params: dict[str, Any] | None = None,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Train ``model_path`` with GRPO on the prompts of ``data_path``; save to ``out``."""
+    set_seed(seed)
+    log.info("GRPO params: %s", params)
+    df = read_parquet(data_path, required=["id", "question", "image", "should_refuse", "image_objects"])
+    dataset = prompt_dataset(df, data_path)
+    judge = get_judge(judge_name, **(judge_params or {}))
+    reward = get_reward(params.reward, judge=judge, **params.reward_params)
+    model, processor = load_policy(model_path)
+    with tempfile.TemporaryDirectory(prefix="grpo-") as workdir:
+        args = GRPOConfig(
+            **common_args(workdir, seed, params.deepspeed),
+            max_steps=params.max_steps,
+            learning_rate=params.learning_rate,
+            per_device_train_batch_size=params.batch_size,
+            num_generations=params.num_generations,
+            max_completion_length=params.max_completion_length,
+            temperature=params.temperature,
+            beta=params.beta,
+        )
+        trainer = GRPOTrainer(
+            model=model,
+            args=args,
+            train_dataset=dataset,
+            reward_funcs=[reward],
+            processing_class=processor,
+            peft_config=lora_config(16, 32) if params.lora else None,
+        )
+        trainer.train()
+    history = step_logs(trainer)
+    rewards = [h["reward"] for h in history if "reward" in h]
+    k = max(1, len(rewards) // 4)
+    metrics = {
+        "steps": trainer.state.global_step,
+        "n_prompts": len(dataset),
+        "reward_first_quarter": sum(rewards[:k]) / k if rewards else float("nan"),
+        "reward_last_quarter": sum(rewards[-k:]) / k if rewards else float("nan"),
+    }
+    save_policy(trainer, processor, out, {"metrics": metrics, "params": dataclasses.asdict(params)})
+    tracking.log_stage(
+        "grpo",
+        params={**dataclasses.asdict(params), "model": model_path, "data": data_path, "judge": judge_name},
+        metrics=metrics,
+        step_metrics=history,
+        artifacts=[Path(out) / "train_log.json"],
+    )
+    return metrics

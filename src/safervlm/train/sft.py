@@ -1,0 +1,65 @@
+"""SFT warm-up on QI-Safe with TRL's ``SFTTrainer``.
+
+Reads top to bottom: seed, log args, load data, load policy and processor, build the
+trainer, train, save, log to MLflow.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from transformers import set_seed
+from trl import SFTConfig, SFTTrainer
+
+from safervlm import tracking
+from safervlm.config import SFTParams
+from safervlm.io import read_parquet
+from safervlm.models import load_policy
+from safervlm.train.common import common_args, lora_config, save_policy, step_logs
+from safervlm.train.data import sft_dataset
+
+log = logging.getLogger(__name__)
+
+
+def run_sft(model_path: str, data_path: str, out: str, params: SFTParams, seed: int = 0) -> dict[str, Any]:
+    """Fine-tune ``model_path`` on the ``response`` column of ``data_path``; save to ``out``."""
+    set_seed(seed)
+    log.info("SFT params: %s", params)
+    df = read_parquet(data_path, required=["id", "question", "image", "response"])
+    dataset = sft_dataset(df, data_path)
+    model, processor = load_policy(model_path)
+    with tempfile.TemporaryDirectory(prefix="sft-") as workdir:
+        args = SFTConfig(
+            **common_args(workdir, seed, params.deepspeed),
+            num_train_epochs=params.epochs,
+            learning_rate=params.learning_rate,
+            per_device_train_batch_size=params.batch_size,
+            gradient_accumulation_steps=params.grad_accum,
+            max_length=params.max_length,
+            warmup_steps=params.warmup_steps,
+            lr_scheduler_type="cosine",
+        )
+        trainer = SFTTrainer(
+            model=model,
+            args=args,
+            train_dataset=dataset,
+            processing_class=processor,  # AutoProcessor would return only the tokenizer here
+            peft_config=lora_config(params.lora_r, params.lora_alpha) if params.lora else None,
+        )
+        result = trainer.train()
+    metrics = {"train_loss": result.training_loss, "n_examples": len(dataset), "steps": trainer.state.global_step}
+    final = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    metrics["final_loss"] = final[-1] if final else float("nan")
+    save_policy(trainer, processor, out, {"metrics": metrics, "params": dataclasses.asdict(params)})
+    tracking.log_stage(
+        "sft",
+        params={**dataclasses.asdict(params), "model": model_path, "data": data_path, "seed": seed},
+        metrics=metrics,
+        step_metrics=step_logs(trainer),
+        artifacts=[Path(out) / "train_log.json"],
+    )
+    return metrics
