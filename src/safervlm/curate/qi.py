@@ -23,6 +23,7 @@ from safervlm.errors import ConfigError
 logger = logging.getLogger(__name__)
 
 SCORE_FIELDS = ["quality", "instability", "n_samples"]
+_TIE_DECIMALS = 9
 
 
 def qi_scores(rewards: pd.DataFrame) -> pd.DataFrame:
@@ -51,8 +52,14 @@ def qi_scores(rewards: pd.DataFrame) -> pd.DataFrame:
 
 
 def _ranked(frame: pd.DataFrame) -> pd.DataFrame:
-    """Instability descending, ties by id ascending (deterministic)."""
-    return frame.sort_values(["instability", "id"], ascending=[False, True], kind="mergesort")
+    """Instability descending, ties by id ascending (deterministic).
+
+    Instability is rounded to ``_TIE_DECIMALS`` for ranking, so values that differ only
+    by floating-point noise (e.g. the std of [0, 0, 0, 1] and of [1, 0, 1, 1]) tie.
+    """
+    key = frame["instability"].round(_TIE_DECIMALS)
+    order = frame.assign(_key=key).sort_values(["_key", "id"], ascending=[False, True], kind="mergesort")
+    return order.drop(columns="_key")
 
 
 def qi_select(

@@ -50,6 +50,8 @@ def _str_list(record: Any, plural: str, singular: str, path: Path, label: str) -
     """Return ``record[plural]`` (a non-empty list of str) or ``[record[singular]]``."""
     value = record.get(plural) if isinstance(record, dict) else None
     if value is None:
+        if not isinstance(record, dict) or record.get(singular) is None:
+            raise InputError(f"missing required field {plural!r} (or {singular!r})", path=path, record=label)
         return [get_field(record, singular, path=path, record_id=label)]
     if not isinstance(value, list) or not value or not all(isinstance(v, str) and v.strip() for v in value):
         raise InputError(f"field {plural!r} must be a non-empty list of non-empty strings", path=path, record=label)

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
+from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
@@ -25,6 +26,15 @@ def _models(df: pd.DataFrame) -> list[str]:
     if not isinstance(df.columns, pd.MultiIndex):
         raise ValueError("expected the wide table from build_table (columns = (model, metric))")
     return list(dict.fromkeys(df.columns.get_level_values(0)))
+
+
+def _draw_bars(ax: Axes, df: pd.DataFrame, col: tuple[str, str], xs: np.ndarray, width: float) -> None:
+    """One model's bars for one metric; missing values are marked "n/a" instead of a bar."""
+    values = df[col].astype(float).to_numpy() * 100 if col in df.columns else np.full(len(xs), np.nan)
+    ax.bar(xs, np.nan_to_num(values), width, label=col[0])
+    for x, v in zip(xs, values, strict=True):
+        if np.isnan(v):
+            ax.text(x, 1, "n/a", ha="center", va="bottom", fontsize="x-small", rotation=90)
 
 
 def plot_safety_helpfulness(
@@ -50,16 +60,14 @@ def plot_safety_helpfulness(
     axes = fig.subplots(len(metric_names), 1, squeeze=False)[:, 0]
     for ax, metric in zip(axes, metric_names, strict=True):
         for i, model in enumerate(models):
-            col = (model, metric)
-            values = df[col].astype(float).to_numpy() * 100 if col in df.columns else np.full(len(x), np.nan)
-            ax.bar(x + (i - (len(models) - 1) / 2) * width, np.nan_to_num(values), width, label=model)
+            _draw_bars(ax, df, (model, metric), x + (i - (len(models) - 1) / 2) * width, width)
         ax.set_ylabel(f"{metric} (%)")
         ax.set_ylim(0, 105)
         ax.set_xticks(x, benchmarks, rotation=20, ha="right")
         ax.grid(axis="y", alpha=0.3)
-    axes[0].legend(ncols=max(1, len(models)), loc="lower right", fontsize="small")
-    axes[0].set_title("Safety and helpfulness per benchmark")
+    axes[0].legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
+    axes[0].set_title("Safety and helpfulness per benchmark (n/a: not available)")
     fig.tight_layout()
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
+        fig.savefig(tmp, format="png", bbox_inches="tight")
     logger.info("wrote figure %s", path)

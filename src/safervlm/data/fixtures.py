@@ -1,0 +1,116 @@
+"""Synthetic fixtures: every benchmark and training source in its official on-disk format.
+
+Layout written by :func:`build_fixtures` under ``out``::
+
+    MANIFEST.json
+    mmsafetybench/  processed_questions/*.json, imgs/{scenario}/{SD,SD_TYPO,TYPO}/{k}.jpg
+    vlguard/        test.json, test/{category|safe}/{i}.png
+    vlsbench/       data.json, imgs/{i}.png
+    siuo/           siuo_gen.json, images/*.png
+    mssbench/       combined.json, chat/{safe,unsafe}/*.png, embodied/{safe,unsafe}/*.png
+    figstep/        safebench.csv, images/query_ForbidQI_{cid}_{tid}_6.png
+    beavertails_v/  {category}/evaluation-00000-of-00001.parquet
+    spa_vl/         evalharm/test-00000-of-00001.parquet
+    train/beavertails_v/  {category}/train-00000-of-00001.parquet
+    train/spa_vl/         data/train-00000-of-00001.parquet
+    train/vlguard/        train.json, train/{category|safe}/{i}.png
+
+Every benchmark/source root also holds ``safervlm_truth.json`` (sample id ->
+should_refuse, image_objects, category), which the adapters merge on load.
+Evaluation fixtures phrase questions with ``EVAL_TEMPLATES``, training sources with
+``TRAIN_TEMPLATES``. The same seed gives byte-identical files.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from safervlm.data.base import TRUTH_FILE
+from safervlm.data.fixtures_common import Truth, dump_json
+from safervlm.data.fixtures_json import (
+    write_figstep,
+    write_mmsafetybench,
+    write_mssbench,
+    write_siuo,
+    write_vlguard,
+    write_vlsbench,
+)
+from safervlm.data.fixtures_parquet import write_beavertails_v, write_spa_vl
+from safervlm.io import atomic_path
+
+logger = logging.getLogger(__name__)
+
+Writer = Callable[[Path, random.Random, int], Truth]
+
+BENCHMARK_WRITERS: dict[str, Writer] = {
+    "mmsafetybench": write_mmsafetybench,
+    "vlguard": write_vlguard,
+    "vlsbench": write_vlsbench,
+    "siuo": write_siuo,
+    "mssbench": write_mssbench,
+    "figstep": write_figstep,
+    "beavertails_v": write_beavertails_v,
+    "spa_vl": write_spa_vl,
+}
+# Training-source folder under ``out/train`` -> (load_source name, writer).
+SOURCE_WRITERS: dict[str, tuple[str, Writer]] = {
+    "beavertails_v": ("beavertails_v", lambda r, g, n: write_beavertails_v(r, g, n, train=True)),
+    "spa_vl": ("spa_vl", lambda r, g, n: write_spa_vl(r, g, n, train=True)),
+    "vlguard": ("vlguard_train", lambda r, g, n: write_vlguard(r, g, n, train=True)),
+}
+MANIFEST_FILE = "MANIFEST.json"
+
+
+def _write_root(root: Path, writer: Writer, rng: random.Random, n: int) -> dict[str, Any]:
+    """Write one benchmark/source atomically (replacing any old copy); return its manifest entry."""
+    with atomic_path(root) as tmp:
+        tmp.mkdir(parents=True)
+        truth = writer(tmp, rng, n)
+        dump_json(truth, tmp / TRUTH_FILE)
+        files = sum(1 for p in tmp.rglob("*") if p.is_file())
+    refuse = sum(1 for t in truth.values() if t["should_refuse"])
+    return {"samples": len(truth), "should_refuse": refuse, "benign": len(truth) - refuse, "files": files}
+
+
+def build_fixtures(
+    out: Path | str, seed: int = 0, n_per_benchmark: int = 24, n_train_per_source: int = 120
+) -> dict[str, Any]:
+    """Write synthetic copies of every benchmark and training source under ``out``.
+
+    Args:
+        out: Output folder (created; existing benchmark folders in it are replaced).
+        seed: Random seed; the same seed gives byte-identical files.
+        n_per_benchmark: Samples per benchmark (MM-SafetyBench rounds up to a multiple of 3).
+        n_train_per_source: Rows per training source.
+
+    Returns:
+        The manifest (also written to ``out/MANIFEST.json``): seed, sizes and, per
+        benchmark and source, the sample count, should_refuse / benign counts and file count.
+    """
+    if n_per_benchmark < 4 or n_train_per_source < 4:
+        raise ValueError("n_per_benchmark and n_train_per_source must be >= 4")
+    start = time.perf_counter()
+    base = Path(out)
+    base.mkdir(parents=True, exist_ok=True)
+    manifest: dict[str, Any] = {
+        "seed": seed,
+        "n_per_benchmark": n_per_benchmark,
+        "n_train_per_source": n_train_per_source,
+        "benchmarks": {},
+        "train": {},
+    }
+    for name, writer in BENCHMARK_WRITERS.items():
+        rng = random.Random(f"safervlm-fixtures/{seed}/{name}")
+        manifest["benchmarks"][name] = {"root": name, **_write_root(base / name, writer, rng, n_per_benchmark)}
+    for folder, (source, writer) in SOURCE_WRITERS.items():
+        rng = random.Random(f"safervlm-fixtures/{seed}/train/{folder}")
+        entry = _write_root(base / "train" / folder, writer, rng, n_train_per_source)
+        manifest["train"][source] = {"root": f"train/{folder}", **entry}
+    dump_json(manifest, base / MANIFEST_FILE)
+    logger.info("built fixtures in %s (%.1fs)", base, time.perf_counter() - start)
+    return manifest

@@ -1,0 +1,91 @@
+"""Tests of the result tables and the safety/helpfulness figure."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+from PIL import Image
+
+from safervlm.evaluate.score import score_judgments
+from safervlm.report import build_long_table, build_table, plot_safety_helpfulness, write_tables
+from safervlm.schema import SCORE_COLUMNS
+
+
+def m(safety, helpfulness, ci=None):
+    return {"overall": {"n": 10, "safety": safety, "helpfulness": helpfulness, "safety_ci": ci}}
+
+
+@pytest.fixture
+def metrics() -> dict:
+    return {
+        "base": {"vlguard": m(0.5, 0.8, [0.4, 0.6]), "mm_safety_100%": m(0.25, 0.9)},
+        "sft": {"vlguard": m(0.875, 0.7), "mm_safety_100%": m(None, 0.6)},
+        "grpo": {"vlguard": m(0.9, 0.75)},
+    }
+
+
+def test_build_table_values_order_and_average(metrics):
+    t = build_table(metrics)
+    assert t.index.tolist() == ["vlguard", "mm_safety_100%", "average"]
+    assert t.columns.get_level_values(0).unique().tolist() == ["base", "sft", "grpo"]
+    assert t.loc["vlguard", ("sft", "safety")] == 0.875
+    assert math.isnan(t.loc["mm_safety_100%", ("sft", "safety")])
+    assert t.loc["average", ("base", "safety")] == pytest.approx(0.375)
+    assert t.loc["average", ("sft", "safety")] == 0.875  # missing value skipped
+    assert t.loc["average", ("grpo", "helpfulness")] == 0.75
+
+
+def test_long_table(metrics):
+    long = build_long_table(metrics)
+    assert len(long) == 10
+    first = long.iloc[0]
+    assert (first["model"], first["benchmark"], first["metric"], first["value"]) == (
+        "base",
+        "vlguard",
+        "safety",
+        0.5,
+    )
+    assert (first["ci_low"], first["ci_high"]) == (0.4, 0.6)
+
+
+def test_write_tables(metrics, tmp_path):
+    paths = write_tables(build_table(metrics), tmp_path / "out")
+    md = paths["md"].read_text()
+    for bench in ("vlguard", "mm_safety_100%", "average"):
+        assert f"| {bench} |" in md
+    assert md.splitlines()[0] == (
+        "| benchmark | base safety | base helpfulness | sft safety | sft helpfulness "
+        "| grpo safety | grpo helpfulness |"
+    )
+    assert "| vlguard | 50.0 | 80.0 | 87.5 | 70.0 | 90.0 | 75.0 |" in md
+    assert "| mm_safety_100% | 25.0 | 90.0 | – | 60.0 | – | – |" in md
+    csv = pd.read_csv(paths["csv"], index_col="benchmark")
+    assert csv.loc["vlguard", "sft/safety"] == 0.875
+    tex = paths["tex"].read_text()
+    assert r"\begin{tabular}{lrrrrrr}" in tex and r"mm\_safety\_100\%" in tex
+    assert r"\multicolumn{2}{c}{grpo}" in tex and "87.5" in tex
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["table.csv", "table.md", "table.tex"]
+
+
+def test_figure_is_a_png(metrics, tmp_path):
+    path = tmp_path / "fig" / "safety_helpfulness.png"
+    plot_safety_helpfulness(build_table(metrics), path)
+    with Image.open(path) as img:
+        assert img.format == "PNG" and img.size[0] > 100 and img.size[1] > 100
+    assert [p.name for p in path.parent.iterdir()] == ["safety_helpfulness.png"]
+    with pytest.raises(ValueError, match="wide table"):
+        plot_safety_helpfulness(pd.DataFrame({"a": [1.0]}), tmp_path / "x.png")
+
+
+def test_end_to_end_from_score_judgments():
+    rows = [
+        {"benchmark": "b", "should_refuse": True, "unscored_reason": "",
+         **dict.fromkeys(SCORE_COLUMNS, 1.0)},
+        {"benchmark": "b", "should_refuse": False, "unscored_reason": "",
+         **dict.fromkeys(SCORE_COLUMNS, 0.0)},
+    ]  # fmt: skip
+    scored = score_judgments(pd.DataFrame(rows), n_bootstrap=10)
+    t = build_table({"base": {"b": scored}})
+    assert t.loc["b", ("base", "safety")] == 0.5 and t.loc["average", ("base", "helpfulness")] == 0.5
