@@ -92,6 +92,11 @@ def as_json(section):
     return json.dumps(section, sort_keys=True, separators=(",", ":"))
 
 
+def pick(section, *keys):
+    """Only the keys a rule uses, so editing another key does not rerun it."""
+    return {k: config[section][k] for k in keys}
+
+
 def code(*modules):
     """Package modules a rule runs, as inputs: editing them reruns the rule."""
     return [f"{PY}/{m}" for m in ("cli.py", "io.py", "tracking.py", *modules)]

@@ -13,7 +13,7 @@ rule decontaminate:
     conda:
         "../envs/safervlm.yaml"
     params:
-        curate=as_json({"ngram": config["curate"]["ngram"]}),
+        curate=as_json(pick("curate", "ngram")),
     shell:
         "safervlm decontaminate --pool {input.pool} --eval {input.evals} --out {output.pool}"
         " --report {output.report} --params '{params.curate}' > {log} 2>&1"
@@ -39,7 +39,9 @@ rule qi_score:
     conda:
         "../envs/safervlm.yaml"
     params:
-        curate=as_json(config["curate"]),
+        curate=as_json(
+            pick("curate", "k_samples", "temperature", "max_new_tokens", "batch_size")
+        ),
         judge=config["judge"]["name"],
         judge_params=as_json(config["judge"]["params"]),
         seed=config["seed"],

@@ -150,13 +150,21 @@ MISSING_FIELD = [
     ("vlsbench", "data.json", 3, "instruction", "[record 3 (instruction_id=3)]"),
     ("siuo", "siuo_gen.json", 2, "question", "[record 2 (question_id=1002)]"),
     ("vlguard", "test.json", 1, "image", "[record 1 (id=test_0001)]"),
-    ("mmsafetybench", "processed_questions/01-Illegal_Activitiy.json", "1", "Rephrased Question", "[record 1]"),
+    (
+        "mmsafetybench",
+        "processed_questions/01-Illegal_Activitiy.json",
+        "1",
+        "Rephrased Question",
+        "[record 1]",
+    ),
     ("mssbench", "combined.json", ("chat", 1), "queries", "[record chat[1]]"),
 ]
 
 
 @pytest.mark.parametrize(("name", "rel", "where", "field", "names"), MISSING_FIELD)
-def test_record_missing_required_field(name: str, rel: str, where: object, field: str, names: str, copy_of) -> None:
+def test_record_missing_required_field(
+    name: str, rel: str, where: object, field: str, names: str, copy_of
+) -> None:
     root = copy_of(name)
     path = root / rel
     data = json.loads(path.read_text())
@@ -292,3 +300,14 @@ def test_manifest_counts(fixtures_root: Path) -> None:
     manifest = json.loads((fixtures_root / "MANIFEST.json").read_text())
     for name in BENCHMARKS:
         assert manifest["benchmarks"][name]["samples"] == len(load_benchmark(name, fixtures_root / name))
+
+
+def test_figstep_repository_layout(copy_of) -> None:
+    """A clone of the FigStep repository (data/question, data/images/SafeBench) loads too."""
+    root = copy_of("figstep")
+    (root / "data" / "question").mkdir(parents=True)
+    (root / "safebench.csv").rename(root / "data" / "question" / "safebench.csv")
+    (root / "data" / "images").mkdir()
+    (root / "images").rename(root / "data" / "images" / "SafeBench")
+    samples = load_benchmark("figstep", root)
+    assert len(samples) == 24 and samples[0].image_path.startswith("data/images/SafeBench/")

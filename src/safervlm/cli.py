@@ -70,15 +70,24 @@ def cmd_qi_score(a: argparse.Namespace) -> Any:
     from safervlm.config import CurateParams
     from safervlm.stages.curate import qi_score_stage
 
-    return qi_score_stage(a.model, a.pool, a.out, _params(CurateParams, a.params, "curate"), a.judge,
-                          _json(a.judge_params, "--judge-params"), a.seed)
+    return qi_score_stage(
+        a.model,
+        a.pool,
+        a.out,
+        _params(CurateParams, a.params, "curate"),
+        a.judge,
+        _json(a.judge_params, "--judge-params"),
+        a.seed,
+    )
 
 
 def cmd_qi_select(a: argparse.Namespace) -> Any:
     from safervlm.config import CurateParams
     from safervlm.stages.curate import qi_select_stage
 
-    return qi_select_stage(a.scores, a.pool, a.out, a.datasheet, _params(CurateParams, a.params, "curate"), a.seed)
+    return qi_select_stage(
+        a.scores, a.pool, a.out, a.datasheet, _params(CurateParams, a.params, "curate"), a.seed
+    )
 
 
 def cmd_sft(a: argparse.Namespace) -> Any:
@@ -92,15 +101,24 @@ def cmd_grpo(a: argparse.Namespace) -> Any:
     from safervlm.config import GRPOParams
     from safervlm.train.grpo import run_grpo
 
-    return run_grpo(a.model, a.data, a.out, _params(GRPOParams, a.params, "grpo"), judge_name=a.judge,
-                    judge_params=_json(a.judge_params, "--judge-params"), seed=a.seed)
+    return run_grpo(
+        a.model,
+        a.data,
+        a.out,
+        _params(GRPOParams, a.params, "grpo"),
+        judge_name=a.judge,
+        judge_params=_json(a.judge_params, "--judge-params"),
+        seed=a.seed,
+    )
 
 
 def cmd_generate(a: argparse.Namespace) -> Any:
     from safervlm.config import GenerateParams
     from safervlm.stages.evaluate import generate_stage
 
-    return generate_stage(a.model, a.model_name, a.data, a.out, _params(GenerateParams, a.params, "generate"), a.seed)
+    return generate_stage(
+        a.model, a.model_name, a.data, a.out, _params(GenerateParams, a.params, "generate"), a.seed
+    )
 
 
 def cmd_judge(a: argparse.Namespace) -> Any:
@@ -181,8 +199,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--params", default="{}", help="curate section as JSON")
     p.add_argument("--seed", type=int, default=0)
 
-    for name, fn, help_ in (("sft", cmd_sft, "SFT warm-up (TRL SFTTrainer)"),
-                            ("grpo", cmd_grpo, "GRPO (TRL GRPOTrainer) rewarded through the judge")):
+    for name, fn, help_ in (
+        ("sft", cmd_sft, "SFT warm-up (TRL SFTTrainer)"),
+        ("grpo", cmd_grpo, "GRPO (TRL GRPOTrainer) rewarded through the judge"),
+    ):
         p = _add(sub, name, fn, help_)
         for flag in ("--model", "--data", "--out"):
             p.add_argument(flag, required=True)
@@ -217,12 +237,17 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point: parse, configure logging once, run the stage, map user errors to exit 2."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     for noisy in ("alembic", "mlflow", "httpx", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    log.info("safervlm %s %s", args.command, json.dumps({k: v for k, v in vars(args).items() if k != "func"},
-                                                        default=str))
+    log.info(
+        "safervlm %s %s",
+        args.command,
+        json.dumps({k: v for k, v in vars(args).items() if k != "func"}, default=str),
+    )
     try:
         args.func(args)
     except SafervlmError as exc:

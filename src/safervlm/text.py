@@ -21,7 +21,9 @@ def split_response(response: str) -> tuple[str, str]:
         reasoning, answer = "", text
     else:
         reasoning, answer = text[:idx], text[idx + len(_THINK_CLOSE) :]
-        reasoning = reasoning.replace("<think>", "", 1) if reasoning.lstrip().startswith("<think>") else reasoning
+        reasoning = (
+            reasoning.replace("<think>", "", 1) if reasoning.lstrip().startswith("<think>") else reasoning
+        )
     m = _ANSWER_RE.search(answer)
     if m:
         answer = m.group(1)

@@ -14,6 +14,7 @@ import contextlib
 import fcntl
 import logging
 import os
+import re
 import subprocess
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -25,6 +26,12 @@ log = logging.getLogger(__name__)
 
 DEFAULT_URI = "sqlite:///results/mlflow/mlflow.db"
 MAX_PARAM_LEN = 6000
+_BAD_KEY_CHARS = re.compile(r"[^\w\-. :/]")
+
+
+def _key(name: str) -> str:
+    """MLflow accepts only alphanumerics, _ - . space : / in names."""
+    return _BAD_KEY_CHARS.sub("_", name)
 
 
 def enabled() -> bool:
@@ -36,8 +43,12 @@ def git_commit() -> str:
     """The current git commit (with ``-dirty`` when the tree has changes), or ``unknown``."""
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, check=True).stdout
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return sha.strip() + ("-dirty" if dirty.strip() else "")
@@ -58,7 +69,7 @@ def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 @contextlib.contextmanager
 def _db_lock(uri: str) -> Iterator[None]:
     if uri.startswith("sqlite:///"):
-        lock_path = Path(uri[len("sqlite:///"):] + ".lock")
+        lock_path = Path(uri[len("sqlite:///") :] + ".lock")
         lock_path.parent.mkdir(parents=True, exist_ok=True)
         with open(lock_path, "w") as fh:
             fcntl.flock(fh, fcntl.LOCK_EX)
@@ -100,15 +111,17 @@ def log_stage(
             "safervlm_version": safervlm.__version__,
         }
         with mlflow.start_run(run_name=run_name or stage, tags=tags) as run:
-            flat = {k: str(v)[:MAX_PARAM_LEN] for k, v in flatten(params or {}).items()}
+            flat = {_key(k): str(v)[:MAX_PARAM_LEN] for k, v in flatten(params or {}).items()}
             if flat:
                 mlflow.log_params(flat)
-            numeric = {k: float(v) for k, v in flatten(metrics or {}).items() if _is_number(v)}
+            numeric = {_key(k): float(v) for k, v in flatten(metrics or {}).items() if _is_number(v)}
             if numeric:
                 mlflow.log_metrics(numeric)
             for i, row in enumerate(step_metrics or []):
                 step = int(row.get("step", i))
-                vals = {k.replace("/", "_"): float(v) for k, v in row.items() if k != "step" and _is_number(v)}
+                vals = {
+                    k.replace("/", "_"): float(v) for k, v in row.items() if k != "step" and _is_number(v)
+                }
                 if vals:
                     mlflow.log_metrics(vals, step=step)
             for path in artifacts or []:

@@ -76,7 +76,9 @@ def get_field(record: Any, key: str, *, path: Path, record_id: object, kind: typ
         kind: Expected type; ``str`` values must also be non-empty after stripping.
     """
     if not isinstance(record, Mapping):
-        raise InputError(f"record is a {type(record).__name__}, expected an object", path=path, record=record_id)
+        raise InputError(
+            f"record is a {type(record).__name__}, expected an object", path=path, record=record_id
+        )
     if key not in record or record[key] is None:
         raise InputError(f"missing required field {key!r}", path=path, record=record_id)
     value = record[key]
@@ -84,7 +86,9 @@ def get_field(record: Any, key: str, *, path: Path, record_id: object, kind: typ
         value = str(value)
     if not isinstance(value, kind):
         raise InputError(
-            f"field {key!r} is a {type(value).__name__}, expected {kind.__name__}", path=path, record=record_id
+            f"field {key!r} is a {type(value).__name__}, expected {kind.__name__}",
+            path=path,
+            record=record_id,
         )
     if kind is str and not value.strip():
         raise InputError(f"required field {key!r} is empty", path=path, record=record_id)
@@ -172,7 +176,9 @@ class BenchmarkAdapter:
         """Yield ``(record, index, source_file)`` for every official record under ``root``."""
         raise NotImplementedError
 
-    def record_to_sample(self, record: Any, root: Path, index: object, source: Path | None = None) -> list[Sample]:
+    def record_to_sample(
+        self, record: Any, root: Path, index: object, source: Path | None = None
+    ) -> list[Sample]:
         """Normalise one official record to its samples.
 
         Args:

@@ -122,7 +122,9 @@ class BeaverTailsV(BenchmarkAdapter):
             for i, (row, _, shard) in enumerate(rows):
                 yield row, f"{cat}/{i}", shard
 
-    def record_to_sample(self, record: Any, root: Path, index: object, source: Path | None = None) -> list[Sample]:
+    def record_to_sample(
+        self, record: Any, root: Path, index: object, source: Path | None = None
+    ) -> list[Sample]:
         """Normalise one parquet row to one sample."""
         cat, _, pos_s = str(index).partition("/")
         pos = int(pos_s)
@@ -131,7 +133,12 @@ class BeaverTailsV(BenchmarkAdapter):
         question = get_field(record, "question", path=source, record_id=label)
         image, name = image_from_struct(record.get("image"), base=source.parent, path=source, record=label)
         severity = record.get("image_severity")
-        should_refuse = True if severity is None else int(severity) > 0
+        try:
+            should_refuse = True if severity is None else int(severity) > 0
+        except (TypeError, ValueError) as exc:
+            raise InputError(
+                f"image_severity {severity!r} is not an integer", path=source, record=label
+            ) from exc
         meta = {
             k: v
             for k, v in record.items()

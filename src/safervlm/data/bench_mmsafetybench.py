@@ -66,7 +66,9 @@ class MMSafetyBench(BenchmarkAdapter):
         """
         bad = [t for t in image_types if t not in QUESTION_FIELD]
         if bad or not image_types:
-            raise ConfigError(f"mmsafetybench image_types must be a non-empty subset of {IMAGE_TYPES}, got {bad}")
+            raise ConfigError(
+                f"mmsafetybench image_types must be a non-empty subset of {IMAGE_TYPES}, got {bad}"
+            )
         self.image_types = tuple(image_types)
 
     def iter_records(self, root: Path) -> Iterator[tuple[Any, object, Path]]:
@@ -84,7 +86,9 @@ class MMSafetyBench(BenchmarkAdapter):
             for key in sorted(data, key=_key_order):
                 yield data[key], f"{f.stem}/{key}", f
 
-    def record_to_sample(self, record: Any, root: Path, index: object, source: Path | None = None) -> list[Sample]:
+    def record_to_sample(
+        self, record: Any, root: Path, index: object, source: Path | None = None
+    ) -> list[Sample]:
         """Expand one question into one sample per configured image type."""
         scenario, _, key = str(index).partition("/")
         source = source or root / QUESTIONS_DIR / f"{scenario}.json"

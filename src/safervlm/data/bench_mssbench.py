@@ -54,7 +54,9 @@ def _str_list(record: Any, plural: str, singular: str, path: Path, label: str) -
             raise InputError(f"missing required field {plural!r} (or {singular!r})", path=path, record=label)
         return [get_field(record, singular, path=path, record_id=label)]
     if not isinstance(value, list) or not value or not all(isinstance(v, str) and v.strip() for v in value):
-        raise InputError(f"field {plural!r} must be a non-empty list of non-empty strings", path=path, record=label)
+        raise InputError(
+            f"field {plural!r} must be a non-empty list of non-empty strings", path=path, record=label
+        )
     return value
 
 
@@ -73,7 +75,7 @@ class MSSBench(BenchmarkAdapter):
     card = {
         "source": "https://huggingface.co/datasets/kzhou35/mssbench",
         "license": "code MIT (github.com/eric-ai-lab/MSSBench); data: see the dataset card",
-        "size": "1,820 language query-image pairs (chat + embodied), each with a safe and an unsafe situation",
+        "size": "1,820 query-image pairs (chat + embodied), each with a safe and an unsafe situation",
         "metric": "accuracy in safe and unsafe situations (GPT-4o judged), averaged",
         "paper": "Zhou et al., Multimodal Situational Safety, arXiv:2410.06172",
     }
@@ -91,7 +93,9 @@ class MSSBench(BenchmarkAdapter):
             for i, item in enumerate(items):
                 yield item, f"{subset}/{i}", path
 
-    def record_to_sample(self, record: Any, root: Path, index: object, source: Path | None = None) -> list[Sample]:
+    def record_to_sample(
+        self, record: Any, root: Path, index: object, source: Path | None = None
+    ) -> list[Sample]:
         """Expand one item into a safe-image and an unsafe-image sample per query."""
         source = source or root / DATA_FILE
         subset, _, pos_s = str(index).partition("/")
@@ -109,13 +113,25 @@ class MSSBench(BenchmarkAdapter):
             unsafe_rel = _image_key(record, ("unsafe", "unsafe_image_path"), source, label)
             safe_i = _str_list(record, "safe_instructions", "safe_instruction", source, label)
             unsafe_i = _str_list(record, "unsafe_instructions", "unsafe_instruction", source, label)
+            if len(safe_i) != len(unsafe_i):
+                logger.warning(
+                    "%s %s: %d safe vs %d unsafe instructions; pairing the first %d",
+                    source,
+                    label,
+                    len(safe_i),
+                    len(unsafe_i),
+                    min(len(safe_i), len(unsafe_i)),
+                )
             pairs = list(zip(safe_i, unsafe_i, strict=False))
             category = str(record.get("category") or record.get("Type") or "")
             meta = {"task": record.get("task")}
         images = {}
         for situation, rel in (("safe", safe_rel), ("unsafe", unsafe_rel)):
             p = Path(subset) / rel
-            images[situation] = (read_image_file(root / p, record=label, referenced_from=source), p.as_posix())
+            images[situation] = (
+                read_image_file(root / p, record=label, referenced_from=source),
+                p.as_posix(),
+            )
         out: list[Sample] = []
         for qi, (safe_q, unsafe_q) in enumerate(pairs):
             for situation, question in (("safe", safe_q), ("unsafe", unsafe_q)):

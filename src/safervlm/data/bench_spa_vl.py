@@ -83,7 +83,9 @@ class SpaVL(BenchmarkAdapter):
         for i, (row, _, shard) in enumerate(iter_split_rows(root, patterns, saved, REQUIRED[self.split])):
             yield row, i, shard
 
-    def record_to_sample(self, record: Any, root: Path, index: object, source: Path | None = None) -> list[Sample]:
+    def record_to_sample(
+        self, record: Any, root: Path, index: object, source: Path | None = None
+    ) -> list[Sample]:
         """Normalise one parquet row to one sample."""
         pos = int(index)  # type: ignore[call-overload]
         source = source or root

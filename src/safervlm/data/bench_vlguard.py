@@ -46,7 +46,9 @@ def _classify(safe: bool, entry: Any, path: Path, label: str) -> tuple[str, str,
         return "safe_safes", "safe_instruction", False
     if "unsafe_instruction" in entry:
         return "safe_unsafes", "unsafe_instruction", True
-    raise InputError("missing required field 'safe_instruction' or 'unsafe_instruction'", path=path, record=label)
+    raise InputError(
+        "missing required field 'safe_instruction' or 'unsafe_instruction'", path=path, record=label
+    )
 
 
 @register("vlguard")
@@ -64,7 +66,10 @@ class VLGuard(BenchmarkAdapter):
     }
 
     def __init__(
-        self, filename: str = "test.json", image_dirs: Sequence[str] = ("test", ""), id_prefix: str = "vlguard"
+        self,
+        filename: str = "test.json",
+        image_dirs: Sequence[str] = ("test", ""),
+        id_prefix: str = "vlguard",
     ) -> None:
         """Configure the adapter.
 
@@ -88,14 +93,19 @@ class VLGuard(BenchmarkAdapter):
 
     def _image(self, root: Path, name: str, label: str, source: Path) -> tuple[bytes, str]:
         for d in self.image_dirs:
-            candidate = root / d / name
-            if candidate.is_file():
-                return read_image_file(candidate, record=label, referenced_from=source), (Path(d) / name).as_posix()
+            rel = Path(d) / name
+            if (root / rel).is_file():
+                return read_image_file(root / rel, record=label, referenced_from=source), rel.as_posix()
         first = root / self.image_dirs[0] / name if self.image_dirs else root / name
-        raise InputError(f"image not found (referenced from {source}; tried {list(self.image_dirs)})", path=first,
-                         record=label)
+        raise InputError(
+            f"image not found (referenced from {source}; tried {list(self.image_dirs)})",
+            path=first,
+            record=label,
+        )
 
-    def record_to_sample(self, record: Any, root: Path, index: object, source: Path | None = None) -> list[Sample]:
+    def record_to_sample(
+        self, record: Any, root: Path, index: object, source: Path | None = None
+    ) -> list[Sample]:
         """Expand one image record into one sample per instr-resp entry."""
         source = source or root / self.filename
         pos = int(index)  # type: ignore[call-overload]

@@ -52,7 +52,9 @@ class VLSBench(BenchmarkAdapter):
         for i, record in enumerate(data):
             yield record, i, path
 
-    def record_to_sample(self, record: Any, root: Path, index: object, source: Path | None = None) -> list[Sample]:
+    def record_to_sample(
+        self, record: Any, root: Path, index: object, source: Path | None = None
+    ) -> list[Sample]:
         """Normalise one record to one sample."""
         source = source or root / DATA_FILE
         iid = get_field(record, "instruction_id", path=source, record_id=index)

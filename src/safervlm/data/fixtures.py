@@ -106,7 +106,10 @@ def build_fixtures(
     }
     for name, writer in BENCHMARK_WRITERS.items():
         rng = random.Random(f"safervlm-fixtures/{seed}/{name}")
-        manifest["benchmarks"][name] = {"root": name, **_write_root(base / name, writer, rng, n_per_benchmark)}
+        manifest["benchmarks"][name] = {
+            "root": name,
+            **_write_root(base / name, writer, rng, n_per_benchmark),
+        }
     for folder, (source, writer) in SOURCE_WRITERS.items():
         rng = random.Random(f"safervlm-fixtures/{seed}/train/{folder}")
         entry = _write_root(base / "train" / folder, writer, rng, n_train_per_source)

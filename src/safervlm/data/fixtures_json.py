@@ -11,8 +11,14 @@ import math
 import random
 from pathlib import Path
 
-from safervlm.data import bench_figstep, bench_mmsafetybench, bench_mssbench, bench_siuo, bench_vlguard
-from safervlm.data import bench_vlsbench
+from safervlm.data import (
+    bench_figstep,
+    bench_mmsafetybench,
+    bench_mssbench,
+    bench_siuo,
+    bench_vlguard,
+    bench_vlsbench,
+)
 from safervlm.data.fixtures_common import (
     Truth,
     benign_for,
@@ -25,8 +31,16 @@ from safervlm.data.fixtures_common import (
     truth,
     unsafe_for,
 )
-from safervlm.data.world import BENIGN_TASKS, EVAL_TEMPLATES, UNSAFE_TASKS, answer_for, draw_scene
-from safervlm.data.world import draw_typography, reasoning_for, response_for
+from safervlm.data.world import (
+    BENIGN_TASKS,
+    EVAL_TEMPLATES,
+    UNSAFE_TASKS,
+    answer_for,
+    draw_scene,
+    draw_typography,
+    reasoning_for,
+    response_for,
+)
 
 # World harm category -> (MM-SafetyBench scenario file stem, FigStep category id and name).
 MMSB_SCENARIO = {
@@ -72,7 +86,9 @@ def write_mmsafetybench(root: Path, rng: random.Random, n: int) -> Truth:
         for image_type, img in images.items():
             save_jpeg(img, root / "imgs" / scenario / image_type / f"{key}.jpg")
             objects = [] if image_type == "TYPO" else [task.obj]
-            out[bench_mmsafetybench.sample_id(scenario, image_type, key)] = truth(True, objects, task.category)
+            out[bench_mmsafetybench.sample_id(scenario, image_type, key)] = truth(
+                True, objects, task.category
+            )
     for scenario, records in by_scenario.items():
         dump_json(records, root / "processed_questions" / f"{scenario}.json")
     return out
@@ -214,7 +230,8 @@ def write_figstep(root: Path, rng: random.Random, n: int) -> Truth:
         tid = task_ids[cid] = task_ids.get(cid, 0) + 1
         instruction = f"Steps to {task.text}."
         save_png(
-            draw_typography(instruction, numbered=3), root / "images" / bench_figstep.image_name("ForbidQI", cid, tid)
+            draw_typography(instruction, numbered=3),
+            root / "images" / bench_figstep.image_name("ForbidQI", cid, tid),
         )
         rows.append(
             {

@@ -123,7 +123,11 @@ def write_beavertails_v(root: Path, rng: random.Random, n: int, *, train: bool =
 
 
 def write_spa_vl(root: Path, rng: random.Random, n: int, *, train: bool = False) -> Truth:
-    """Eval: ``n`` harmful rows in ``evalharm/``. Train: ``n`` mixed rows with chosen/rejected in ``data/``."""
+    """Eval: ``n`` harmful rows in ``evalharm/``; train: ``n`` mixed rows with chosen/rejected in ``data/``.
+
+    Returns:
+        Ground truth keyed by the ids the SPA-VL adapter produces.
+    """
     split = "train" if train else "evalharm"
     tasks = mixed_tasks(rng, n) if train else cycle(rng, UNSAFE_TASKS, n)
     rows: list[dict[str, Any]] = []

@@ -32,7 +32,9 @@ def is_saved_dataset(folder: Path) -> bool:
     return (folder / "state.json").is_file() and (folder / "dataset_info.json").is_file()
 
 
-def iter_parquet_rows(files: Sequence[Path], required: Sequence[str]) -> Iterator[tuple[dict[str, Any], int, Path]]:
+def iter_parquet_rows(
+    files: Sequence[Path], required: Sequence[str]
+) -> Iterator[tuple[dict[str, Any], int, Path]]:
     """Yield ``(row, index_within_file, file)`` for every row of ``files``, streaming in batches.
 
     Raises:
@@ -58,7 +60,9 @@ def iter_parquet_rows(files: Sequence[Path], required: Sequence[str]) -> Iterato
             raise InputError(f"cannot read parquet row group: {exc}", path=f, record=i) from exc
 
 
-def iter_saved_dataset_rows(folder: Path, required: Sequence[str]) -> Iterator[tuple[dict[str, Any], int, Path]]:
+def iter_saved_dataset_rows(
+    folder: Path, required: Sequence[str]
+) -> Iterator[tuple[dict[str, Any], int, Path]]:
     """Yield ``(row, index, folder)`` from a ``save_to_disk`` folder, images left undecoded."""
     import datasets  # heavy import, only needed for this layout
 
@@ -99,4 +103,6 @@ def iter_split_rows(
         if is_saved_dataset(folder / sub):
             yield from iter_saved_dataset_rows(folder / sub, required)
             return
-    raise InputError(f"no data files matching {list(patterns)} or saved dataset in {list(saved_dirs)}", path=folder)
+    raise InputError(
+        f"no data files matching {list(patterns)} or saved dataset in {list(saved_dirs)}", path=folder
+    )

@@ -33,7 +33,9 @@ logger = logging.getLogger(__name__)
 _FACTORIES: dict[str, Callable[[], BenchmarkAdapter]] = {
     "beavertails_v": lambda: BeaverTailsV(split="train"),
     "spa_vl": lambda: SpaVL(split="train"),
-    "vlguard_train": lambda: VLGuard(filename="train.json", image_dirs=("train", ""), id_prefix="vlguard_train"),
+    "vlguard_train": lambda: VLGuard(
+        filename="train.json", image_dirs=("train", ""), id_prefix="vlguard_train"
+    ),
 }
 
 
@@ -51,7 +53,9 @@ def source_adapter(name: str) -> BenchmarkAdapter:
     try:
         return _FACTORIES[name]()
     except KeyError:
-        raise ConfigError(f"unknown training source {name!r}; known sources: {', '.join(list_sources())}") from None
+        raise ConfigError(
+            f"unknown training source {name!r}; known sources: {', '.join(list_sources())}"
+        ) from None
 
 
 def load_source(name: str, root: Path | str, limit: int | None = None) -> list[dict[str, Any]]:

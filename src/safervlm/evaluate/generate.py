@@ -64,24 +64,32 @@ class HFGenerator:
     ) -> list[list[str]]:
         """Return ``num_samples`` responses per question, in input order."""
         torch.manual_seed(seed)
-        order = sorted(range(len(questions)), key=lambda i: len(questions[i]))  # similar lengths batch together
+        order = sorted(
+            range(len(questions)), key=lambda i: len(questions[i])
+        )  # similar lengths batch together
         out: list[list[str]] = [[] for _ in questions]
-        gen_kwargs: dict[str, Any] = {"max_new_tokens": max_new_tokens, "do_sample": do_sample,
-                                      "num_return_sequences": num_samples}
+        gen_kwargs: dict[str, Any] = {
+            "max_new_tokens": max_new_tokens,
+            "do_sample": do_sample,
+            "num_return_sequences": num_samples,
+        }
         if do_sample:
             gen_kwargs["temperature"] = temperature
         for start in tqdm(range(0, len(order), batch_size), desc="generate", leave=False):
             idx = order[start : start + batch_size]
             inputs = self._encode([questions[i] for i in idx], [images[i] for i in idx])
             ids = self.model.generate(**inputs, **gen_kwargs)
-            texts = self.processor.batch_decode(ids[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
+            texts = self.processor.batch_decode(
+                ids[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True
+            )
             for j, i in enumerate(idx):
                 out[i] = [t.strip() for t in texts[j * num_samples : (j + 1) * num_samples]]
         return out
 
 
-def generate_responses(samples: pd.DataFrame, model_path: str, model_name: str,
-                       params: GenerateParams, seed: int = 0) -> pd.DataFrame:
+def generate_responses(
+    samples: pd.DataFrame, model_path: str, model_name: str, params: GenerateParams, seed: int = 0
+) -> pd.DataFrame:
     """Generate one response per sample and split it into reasoning and answer."""
     gen = HFGenerator(model_path, system_prompt=params.system_prompt)
     images = [b if isinstance(b, bytes | bytearray) else None for b in samples["image"]]

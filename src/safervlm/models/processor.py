@@ -27,7 +27,9 @@ log = logging.getLogger(__name__)
 class ImageOnlyQwenVLProcessor(Qwen2_5_VLProcessor):
     """Qwen2.5-VL processor without the video processor (no torchvision needed)."""
 
-    def __init__(self, image_processor: Any = None, tokenizer: Any = None, chat_template: Any = None, **kwargs: Any):
+    def __init__(
+        self, image_processor: Any = None, tokenizer: Any = None, chat_template: Any = None, **kwargs: Any
+    ):
         self.image_token = getattr(tokenizer, "image_token", None) or "<|image_pad|>"
         self.video_token = getattr(tokenizer, "video_token", None) or "<|video_pad|>"
         self.image_token_id = tokenizer.convert_tokens_to_ids(self.image_token)
@@ -58,8 +60,9 @@ def load_processor(path: str | Path) -> ImageOnlyQwenVLProcessor | Any:
             return AutoProcessor.from_pretrained(p)
     tokenizer = AutoTokenizer.from_pretrained(p)
     image_processor = Qwen2VLImageProcessorPil.from_pretrained(p)
-    return ImageOnlyQwenVLProcessor(image_processor=image_processor, tokenizer=tokenizer,
-                                    chat_template=tokenizer.chat_template)
+    return ImageOnlyQwenVLProcessor(
+        image_processor=image_processor, tokenizer=tokenizer, chat_template=tokenizer.chat_template
+    )
 
 
 def load_policy(path: str | Path, dtype: str = "float32") -> tuple[Any, Any]:

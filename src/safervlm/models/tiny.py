@@ -133,7 +133,9 @@ def tiny_config(tokenizer: PreTrainedTokenizerFast, dims: TinyDims) -> Qwen2_5_V
     )
 
 
-def build_tiny_model(out: str | Path, texts: Iterable[str], seed: int = 0, dims: TinyDims | None = None) -> int:
+def build_tiny_model(
+    out: str | Path, texts: Iterable[str], seed: int = 0, dims: TinyDims | None = None
+) -> int:
     """Build, save and return the parameter count of the tiny policy at ``out``.
 
     Args:

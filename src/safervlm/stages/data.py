@@ -10,8 +10,7 @@ from typing import Any
 import pandas as pd
 
 from safervlm import tracking
-from safervlm.data import load_benchmark
-from safervlm.data import world
+from safervlm.data import load_benchmark, world
 from safervlm.data.fixtures import build_fixtures
 from safervlm.data.sources import load_source
 from safervlm.errors import InputError
@@ -24,11 +23,15 @@ log = logging.getLogger(__name__)
 def fixtures(out: str, seed: int, n_per_benchmark: int, n_train_per_source: int) -> dict[str, Any]:
     """Write every benchmark and training source in its official format under ``out``."""
     with atomic_path(out) as tmp:
-        manifest = build_fixtures(tmp, seed=seed, n_per_benchmark=n_per_benchmark,
-                                  n_train_per_source=n_train_per_source)
-    tracking.log_stage("fixtures", params={"seed": seed, "n_per_benchmark": n_per_benchmark,
-                                           "n_train_per_source": n_train_per_source},
-                       metrics=_numeric_leaves(manifest), artifacts=[Path(out) / "MANIFEST.json"])
+        manifest = build_fixtures(
+            tmp, seed=seed, n_per_benchmark=n_per_benchmark, n_train_per_source=n_train_per_source
+        )
+    tracking.log_stage(
+        "fixtures",
+        params={"seed": seed, "n_per_benchmark": n_per_benchmark, "n_train_per_source": n_train_per_source},
+        metrics=_numeric_leaves(manifest),
+        artifacts=[Path(out) / "MANIFEST.json"],
+    )
     return manifest
 
 
@@ -52,8 +55,13 @@ def prepare(benchmark: str, root: str, out: str, limit: int | None = None) -> di
     summary_path = Path(out).with_suffix(".summary.json")
     write_parquet(df, out)
     write_json(summary, summary_path)
-    tracking.log_stage("prepare", params={"benchmark": benchmark, "root": root, "limit": limit},
-                       metrics={"n": len(df)}, artifacts=[summary_path], run_name=f"prepare:{benchmark}")
+    tracking.log_stage(
+        "prepare",
+        params={"benchmark": benchmark, "root": root, "limit": limit},
+        metrics={"n": len(df)},
+        artifacts=[summary_path],
+        run_name=f"prepare:{benchmark}",
+    )
     return summary
 
 
@@ -95,6 +103,10 @@ def tiny_model(text_paths: list[str], out: str, seed: int, dims: dict[str, Any])
 
     tiny_dims = from_dict(TinyDims, dims, section="base_model.tiny")
     n = build_tiny_model(out, corpus_texts(text_paths), seed=seed, dims=tiny_dims)
-    tracking.log_stage("tiny_model", params={**dims, "seed": seed}, metrics={"n_parameters": n},
-                       artifacts=[Path(out) / "config.json"])
+    tracking.log_stage(
+        "tiny_model",
+        params={**dims, "seed": seed},
+        metrics={"n_parameters": n},
+        artifacts=[Path(out) / "config.json"],
+    )
     return n

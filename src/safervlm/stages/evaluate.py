@@ -14,14 +14,15 @@ from safervlm import tracking
 from safervlm.config import GenerateParams
 from safervlm.evaluate.score import score_judgments
 from safervlm.io import read_json, read_parquet, write_json, write_parquet
-from safervlm.judge import get_judge
+from safervlm.judge import get_judge, judge_frame
 from safervlm.schema import JUDGMENT_COLUMNS, RESPONSE_COLUMNS, SAMPLE_COLUMNS, SCORE_COLUMNS
 
 log = logging.getLogger(__name__)
 
 
-def generate_stage(model_path: str, model_name: str, data_path: str, out: str, params: GenerateParams,
-                   seed: int) -> dict[str, Any]:
+def generate_stage(
+    model_path: str, model_name: str, data_path: str, out: str, params: GenerateParams, seed: int
+) -> dict[str, Any]:
     """Generate one response per benchmark sample."""
     from safervlm.evaluate.generate import generate_responses
 
@@ -29,32 +30,46 @@ def generate_stage(model_path: str, model_name: str, data_path: str, out: str, p
     df = generate_responses(samples, model_path, model_name, params, seed=seed)
     write_parquet(df, out)
     bench = Path(data_path).stem
-    summary = {"n": len(df), "mean_chars": float(df["response"].str.len().mean()) if len(df) else 0.0,
-               "with_reasoning": float((df["reasoning"] != "").mean()) if len(df) else 0.0}
-    tracking.log_stage("generate", params={**dataclasses.asdict(params), "model": model_name,
-                                           "model_path": model_path, "benchmark": bench, "seed": seed},
-                       metrics=summary, run_name=f"generate:{model_name}:{bench}")
+    summary = {
+        "n": len(df),
+        "mean_chars": float(df["response"].str.len().mean()) if len(df) else 0.0,
+        "with_reasoning": float((df["reasoning"] != "").mean()) if len(df) else 0.0,
+    }
+    tracking.log_stage(
+        "generate",
+        params={
+            **dataclasses.asdict(params),
+            "model": model_name,
+            "model_path": model_path,
+            "benchmark": bench,
+            "seed": seed,
+        },
+        metrics=summary,
+        run_name=f"generate:{model_name}:{bench}",
+    )
     return summary
 
 
-def judge_stage(responses_path: str, out: str, judge_name: str, judge_params: dict[str, Any]) -> dict[str, Any]:
+def judge_stage(
+    responses_path: str, out: str, judge_name: str, judge_params: dict[str, Any]
+) -> dict[str, Any]:
     """Judge every response; keep the judge prompt, raw reply and parsed scores per sample."""
     df = read_parquet(responses_path, required=RESPONSE_COLUMNS)
     judge = get_judge(judge_name, **judge_params)
-    judgments = judge.judge(df.to_dict("records"))
-    out_df = df.copy()
+    out_df = judge_frame(judge, df)
     out_df["judge"] = f"{judge.name}@{judge.version}"
-    out_df["judge_prompt"] = [j.judge_prompt for j in judgments]
-    out_df["judge_raw"] = [j.judge_raw for j in judgments]
-    for col in SCORE_COLUMNS:
-        out_df[col] = [j.scores.get(col, float("nan")) for j in judgments]
-    out_df["unscored_reason"] = [j.unscored_reason for j in judgments]
-    write_parquet(out_df[JUDGMENT_COLUMNS], out)
-    summary = {"n": len(out_df), "n_unscored": int((out_df["unscored_reason"] != "").sum()),
-               **{f"mean_{c}": float(out_df[c].mean()) for c in SCORE_COLUMNS}}
-    tracking.log_stage("judge", params={"judge": judge_name, "judge_params": json.dumps(judge_params),
-                                        "responses": responses_path}, metrics=summary,
-                       run_name=f"judge:{Path(responses_path).parent.name}")
+    write_parquet(out_df, out)
+    summary = {
+        "n": len(out_df),
+        "n_unscored": int((out_df["unscored_reason"] != "").sum()),
+        **{f"mean_{c}": float(out_df[c].mean()) for c in SCORE_COLUMNS},
+    }
+    tracking.log_stage(
+        "judge",
+        params={"judge": judge_name, "judge_params": json.dumps(judge_params), "responses": responses_path},
+        metrics=summary,
+        run_name=f"judge:{Path(responses_path).parent.name}",
+    )
     return summary
 
 
@@ -65,8 +80,13 @@ def score_stage(judgments_path: str, out: str, n_bootstrap: int, seed: int) -> d
     model = df["model"].iloc[0] if len(df) else "unknown"
     metrics = {"model": model, "judgments": judgments_path, **metrics}
     write_json(metrics, out)
-    tracking.log_stage("score", params={"judgments": judgments_path, "n_bootstrap": n_bootstrap},
-                       metrics=_overall(metrics), artifacts=[out], run_name=f"score:{model}")
+    tracking.log_stage(
+        "score",
+        params={"judgments": judgments_path, "n_bootstrap": n_bootstrap},
+        metrics=_overall(metrics),
+        artifacts=[out],
+        run_name=f"score:{model}",
+    )
     return metrics
 
 
@@ -89,6 +109,9 @@ def report_stage(metric_paths: list[str], out_dir: str) -> pd.DataFrame:
     table = build_table(metrics)
     write_tables(table, out_dir)
     plot_safety_helpfulness(table, Path(out_dir) / "safety_helpfulness.png")
-    tracking.log_stage("report", params={"models": ",".join(metrics)},
-                       artifacts=[Path(out_dir) / n for n in ("table.md", "table.csv", "safety_helpfulness.png")])
+    tracking.log_stage(
+        "report",
+        params={"models": ",".join(metrics)},
+        artifacts=[Path(out_dir) / n for n in ("table.md", "table.csv", "safety_helpfulness.png")],
+    )
     return table

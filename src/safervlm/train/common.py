@@ -12,6 +12,7 @@ from safervlm.io import atomic_path, write_json
 
 log = logging.getLogger(__name__)
 
+
 # Trainer arguments shared by SFT and GRPO, defined once.
 def common_args(output_dir: str | Path, seed: int, deepspeed: str | None) -> dict[str, Any]:
     """TrainingArguments fields both trainers take (we log to MLflow ourselves, under a lock)."""

@@ -39,7 +39,9 @@ def sft_dataset(df: pd.DataFrame, path: str, system_prompt: str | None = None) -
         raise InputError("empty reference response (SFT target)", path=path, record=df.loc[bad[0], "id"])
     data = {
         "prompt": [build_prompt(q, system_prompt=system_prompt) for q in df["question"]],
-        "completion": [[{"role": "assistant", "content": [{"type": "text", "text": r}]}] for r in df["response"]],
+        "completion": [
+            [{"role": "assistant", "content": [{"type": "text", "text": r}]}] for r in df["response"]
+        ],
         "image": _images(df, path),
     }
     return Dataset.from_dict(data).cast_column("image", ImageFeature())
@@ -54,5 +56,7 @@ def prompt_dataset(df: pd.DataFrame, path: str, system_prompt: str | None = None
     for col in REWARD_COLUMNS:
         if col in df.columns:
             values = df[col].tolist()
-            data[col] = [None if v is None or v != v else v for v in values] if col == "should_refuse" else values
+            data[col] = (
+                [None if v is None or v != v else v for v in values] if col == "should_refuse" else values
+            )
     return Dataset.from_dict(data).cast_column("image", ImageFeature())

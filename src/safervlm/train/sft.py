@@ -51,7 +51,11 @@ def run_sft(model_path: str, data_path: str, out: str, params: SFTParams, seed: 
             peft_config=lora_config(params.lora_r, params.lora_alpha) if params.lora else None,
         )
         result = trainer.train()
-    metrics = {"train_loss": result.training_loss, "n_examples": len(dataset), "steps": trainer.state.global_step}
+    metrics = {
+        "train_loss": result.training_loss,
+        "n_examples": len(dataset),
+        "steps": trainer.state.global_step,
+    }
     final = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     metrics["final_loss"] = final[-1] if final else float("nan")
     save_policy(trainer, processor, out, {"metrics": metrics, "params": dataclasses.asdict(params)})
