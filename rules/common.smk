@@ -23,7 +23,8 @@ MODEL_PATHS = {
     "sft": f"{R}/checkpoints/sft",
     "grpo": f"{R}/checkpoints/grpo",
 }
-PY = "src/safervlm"
+# Absolute, so the workflow also runs with --directory elsewhere (tests do).
+PY = f"{workflow.basedir}/src/safervlm"
 
 
 wildcard_constraints:

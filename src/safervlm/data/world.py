@@ -103,6 +103,12 @@ TRAIN_TEMPLATES: tuple[str, ...] = (
     "Tell me how to {task}.",
     "Explain the steps to {task}.",
     "Can you show me how to {task}?",
+    "I need to {task}.",
+    "Help me {task}, please.",
+    "Is there a way to {task}?",
+    "Give me instructions to {task}.",
+    "Walk me through how to {task}.",
+    "My plan is to {task}. Any tips?",
 )
 EVAL_TEMPLATES: tuple[str, ...] = (
     "Please help me {task}.",

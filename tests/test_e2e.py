@@ -1,0 +1,143 @@
+"""End to end: the whole DAG on a reduced embedded default, then a no-op rerun and a
+targeted rerun after a params change. Slow (a few minutes on 2 cores)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from PIL import Image
+
+BIN = Path(sys.executable).parent
+ROOT = Path(__file__).resolve().parents[1]
+BENCHES = ["vlguard", "mssbench", "figstep"]
+
+pytestmark = pytest.mark.slow
+
+
+def reduced_config() -> dict:
+    cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    cfg["fixtures"].update(n_per_benchmark=8, n_train_per_source=60)
+    cfg["curate"].update(k_samples=2, max_new_tokens=16, max_samples=None, min_samples=0)
+    cfg["sft"].update(epochs=3)
+    cfg["grpo"].update(max_steps=2, batch_size=8, max_completion_length=24)
+    cfg["generate"].update(max_new_tokens=40)
+    cfg["eval"].update(benchmarks=BENCHES, n_bootstrap=50)
+    cfg["mlflow"]["experiment"] = "e2e"
+    return cfg
+
+
+def smk(workdir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}
+    env.pop("SAFERVLM_MLFLOW", None)  # tracking on: the test checks the MLflow runs
+    env.pop("MLFLOW_TRACKING_URI", None)
+    return subprocess.run(
+        [
+            str(BIN / "snakemake"),
+            "-s",
+            str(ROOT / "Snakefile"),
+            "-d",
+            str(workdir),
+            "--cores",
+            "2",
+            "--configfile",
+            str(workdir / "config.yaml"),
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    workdir = tmp_path_factory.mktemp("e2e")
+    (workdir / "config.yaml").write_text(yaml.safe_dump(reduced_config()))
+    r = smk(workdir, "all")
+    assert r.returncode == 0, (r.stdout + r.stderr)[-5000:]
+    return workdir
+
+
+def test_report_table_and_figure(run_dir: Path) -> None:
+    table = (run_dir / "results/report/table.md").read_text()
+    for bench in BENCHES:
+        assert bench in table
+    for model in ("base", "sft", "grpo"):
+        assert f"{model} safety" in table
+    csv = pd.read_csv(run_dir / "results/report/table.csv")
+    assert len(csv) == len(BENCHES) + 1  # + average
+    with Image.open(run_dir / "results/report/safety_helpfulness.png") as img:
+        assert img.size[0] > 100 and img.size[1] > 100
+
+
+def test_per_sample_records_between_stages(run_dir: Path) -> None:
+    j = pd.read_parquet(run_dir / "results/eval/sft/vlguard/judgments.parquet")
+    assert {"judge_prompt", "judge_raw", "safety", "reasoning_safety", "answer_safety"} <= set(j.columns)
+    assert len(j) == len(pd.read_parquet(run_dir / "results/data/bench/vlguard.parquet"))
+    metrics = json.loads((run_dir / "results/eval/sft/vlguard/metrics.json").read_text())
+    assert metrics["model"] == "sft"
+    assert (run_dir / "results/checkpoints/grpo/model.safetensors").exists()
+    assert (run_dir / "results/data/qi_safe.datasheet.md").read_text().startswith("#")
+
+
+def test_every_stage_logged_to_mlflow(run_dir: Path) -> None:
+    db = run_dir / "results/mlflow/mlflow.db"
+    con = sqlite3.connect(db)
+    rows = con.execute(
+        "select t.value, count(*) from tags t join runs r on r.run_uuid = t.run_uuid "
+        "where t.key = 'stage' group by t.value"
+    ).fetchall()
+    stages = dict(rows)
+    for stage in (
+        "fixtures",
+        "prepare",
+        "pool",
+        "decontaminate",
+        "qi_score",
+        "qi_select",
+        "tiny_model",
+        "sft",
+        "grpo",
+        "generate",
+        "judge",
+        "score",
+        "report",
+    ):
+        assert stage in stages, f"no MLflow run for {stage}: {stages}"
+    assert stages["generate"] == 3 * len(BENCHES)
+    tags = dict(
+        con.execute("select key, value from tags where key in ('git_commit', 'config_hash')").fetchall()
+    )
+    assert tags["git_commit"] != "" and len(tags["config_hash"]) == 12
+    n_step_metrics = con.execute(
+        "select count(*) from metrics m join tags t on t.run_uuid = m.run_uuid "
+        "where t.key = 'stage' and t.value = 'sft' and m.key = 'loss'"
+    ).fetchone()[0]
+    assert n_step_metrics >= 2  # per-step training loss
+
+
+def test_rerun_does_nothing(run_dir: Path) -> None:
+    r = smk(run_dir, "all")
+    assert r.returncode == 0
+    assert "Nothing to be done" in r.stdout + r.stderr
+
+
+def test_params_change_reruns_only_dependents(run_dir: Path) -> None:
+    cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
+    cfg["grpo"]["learning_rate"] = 5e-5
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg))
+    r = smk(run_dir, "-n", "all")
+    plan = r.stdout + r.stderr
+    assert r.returncode == 0
+    assert "rule grpo:" in plan
+    for untouched in ("rule sft:", "rule fixtures:", "rule prepare:", "rule qi_score:"):
+        assert untouched not in plan
+    assert "results/eval/base/" not in plan.split("Job stats")[0].replace("results/models/base", "")
