@@ -3,10 +3,18 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
-configfile: "config/config.yaml"
+# Absolute so the workflow also runs with --directory elsewhere.
+configfile: f"{workflow.basedir}/config/config.yaml"
 
 
 include: "rules/common.smk"
+
+
+wildcard_constraints:
+    bench="|".join(sorted(config["benchmarks"])),
+    model="base|sft|grpo",
+
+
 include: "rules/data.smk"
 include: "rules/curate.smk"
 include: "rules/train.smk"

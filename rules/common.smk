@@ -1,9 +1,10 @@
 import json
 import os
-from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
+
+from safervlm.workflow_support import missing_paths, tracking_env
 
 validate(config, "../workflow/schemas/config.schema.yaml", set_default=True)
 
@@ -27,11 +28,6 @@ MODEL_PATHS = {
 PY = f"{workflow.basedir}/src/safervlm"
 
 
-wildcard_constraints:
-    bench="|".join(sorted(config["benchmarks"])),
-    model="base|sft|grpo",
-
-
 def _check_config():
     """Fail at parse time with every missing path named, before any job is scheduled."""
     unknown = [b for b in EVAL_BENCHMARKS if b not in config["benchmarks"]]
@@ -40,23 +36,7 @@ def _check_config():
             f"eval.benchmarks names {unknown}, which are not configured under 'benchmarks' "
             f"(configured: {sorted(config['benchmarks'])})"
         )
-    missing = []
-    for section in ("benchmarks", "sources"):
-        for name, entry in config[section].items():
-            root = entry["root"]
-            if root is None and not config["fixtures"]["build"]:
-                missing.append(
-                    f"{section}.{name}.root is null and fixtures.build is false"
-                )
-            elif root is not None and not Path(root).exists():
-                missing.append(f"{section}.{name}.root: {root}")
-    path = config["base_model"]["path"]
-    if path is not None and not Path(path).exists():
-        missing.append(f"base_model.path: {path}")
-    for stage in ("sft", "grpo"):
-        ds = config[stage]["deepspeed"]
-        if ds is not None and not Path(ds).exists():
-            missing.append(f"{stage}.deepspeed: {ds}")
+    missing = missing_paths(config)
     if missing:
         raise WorkflowError(
             "missing input paths in the config:\n  "
@@ -66,40 +46,21 @@ def _check_config():
 
 
 _check_config()
-
-# Tracking settings reach every job through the environment (not the shell command),
-# so changing them does not invalidate results.
-_uri = config["mlflow"]["tracking_uri"]
-if _uri.startswith("sqlite:///") and not _uri.startswith("sqlite:////"):
-    _db = Path(_uri[len("sqlite:///") :]).resolve()
-    _db.parent.mkdir(parents=True, exist_ok=True)
-    _uri = f"sqlite:///{_db}"
-os.environ.setdefault("MLFLOW_TRACKING_URI", _uri)
-os.environ.setdefault("MLFLOW_EXPERIMENT_NAME", config["mlflow"]["experiment"])
-os.environ.setdefault(
-    "SAFERVLM_MLFLOW_ARTIFACTS",
-    str(Path(config["mlflow"]["artifact_location"]).resolve()),
-)
-os.environ.setdefault("SAFERVLM_MLFLOW", "1" if config["mlflow"]["enabled"] else "0")
-os.environ["SAFERVLM_CONFIG_HASH"] = (
-    __import__("hashlib")
-    .sha256(json.dumps(config, sort_keys=True, default=str).encode())
-    .hexdigest()[:12]
-)
+os.environ.update(tracking_env(config))
 
 
 def as_json(section):
-    """A config section as a compact JSON argument (also the rule's params, so edits rerun it)."""
+    """A config section as one compact JSON argument; as params, editing it reruns."""
     return json.dumps(section, sort_keys=True, separators=(",", ":"))
 
 
 def pick(section, *keys):
-    """Only the keys a rule uses, so editing another key does not rerun it."""
+    """Only the keys a job uses, so editing another key does not rerun it."""
     return {k: config[section][k] for k in keys}
 
 
 def code(*modules):
-    """Package modules a rule runs, as inputs: editing them reruns the rule."""
+    """Package modules a job runs, as inputs; editing them reruns the job."""
     return [f"{PY}/{m}" for m in ("cli.py", "io.py", "tracking.py", *modules)]
 
 

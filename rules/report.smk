@@ -25,5 +25,7 @@ rule report:
         f"{R}/benchmarks/report.tsv"
     conda:
         "../envs/safervlm.yaml"
+    params:
+        out_dir=lambda w, output: os.path.dirname(output.table),
     shell:
-        "safervlm report --metrics {input.metrics} --out-dir {R}/report > {log} 2>&1"
+        "safervlm report --metrics {input.metrics} --out-dir {params.out_dir} > {log} 2>&1"

@@ -1,0 +1,42 @@
+"""Parse-time helpers of the Snakefile: missing-path checks and the tracking environment."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+from safervlm.workflow_support import missing_paths, tracking_env  # noqa: E402
+
+
+def _config() -> dict:
+    return yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+
+
+def test_default_config_needs_no_paths() -> None:
+    assert missing_paths(_config()) == []
+
+
+def test_missing_paths_are_named(tmp_path: Path) -> None:
+    cfg = _config()
+    cfg["benchmarks"]["siuo"]["root"] = str(tmp_path / "SIUO")
+    cfg["base_model"]["path"] = str(tmp_path)  # exists
+    cfg["sft"]["deepspeed"] = "nope.json"
+    assert missing_paths(cfg) == [f"benchmarks.siuo.root: {tmp_path / 'SIUO'}", "sft.deepspeed: nope.json"]
+    cfg["fixtures"]["build"] = False
+    assert "benchmarks.vlguard.root is null and fixtures.build is false" in missing_paths(cfg)
+
+
+def test_tracking_env_resolves_sqlite_and_respects_user_env(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    cfg = _config()
+    env = tracking_env(cfg, environ={})
+    assert env["MLFLOW_TRACKING_URI"] == f"sqlite:///{tmp_path}/results/mlflow/mlflow.db"
+    assert (tmp_path / "results" / "mlflow").is_dir()
+    assert len(env["SAFERVLM_CONFIG_HASH"]) == 12
+    user = tracking_env(cfg, environ={"MLFLOW_TRACKING_URI": "http://127.0.0.1:5000"})
+    assert user["MLFLOW_TRACKING_URI"] == "http://127.0.0.1:5000"
+    cfg["sft"]["epochs"] = 99
+    assert tracking_env(cfg, environ={})["SAFERVLM_CONFIG_HASH"] != env["SAFERVLM_CONFIG_HASH"]
