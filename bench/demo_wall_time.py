@@ -34,8 +34,6 @@ def run(workdir: Path, cores: int) -> float:
         str(workdir),
         "--cores",
         str(cores),
-        "--configfile",
-        str(ROOT / "config" / "config.yaml"),
         "all",
     ]
     start = time.perf_counter()

@@ -47,9 +47,9 @@ def smk(workdir: Path, *args: str) -> subprocess.CompletedProcess[str]:
             str(workdir),
             "--cores",
             "2",
-            "--configfile",
-            str(workdir / "config.yaml"),
             *args,
+            "--configfile",  # last: it takes several values
+            str(workdir / "config.yaml"),
         ],
         capture_output=True,
         text=True,
@@ -76,6 +76,11 @@ def test_report_table_and_figure(run_dir: Path) -> None:
     assert len(csv) == len(BENCHES) + 1  # + average
     with Image.open(run_dir / "results/report/safety_helpfulness.png") as img:
         assert img.size[0] > 100 and img.size[1] > 100
+    avg = csv.set_index(csv.columns[0]).loc["average"]
+    # The tiny model really learns: SFT is safer than the untrained base without refusing
+    # everything (helpfulness also rises).
+    assert avg["sft/safety"] > avg["base/safety"] + 0.2
+    assert avg["sft/helpfulness"] > avg["base/helpfulness"]
 
 
 def test_per_sample_records_between_stages(run_dir: Path) -> None:
