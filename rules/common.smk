@@ -64,6 +64,12 @@ def code(*modules):
     return [f"{PY}/{m}" for m in ("cli.py", "io.py", "tracking.py", *modules)]
 
 
+def adapter_module(bench):
+    """The adapter module of a benchmark, where it follows the bench_<name>.py convention."""
+    path = f"data/bench_{bench}.py"
+    return [path] if os.path.exists(f"{PY}/{path}") else []
+
+
 def bench_root(name):
     return config["benchmarks"][name]["root"] or f"{FIXTURES}/{name}"
 

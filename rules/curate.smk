@@ -28,6 +28,8 @@ rule qi_score:
             "curate/qi.py",
             "evaluate/generate.py",
             "rewards/structured.py",
+            "judge/reference.py",
+            "judge/markers.py",
         ),
     output:
         scores=f"{R}/data/qi_scores.parquet",

@@ -1,6 +1,12 @@
 rule fixtures:
     input:
-        code=code("data/fixtures.py", "data/world.py"),
+        code=code(
+            "data/fixtures.py",
+            "data/fixtures_common.py",
+            "data/fixtures_json.py",
+            "data/fixtures_parquet.py",
+            "data/world.py",
+        ),
     output:
         directory(FIXTURES),
     log:
@@ -21,7 +27,12 @@ rule fixtures:
 rule prepare:
     input:
         fixtures=lambda w: fixtures_if_needed("benchmarks", [w.bench]),
-        code=code("stages/data.py", "data/registry.py", "schema.py"),
+        code=lambda w: code(
+            "stages/data.py",
+            "data/base.py",
+            "data/registry.py",
+            *adapter_module(w.bench),
+        ),
     output:
         parquet=f"{R}/data/bench/{{bench}}.parquet",
         summary=f"{R}/data/bench/{{bench}}.summary.json",
@@ -33,16 +44,22 @@ rule prepare:
         "../envs/safervlm.yaml"
     params:
         root=lambda w: bench_root(w.bench),
-        limit=lambda w: config["benchmarks"][w.bench]["limit"] or "",
+        limit=lambda w: (
+            f"--limit {config['benchmarks'][w.bench]['limit']}"
+            if config["benchmarks"][w.bench]["limit"]
+            else ""
+        ),
     shell:
         "safervlm prepare --benchmark {wildcards.bench} --root {params.root} --out {output.parquet}"
-        " $([ -n '{params.limit}' ] && echo --limit {params.limit}) > {log} 2>&1"
+        " {params.limit} > {log} 2>&1"
 
 
 rule pool:
     input:
         fixtures=fixtures_if_needed("sources", list(config["sources"])),
-        code=code("stages/data.py", "data/sources.py", "schema.py"),
+        code=code(
+            "stages/data.py", "data/sources.py", "data/hf_parquet.py", "schema.py"
+        ),
     output:
         pool=f"{R}/data/pool.parquet",
         summary=f"{R}/data/pool.summary.json",

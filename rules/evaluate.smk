@@ -22,7 +22,12 @@ rule generate:
 rule judge:
     input:
         responses=f"{R}/eval/{{model}}/{{bench}}/responses.parquet",
-        code=code("stages/evaluate.py", "judge/reference.py", "judge/base.py"),
+        code=code(
+            "stages/evaluate.py",
+            "judge/reference.py",
+            "judge/base.py",
+            "judge/markers.py",
+        ),
     output:
         f"{R}/eval/{{model}}/{{bench}}/judgments.parquet",
     log:

@@ -31,6 +31,7 @@ rule grpo:
             "train/data.py",
             "rewards/structured.py",
             "judge/reference.py",
+            "judge/markers.py",
         ),
     output:
         directory(MODEL_PATHS["grpo"]),

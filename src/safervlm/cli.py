@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from safervlm import __version__
 from safervlm.errors import SafervlmError
 
 log = logging.getLogger("safervlm")
@@ -154,6 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser with one subcommand per stage."""
     parser = argparse.ArgumentParser(prog="safervlm", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="STAGE")
 
     p = _add(sub, "fixtures", cmd_fixtures, "write synthetic fixtures in each benchmark's official format")
