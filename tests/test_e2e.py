@@ -4,19 +4,16 @@ targeted rerun after a params change. Slow (a few minutes on 2 cores)."""
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
+from helpers import ROOT, RULES, snakemake
 from PIL import Image
 
-BIN = Path(sys.executable).parent
-ROOT = Path(__file__).resolve().parents[1]
 BENCHES = ["vlguard", "mssbench", "figstep"]
 
 pytestmark = pytest.mark.slow
@@ -35,25 +32,9 @@ def reduced_config() -> dict:
 
 
 def smk(workdir: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}
-    env.pop("SAFERVLM_MLFLOW", None)  # tracking on: the test checks the MLflow runs
-    env.pop("MLFLOW_TRACKING_URI", None)
-    return subprocess.run(
-        [
-            str(BIN / "snakemake"),
-            "-s",
-            str(ROOT / "Snakefile"),
-            "-d",
-            str(workdir),
-            "--cores",
-            "2",
-            *args,
-            "--configfile",  # last: it takes several values
-            str(workdir / "config.yaml"),
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
+    # --configfile last: it takes several values. Tracking on: a test checks the MLflow runs.
+    return snakemake(
+        "-d", str(workdir), "--cores", "2", *args, "--configfile", str(workdir / "config.yaml"), tracking=True
     )
 
 
@@ -101,21 +82,7 @@ def test_every_stage_logged_to_mlflow(run_dir: Path) -> None:
         "where t.key = 'stage' group by t.value"
     ).fetchall()
     stages = dict(rows)
-    for stage in (
-        "fixtures",
-        "prepare",
-        "pool",
-        "decontaminate",
-        "qi_score",
-        "qi_select",
-        "tiny_model",
-        "sft",
-        "grpo",
-        "generate",
-        "judge",
-        "score",
-        "report",
-    ):
+    for stage in RULES:
         assert stage in stages, f"no MLflow run for {stage}: {stages}"
     assert stages["generate"] == 3 * len(BENCHES)
     tags = dict(

@@ -2,29 +2,18 @@
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
-
-BIN = Path(sys.executable).parent
-ROOT = Path(__file__).resolve().parents[1]
+from helpers import BIN, ROOT, RULES, snakemake
 
 
-def smk(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "SAFERVLM_MLFLOW": "0"}
-    return subprocess.run(
-        [str(BIN / "snakemake"), "-s", str(ROOT / "Snakefile"), *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        env=env,
-    )
+def smk(*args: str) -> subprocess.CompletedProcess[str]:
+    return snakemake(*args)
 
 
 def test_snakefmt_clean() -> None:
@@ -56,20 +45,7 @@ def test_dry_run_with_each_profile(profile: str, tmp_path: Path) -> None:
     )
     assert r.returncode == 0, r.stderr[-3000:]
     out = r.stdout + r.stderr
-    for rule in (
-        "fixtures",
-        "prepare",
-        "pool",
-        "decontaminate",
-        "qi_score",
-        "qi_select",
-        "sft",
-        "grpo",
-        "generate",
-        "judge",
-        "score",
-        "report",
-    ):
+    for rule in RULES:
         assert re.search(rf"^{rule}\s+\d+", out, re.M), f"rule {rule} missing from the plan"
 
 

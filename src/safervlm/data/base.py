@@ -55,6 +55,15 @@ def read_json_file(path: Path) -> Any:
         raise InputError(f"invalid JSON: {exc}", path=path) from exc
 
 
+def iter_json_list(path: Path) -> Iterator[tuple[Any, object, Path]]:
+    """Yield ``(record, position, path)`` for a file holding a JSON list of records."""
+    data = read_json_file(path)
+    if not isinstance(data, list):
+        raise InputError("expected a JSON list of records", path=path)
+    for i, record in enumerate(data):
+        yield record, i, path
+
+
 def read_csv_rows(path: Path) -> list[dict[str, str]]:
     """Read a CSV file with a header row into a list of dicts."""
     require_file(path)

@@ -14,9 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from safervlm.data.base import BenchmarkAdapter, get_field, read_image_file, read_json_file
+from safervlm.data.base import BenchmarkAdapter, get_field, iter_json_list, read_image_file
 from safervlm.data.registry import register
-from safervlm.errors import InputError
 from safervlm.schema import Sample
 
 logger = logging.getLogger(__name__)
@@ -45,12 +44,7 @@ class SIUO(BenchmarkAdapter):
 
     def iter_records(self, root: Path) -> Iterator[tuple[Any, object, Path]]:
         """Yield ``(record, position, siuo_gen.json)`` for each record."""
-        path = root / DATA_FILE
-        data = read_json_file(path)
-        if not isinstance(data, list):
-            raise InputError("expected a JSON list of records", path=path)
-        for i, record in enumerate(data):
-            yield record, i, path
+        yield from iter_json_list(root / DATA_FILE)
 
     def record_to_sample(
         self, record: Any, root: Path, index: object, source: Path | None = None

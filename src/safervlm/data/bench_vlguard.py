@@ -23,7 +23,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from safervlm.data.base import BenchmarkAdapter, get_field, read_image_file, read_json_file
+from safervlm.data.base import BenchmarkAdapter, get_field, iter_json_list, read_image_file
 from safervlm.data.registry import register
 from safervlm.errors import InputError
 from safervlm.schema import Sample
@@ -84,12 +84,7 @@ class VLGuard(BenchmarkAdapter):
 
     def iter_records(self, root: Path) -> Iterator[tuple[Any, object, Path]]:
         """Yield ``(record, position, file)`` for each record of the split file."""
-        path = root / self.filename
-        data = read_json_file(path)
-        if not isinstance(data, list):
-            raise InputError("expected a JSON list of records", path=path)
-        for i, record in enumerate(data):
-            yield record, i, path
+        yield from iter_json_list(root / self.filename)
 
     def _image(self, root: Path, name: str, label: str, source: Path) -> tuple[bytes, str]:
         for d in self.image_dirs:

@@ -1,0 +1,43 @@
+"""Helpers shared by the workflow and end-to-end tests."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+BIN = Path(sys.executable).parent
+ROOT = Path(__file__).resolve().parents[1]
+
+# Every rule of the DAG but `all`.
+RULES = (
+    "fixtures",
+    "prepare",
+    "pool",
+    "decontaminate",
+    "tiny_model",
+    "qi_score",
+    "qi_select",
+    "sft",
+    "grpo",
+    "generate",
+    "judge",
+    "score",
+    "report",
+)
+
+
+def snakemake(*args: str, tracking: bool = False) -> subprocess.CompletedProcess[str]:
+    """Run this repository's Snakefile with the venv's tools on PATH.
+
+    With ``tracking`` False, MLflow logging is off; with True, the config decides.
+    """
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    if tracking:
+        env.pop("SAFERVLM_MLFLOW", None)
+    else:
+        env["SAFERVLM_MLFLOW"] = "0"
+    cmd = [str(BIN / "snakemake"), "-s", str(ROOT / "Snakefile"), *args]
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env)
