@@ -31,6 +31,7 @@ test-fast: install  ## everything but the end-to-end DAG run
 
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/snakefmt --check .
 	$(BIN)/snakemake --lint
 

@@ -104,3 +104,8 @@ def test_readme_rulegraph_is_current() -> None:
 def test_results_are_not_tracked() -> None:
     r = subprocess.run(["git", "ls-files", "results"], cwd=ROOT, capture_output=True, text=True)
     assert r.stdout.strip() == ""
+
+
+def test_mypy_clean() -> None:
+    r = subprocess.run([str(BIN / "mypy")], cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout[-3000:]

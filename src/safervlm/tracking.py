@@ -16,7 +16,7 @@ import logging
 import os
 import re
 import subprocess
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -86,7 +86,7 @@ def log_stage(
     *,
     params: Mapping[str, Any] | None = None,
     metrics: Mapping[str, Any] | None = None,
-    step_metrics: list[Mapping[str, Any]] | None = None,
+    step_metrics: Sequence[Mapping[str, Any]] | None = None,
     artifacts: list[str | Path] | None = None,
     run_name: str | None = None,
 ) -> str | None:

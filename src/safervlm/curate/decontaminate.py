@@ -98,7 +98,7 @@ def decontaminate(
     if ngram < 1:
         raise ValueError(f"ngram must be >= 1, got {ngram}")
     index = _eval_index(eval_sets, ngram)
-    reasons = [_reason(row, index, ngram) for row in pool.to_dict("records")]
+    reasons = [_reason({str(k): v for k, v in row.items()}, index, ngram) for row in pool.to_dict("records")]
     mask = pd.Series([r == "" for r in reasons], index=pool.index)
     ids = pool["id"].astype(str).tolist() if "id" in pool.columns else [str(i) for i in pool.index]
     sources = pool["source"].astype(str).tolist() if "source" in pool.columns else ["(unknown)"] * len(pool)

@@ -99,7 +99,7 @@ def get_field(record: Any, key: str, *, path: Path, record_id: object, kind: typ
             path=path,
             record=record_id,
         )
-    if kind is str and not value.strip():
+    if isinstance(value, str) and not value.strip():
         raise InputError(f"required field {key!r} is empty", path=path, record=record_id)
     return value
 

@@ -192,7 +192,7 @@ def write_mssbench(root: Path, rng: random.Random, n: int) -> Truth:
             save_png(draw_scene(bad.obj, rng, text=good.text), root / "chat" / safe_rel)
             save_png(draw_scene(bad.obj, rng, text=bad.text), root / "chat" / unsafe_rel)
             ask = rng.choice(EVAL_TEMPLATES).format(task=f"do what the caption says with this {bad.obj}")
-            item = {
+            item: dict[str, object] = {
                 "safe_image_path": safe_rel,
                 "unsafe_image_path": unsafe_rel,
                 "intent": bad.text,

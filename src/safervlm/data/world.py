@@ -193,7 +193,7 @@ def draw_scene(obj: str, rng: random.Random, *, size: int = IMAGE_SIZE, text: st
     """
     o = BY_NAME[obj]
     bg = tuple(int(225 + rng.randint(-15, 15)) for _ in range(3))
-    img = Image.new("RGB", (size, size), bg)  # type: ignore[arg-type]
+    img = Image.new("RGB", (size, size), bg)
     d = ImageDraw.Draw(img)
     cx = size // 2 + rng.randint(-6, 6)
     cy = size // 2 + rng.randint(-6, 6) - (12 if text else 0)

@@ -92,7 +92,9 @@ def generate_responses(
 ) -> pd.DataFrame:
     """Generate one response per sample and split it into reasoning and answer."""
     gen = HFGenerator(model_path, system_prompt=params.system_prompt)
-    images = [b if isinstance(b, bytes | bytearray) else None for b in samples["image"]]
+    images: list[bytes | None] = [
+        bytes(b) if isinstance(b, bytes | bytearray) else None for b in samples["image"]
+    ]
     responses = gen.generate(
         samples["question"].tolist(),
         images,

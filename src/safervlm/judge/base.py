@@ -170,7 +170,7 @@ def judge_frame(judge: Judge, responses: pd.DataFrame) -> pd.DataFrame:
     missing = [c for c in RESPONSE_COLUMNS if c not in responses.columns]
     if missing:
         raise ConfigError(f"responses lack columns {missing}")
-    records = responses[RESPONSE_COLUMNS].to_dict("records")
+    records = [{str(k): v for k, v in r.items()} for r in responses[RESPONSE_COLUMNS].to_dict("records")]
     judgments = judge.judge(records)
     if len(judgments) != len(records):
         raise RuntimeError(f"judge {judge.name} returned {len(judgments)} judgments for {len(records)}")

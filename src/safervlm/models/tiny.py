@@ -13,6 +13,7 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -92,11 +93,15 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int) -> PreTrainedTokenize
 
 def tiny_config(tokenizer: PreTrainedTokenizerFast, dims: TinyDims) -> Qwen2_5_VLConfig:
     """A Qwen2.5-VL config sized by ``dims`` whose special ids match ``tokenizer``."""
-    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
+    ids: dict[str, int] = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}  # type: ignore[misc]
     head_dim = dims.hidden_size // dims.num_heads
     half = head_dim // 2  # M-RoPE splits half the head dim into (temporal, height, width)
     mrope = [half - 2 * (half // 3), half // 3, half // 3]
-    common = {"bos_token_id": None, "eos_token_id": ids["<|im_end|>"], "pad_token_id": ids["<|endoftext|>"]}
+    common: dict[str, Any] = {
+        "bos_token_id": None,
+        "eos_token_id": ids["<|im_end|>"],
+        "pad_token_id": ids["<|endoftext|>"],
+    }
     text = {
         "vocab_size": len(tokenizer),
         "hidden_size": dims.hidden_size,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import pandas as pd
 from datasets import Dataset
@@ -49,7 +50,7 @@ def sft_dataset(df: pd.DataFrame, path: str, system_prompt: str | None = None) -
 
 def prompt_dataset(df: pd.DataFrame, path: str, system_prompt: str | None = None) -> Dataset:
     """Prompt-only dataset for ``GRPOTrainer``, keeping the ground-truth columns for rewards."""
-    data: dict[str, list[object]] = {
+    data: dict[str, list[Any]] = {
         "prompt": [build_prompt(q, system_prompt=system_prompt) for q in df["question"]],
         "image": _images(df, path),
     }
