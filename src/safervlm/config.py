@@ -98,36 +98,39 @@ class CurateParams:
 
 
 @dataclass
-class SFTParams:
-    """SFT warm-up (``sft`` section)."""
+class TrainParams:
+    """Fields SFT and GRPO share, defined once."""
 
-    epochs: float = 8
-    learning_rate: float = 3e-3
+    learning_rate: float = 1e-4
     batch_size: int = 16
     grad_accum: int = 1
-    max_length: int = 512
     lora: bool = False
     lora_r: int = 16
     lora_alpha: int = 32
-    warmup_steps: int = 5
     deepspeed: str | None = None
 
 
 @dataclass
-class GRPOParams:
+class SFTParams(TrainParams):
+    """SFT warm-up (``sft`` section)."""
+
+    epochs: float = 8
+    learning_rate: float = 3e-3
+    max_length: int = 512
+    warmup_steps: int = 5
+
+
+@dataclass
+class GRPOParams(TrainParams):
     """GRPO (``grpo`` section)."""
 
     max_steps: int = 30
-    learning_rate: float = 1e-4
-    batch_size: int = 16
     num_generations: int = 4
     max_completion_length: int = 48
     temperature: float = 1.0
     beta: float = 0.0
     reward: str = "structured"
     reward_params: dict[str, Any] = field(default_factory=dict)
-    lora: bool = False
-    deepspeed: str | None = None
 
 
 @dataclass

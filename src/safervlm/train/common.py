@@ -8,16 +8,20 @@ from typing import Any
 
 import torch
 
+from safervlm.config import TrainParams
 from safervlm.io import atomic_path, write_json
 
 log = logging.getLogger(__name__)
 
 
-# Trainer arguments shared by SFT and GRPO, defined once.
-def common_args(output_dir: str | Path, seed: int, deepspeed: str | None) -> dict[str, Any]:
+def common_args(output_dir: str | Path, seed: int, params: TrainParams) -> dict[str, Any]:
     """TrainingArguments fields both trainers take (we log to MLflow ourselves, under a lock)."""
     return {
         "output_dir": str(output_dir),
+        "learning_rate": params.learning_rate,
+        "per_device_train_batch_size": params.batch_size,
+        "gradient_accumulation_steps": params.grad_accum,
+        "deepspeed": params.deepspeed,
         "seed": seed,
         "data_seed": seed,
         "report_to": [],
@@ -26,18 +30,19 @@ def common_args(output_dir: str | Path, seed: int, deepspeed: str | None) -> dic
         "use_cpu": not torch.cuda.is_available(),
         "bf16": torch.cuda.is_available() and torch.cuda.is_bf16_supported(),
         "dataloader_num_workers": 0,
-        "deepspeed": deepspeed,
         "disable_tqdm": True,
     }
 
 
-def lora_config(r: int, alpha: int) -> Any:
-    """A peft LoRA config on the decoder's attention and MLP projections."""
+def lora_config(params: TrainParams) -> Any:
+    """A peft LoRA config on the decoder's attention and MLP projections, or None."""
+    if not params.lora:
+        return None
     from peft import LoraConfig
 
     return LoraConfig(
-        r=r,
-        lora_alpha=alpha,
+        r=params.lora_r,
+        lora_alpha=params.lora_alpha,
         lora_dropout=0.0,
         target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
         task_type="CAUSAL_LM",

@@ -47,10 +47,8 @@ def run_grpo(
     model, processor = load_policy(model_path)
     with tempfile.TemporaryDirectory(prefix="grpo-") as workdir:
         args = GRPOConfig(
-            **common_args(workdir, seed, params.deepspeed),
+            **common_args(workdir, seed, params),
             max_steps=params.max_steps,
-            learning_rate=params.learning_rate,
-            per_device_train_batch_size=params.batch_size,
             num_generations=params.num_generations,
             max_completion_length=params.max_completion_length,
             temperature=params.temperature,
@@ -62,7 +60,7 @@ def run_grpo(
             train_dataset=dataset,
             reward_funcs=[reward],
             processing_class=processor,
-            peft_config=lora_config(16, 32) if params.lora else None,
+            peft_config=lora_config(params),
         )
         trainer.train()
     history = step_logs(trainer)

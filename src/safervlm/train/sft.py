@@ -34,11 +34,8 @@ def run_sft(model_path: str, data_path: str, out: str, params: SFTParams, seed: 
     model, processor = load_policy(model_path)
     with tempfile.TemporaryDirectory(prefix="sft-") as workdir:
         args = SFTConfig(
-            **common_args(workdir, seed, params.deepspeed),
+            **common_args(workdir, seed, params),
             num_train_epochs=params.epochs,
-            learning_rate=params.learning_rate,
-            per_device_train_batch_size=params.batch_size,
-            gradient_accumulation_steps=params.grad_accum,
             max_length=params.max_length,
             warmup_steps=params.warmup_steps,
             lr_scheduler_type="cosine",
@@ -48,7 +45,7 @@ def run_sft(model_path: str, data_path: str, out: str, params: SFTParams, seed: 
             args=args,
             train_dataset=dataset,
             processing_class=processor,  # AutoProcessor would return only the tokenizer here
-            peft_config=lora_config(params.lora_r, params.lora_alpha) if params.lora else None,
+            peft_config=lora_config(params),
         )
         result = trainer.train()
     metrics = {

@@ -1,0 +1,94 @@
+"""SFT and GRPO entry points on real TRL trainers with the tiny policy (seconds on CPU)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from safetensors.torch import load_file
+
+from safervlm.config import GRPOParams, SFTParams
+from safervlm.data.fixtures import build_fixtures
+from safervlm.data.sources import load_source
+from safervlm.errors import InputError
+from safervlm.io import write_parquet
+from safervlm.schema import POOL_EXTRA, SAMPLE_COLUMNS
+from safervlm.train.grpo import run_grpo
+from safervlm.train.sft import run_sft
+
+
+@pytest.fixture(scope="module")
+def train_parquet(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("train")
+    build_fixtures(root / "fx", seed=0, n_per_benchmark=4, n_train_per_source=16)
+    rows = load_source("vlguard_train", root / "fx" / "train" / "vlguard")
+    path = root / "train.parquet"
+    write_parquet(pd.DataFrame(rows, columns=SAMPLE_COLUMNS + POOL_EXTRA), path)
+    return path
+
+
+def _losses(out: Path) -> list[float]:
+    log = json.loads((out / "train_log.json").read_text())["log_history"]
+    return [h["loss"] for h in log if "loss" in h]
+
+
+def test_sft_learns_and_saves_a_loadable_policy(
+    tiny_model_dir: Path, train_parquet: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "sft"
+    metrics = run_sft(
+        str(tiny_model_dir),
+        str(train_parquet),
+        str(out),
+        SFTParams(epochs=10, batch_size=8, learning_rate=3e-3, warmup_steps=0),
+    )
+    losses = _losses(out)
+    assert metrics["steps"] == len(losses) >= 4
+    assert losses[-1] < 0.75 * losses[0]  # 6.4 -> 3.8 measured on this data
+    assert (out / "model.safetensors").exists() and (out / "tokenizer.json").exists()
+    before = load_file(tiny_model_dir / "model.safetensors")
+    after = load_file(out / "model.safetensors")
+    assert before.keys() == after.keys()
+
+
+def test_sft_with_lora_merges_the_adapter(tiny_model_dir: Path, train_parquet: Path, tmp_path: Path) -> None:
+    out = tmp_path / "sft-lora"
+    run_sft(
+        str(tiny_model_dir),
+        str(train_parquet),
+        str(out),
+        SFTParams(epochs=1, batch_size=8, lora=True, lora_r=4, lora_alpha=8, learning_rate=1e-2),
+    )
+    assert not (out / "adapter_config.json").exists()  # merged into the base weights
+    before = load_file(tiny_model_dir / "model.safetensors")
+    after = load_file(out / "model.safetensors")
+    assert before.keys() == after.keys()
+    changed = [k for k in before if "q_proj.weight" in k and not before[k].equal(after[k])]
+    assert changed, "LoRA training left the attention weights unchanged"
+
+
+def test_grpo_trains_with_the_judge_reward(tiny_model_dir: Path, train_parquet: Path, tmp_path: Path) -> None:
+    out = tmp_path / "grpo"
+    metrics = run_grpo(
+        str(tiny_model_dir),
+        str(train_parquet),
+        str(out),
+        GRPOParams(max_steps=2, batch_size=4, num_generations=2, max_completion_length=8),
+    )
+    assert metrics["steps"] == 2
+    log = json.loads((out / "train_log.json").read_text())["log_history"]
+    rewards = [h["reward"] for h in log if "reward" in h]
+    assert len(rewards) == 2 and all(-1.0 <= r <= 1.0 for r in rewards)
+    assert (out / "model.safetensors").exists()
+
+
+def test_sft_rejects_empty_targets(tiny_model_dir: Path, train_parquet: Path, tmp_path: Path) -> None:
+    df = pd.read_parquet(train_parquet)
+    df.loc[1, "response"] = " "
+    bad = tmp_path / "bad.parquet"
+    write_parquet(df, bad)
+    with pytest.raises(InputError, match=r"bad\.parquet.*record .*empty reference response"):
+        run_sft(str(tiny_model_dir), str(bad), str(tmp_path / "out"), SFTParams(epochs=1))
+    assert not (tmp_path / "out").exists()
