@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import RULES
 
 from safervlm.data.fixtures import build_fixtures
 
@@ -108,21 +109,7 @@ def test_every_stage_has_help() -> None:
 
     parser = build_parser()
     stages = parser._subparsers._group_actions[0].choices  # type: ignore[union-attr]
-    assert {
-        "fixtures",
-        "prepare",
-        "pool",
-        "decontaminate",
-        "qi-score",
-        "qi-select",
-        "sft",
-        "grpo",
-        "generate",
-        "judge",
-        "score",
-        "report",
-        "tiny-model",
-    } <= set(stages)
+    assert {rule.replace("_", "-") for rule in RULES} <= set(stages)
     for name in stages:
         r = run_cli(name, "--help")
         assert r.returncode == 0 and "usage" in r.stdout

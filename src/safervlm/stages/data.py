@@ -10,7 +10,7 @@ from typing import Any
 import pandas as pd
 
 from safervlm import tracking
-from safervlm.data import load_benchmark, world
+from safervlm.data import get_adapter, load_benchmark, world
 from safervlm.data.fixtures import build_fixtures
 from safervlm.data.sources import load_source
 from safervlm.errors import InputError
@@ -44,8 +44,11 @@ def prepare(benchmark: str, root: str, out: str, limit: int | None = None) -> di
     """Normalise one benchmark's local copy into ``out`` (parquet) plus a summary JSON."""
     samples = load_benchmark(benchmark, Path(root), limit=limit)
     df = pd.DataFrame([s.to_row() for s in samples], columns=SAMPLE_COLUMNS)
+    adapter = get_adapter(benchmark)
     summary = {
         "benchmark": benchmark,
+        "version": adapter.version,  # bumped whenever prompts or scoring inputs change
+        "card": adapter.card,
         "root": str(root),
         "n": len(df),
         "subsets": df["subset"].value_counts().to_dict(),

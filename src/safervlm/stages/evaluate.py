@@ -5,12 +5,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from safervlm import tracking
+from safervlm import __version__, tracking
 from safervlm.config import GenerateParams
 from safervlm.evaluate.score import score_judgments
 from safervlm.io import read_json, read_parquet, write_json, write_parquet
@@ -78,7 +79,14 @@ def score_stage(judgments_path: str, out: str, n_bootstrap: int, seed: int) -> d
     df = read_parquet(judgments_path, required=JUDGMENT_COLUMNS)
     metrics = score_judgments(df, n_bootstrap=n_bootstrap, seed=seed)
     model = df["model"].iloc[0] if len(df) else "unknown"
-    metrics = {"model": model, "judgments": judgments_path, **metrics}
+    provenance = {
+        "judgments": judgments_path,
+        "judge": sorted(df["judge"].unique().tolist()),
+        "git_commit": tracking.git_commit(),
+        "config_hash": os.environ.get("SAFERVLM_CONFIG_HASH", "unknown"),
+        "safervlm_version": __version__,
+    }
+    metrics = {"model": model, "provenance": provenance, **metrics}
     write_json(metrics, out)
     tracking.log_stage(
         "score",
@@ -91,7 +99,7 @@ def score_stage(judgments_path: str, out: str, n_bootstrap: int, seed: int) -> d
 
 
 def _overall(metrics: dict[str, Any]) -> dict[str, Any]:
-    flat = tracking.flatten({k: v for k, v in metrics.items() if k not in ("model", "judgments")})
+    flat = tracking.flatten({k: v for k, v in metrics.items() if k not in ("model", "provenance")})
     return {k: v for k, v in flat.items() if isinstance(v, int | float) and not isinstance(v, bool)}
 
 
