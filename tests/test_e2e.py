@@ -4,6 +4,7 @@ targeted rerun after a params change. Slow (a few minutes on 2 cores)."""
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import subprocess
 from pathlib import Path
@@ -88,7 +89,8 @@ def test_every_stage_logged_to_mlflow(run_dir: Path) -> None:
     tags = dict(
         con.execute("select key, value from tags where key in ('git_commit', 'config_hash')").fetchall()
     )
-    assert tags["git_commit"] != "" and len(tags["config_hash"]) == 12
+    assert re.fullmatch(r"[0-9a-f]{40}(-dirty)?", tags["git_commit"]), tags["git_commit"]
+    assert len(tags["config_hash"]) == 12
     n_step_metrics = con.execute(
         "select count(*) from metrics m join tags t on t.run_uuid = m.run_uuid "
         "where t.key = 'stage' and t.value = 'sft' and m.key = 'loss'"

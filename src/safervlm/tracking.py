@@ -40,14 +40,21 @@ def enabled() -> bool:
 
 
 def git_commit() -> str:
-    """The current git commit (with ``-dirty`` when the tree has changes), or ``unknown``."""
+    """The commit of the code that runs (with ``-dirty`` when its tree has changes), or ``unknown``.
+
+    Asked of the package's own folder, not the working directory: jobs may run elsewhere.
+    """
+    here = Path(__file__).resolve().parent
     try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, cwd=here
+        ).stdout
         dirty = subprocess.run(
             ["git", "status", "--porcelain", "--untracked-files=no"],
             capture_output=True,
             text=True,
             check=True,
+            cwd=here,
         ).stdout
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
