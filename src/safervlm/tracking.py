@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import logging
+import numbers
 import os
 import re
 import subprocess
@@ -140,10 +141,7 @@ def log_stage(
 
 
 def _is_number(v: Any) -> bool:
-    if isinstance(v, bool) or v is None:
+    """Real numbers only: not bools, not numeric-looking strings (a hex hash can parse), not NaN."""
+    if isinstance(v, bool) or not isinstance(v, numbers.Real):
         return False
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return False
-    return f == f  # drop NaN
+    return v == v

@@ -29,15 +29,10 @@ def fixtures(out: str, seed: int, n_per_benchmark: int, n_train_per_source: int)
     tracking.log_stage(
         "fixtures",
         params={"seed": seed, "n_per_benchmark": n_per_benchmark, "n_train_per_source": n_train_per_source},
-        metrics=_numeric_leaves(manifest),
+        metrics=manifest,
         artifacts=[Path(out) / "MANIFEST.json"],
     )
     return manifest
-
-
-def _numeric_leaves(d: dict[str, Any]) -> dict[str, Any]:
-    flat = tracking.flatten(d)
-    return {k: v for k, v in flat.items() if isinstance(v, int | float) and not isinstance(v, bool)}
 
 
 def prepare(benchmark: str, root: str, out: str, limit: int | None = None) -> dict[str, Any]:
@@ -81,7 +76,7 @@ def pool(sources: dict[str, str], out: str, limits: dict[str, int | None] | None
     summary = {"n": len(df), "by_source": df["source"].value_counts().to_dict()}
     write_parquet(df, out)
     write_json(summary, Path(out).with_suffix(".summary.json"))
-    tracking.log_stage("pool", params={"sources": json.dumps(sources)}, metrics=_numeric_leaves(summary))
+    tracking.log_stage("pool", params={"sources": json.dumps(sources)}, metrics=summary)
     return summary
 
 

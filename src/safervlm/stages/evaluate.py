@@ -91,16 +91,11 @@ def score_stage(judgments_path: str, out: str, n_bootstrap: int, seed: int) -> d
     tracking.log_stage(
         "score",
         params={"judgments": judgments_path, "n_bootstrap": n_bootstrap},
-        metrics=_overall(metrics),
+        metrics={k: v for k, v in metrics.items() if k != "provenance"},
         artifacts=[out],
         run_name=f"score:{model}",
     )
     return metrics
-
-
-def _overall(metrics: dict[str, Any]) -> dict[str, Any]:
-    flat = tracking.flatten({k: v for k, v in metrics.items() if k not in ("model", "provenance")})
-    return {k: v for k, v in flat.items() if isinstance(v, int | float) and not isinstance(v, bool)}
 
 
 def report_stage(metric_paths: list[str], out_dir: str) -> pd.DataFrame:
