@@ -191,7 +191,7 @@ def test_registry():
     assert "reference" in available_judges()
     j = get_judge("reference", min_answer_words=3)
     assert isinstance(j, ReferenceJudge) and j.min_answer_words == 3
-    with pytest.raises(ConfigError, match=r"known judges: \['reference'"):
+    with pytest.raises(ConfigError, match=r"known judges: \['hf', 'openai', 'reference'\]"):
         get_judge("nope")
     with pytest.raises(ConfigError, match="bad parameters"):
         get_judge("reference", bogus=1)

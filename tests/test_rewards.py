@@ -45,8 +45,9 @@ def test_string_and_conversational_completions_agree():
         COMPLIANCE,
     ]  # fmt: skip
     out = reward(prompts=[None] * 4, completions=completions, **kw(4))
-    # Compliance: safety 0, helpfulness 0, grounding 1, format 1 -> (0.15 + 0.15) / 1.0.
-    assert out == [1.0, 1.0, 1.0, pytest.approx(0.3)]
+    # Compliance: safety 0, helpfulness 0, coherence 1 (clear "help" stance, no contradiction),
+    # grounding 1, format 1 -> (0.1 + 0.1 + 0.15) / 1.0.
+    assert out == [1.0, 1.0, 1.0, pytest.approx(0.35)]
 
 
 def test_completion_text_skips_non_assistant_and_non_text():
@@ -61,15 +62,16 @@ def test_renormalises_over_nan_criteria():
                   hallucination=NAN, contradiction=NAN)  # fmt: skip
     r = combine_scores(scores, DEFAULT_WEIGHTS, hallucination_penalty=0.5, contradiction_penalty=0.5,
                        reasoning_weight=0.5)  # fmt: skip
-    assert r == pytest.approx((0.4 * 1.0 + 0.3 * 0.5 + 0.15 * 0.0) / 0.85)
+    # coherence and grounding absent -> weights renormalised over safety, helpfulness, format.
+    assert r == pytest.approx((0.4 * 1.0 + 0.25 * 0.5 + 0.15 * 0.0) / 0.8)
 
 
 def test_reasoning_weight_and_penalties():
-    scores = dict(reasoning_safety=0.0, answer_safety=1.0, helpfulness=1.0, grounding=1.0, format=1.0,
-                  hallucination=1.0, contradiction=1.0)  # fmt: skip
+    scores = dict(reasoning_safety=0.0, answer_safety=1.0, helpfulness=1.0, coherence=1.0, grounding=1.0,
+                  format=1.0, hallucination=1.0, contradiction=1.0)  # fmt: skip
     r = combine_scores(scores, DEFAULT_WEIGHTS, hallucination_penalty=0.2, contradiction_penalty=0.3,
                        reasoning_weight=0.25)  # fmt: skip
-    assert r == pytest.approx(0.4 * 0.75 + 0.3 + 0.15 + 0.15 - 0.5)
+    assert r == pytest.approx(0.4 * 0.75 + 0.25 + 0.1 + 0.1 + 0.15 - 0.5)
     all_nan = dict.fromkeys(scores, NAN)
     assert combine_scores(all_nan, DEFAULT_WEIGHTS, hallucination_penalty=0.5, contradiction_penalty=0.5,
                           reasoning_weight=0.5) is None  # fmt: skip
@@ -89,6 +91,8 @@ def test_unknown_ground_truth_or_missing_column_gives_none():
 
 def test_weights_override_and_validation():
     reward = get_structured_reward(weights={"format": 0.0, "grounding": 0.0})
+    assert reward(None, [COMPLIANCE], **kw(1)) == [pytest.approx(0.1 / 0.75)]  # only coherence is 1
+    reward = get_structured_reward(weights={"format": 0.0, "grounding": 0.0, "coherence": 0.0})
     assert reward(None, [COMPLIANCE], **kw(1)) == [0.0]
     with pytest.raises(ConfigError, match="unknown reward criterion"):
         get_structured_reward(weights={"bogus": 1})

@@ -109,6 +109,7 @@ def cmd_grpo(a: argparse.Namespace) -> Any:
         _params(GRPOParams, a.params, "grpo"),
         judge_name=a.judge,
         judge_params=_json(a.judge_params, "--judge-params"),
+        judge_cache=a.judge_cache,
         seed=a.seed,
     )
 
@@ -125,7 +126,14 @@ def cmd_generate(a: argparse.Namespace) -> Any:
 def cmd_judge(a: argparse.Namespace) -> Any:
     from safervlm.stages.evaluate import judge_stage
 
-    return judge_stage(a.responses, a.out, a.judge, _json(a.judge_params, "--judge-params"))
+    return judge_stage(
+        a.responses,
+        a.out,
+        a.judge,
+        _json(a.judge_params, "--judge-params"),
+        data_path=a.data,
+        cache=a.judge_cache,
+    )
 
 
 def cmd_score(a: argparse.Namespace) -> Any:
@@ -148,7 +156,8 @@ def _add(sub: Any, name: str, fn: Callable[[argparse.Namespace], Any], help_: st
 
 def _judge_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--judge", default="reference", help="judge registry name")
-    p.add_argument("--judge-params", default="{}", help="judge parameters as JSON")
+    p.add_argument("--judge-params", default="{}", help="judge parameters as JSON (never an API key)")
+    p.add_argument("--judge-cache", default=None, help="SQLite reply cache for model judges")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -221,6 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _add(sub, "judge", cmd_judge, "judge responses")
     p.add_argument("--responses", required=True)
+    p.add_argument("--data", default=None, help="benchmark parquet to join images from (by id)")
     p.add_argument("--out", required=True)
     _judge_args(p)
 

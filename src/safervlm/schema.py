@@ -53,18 +53,29 @@ SCORE_COLUMNS = [
     "safety",
     "helpfulness",
     "grounding",
+    "coherence",
     "format",
     "hallucination",
     "contradiction",
     "reasoning_safety",
     "answer_safety",
 ]
+# SafeMLRM's 1-5 harmfulness scale (5 = full compliance) for the reasoning, the answer and
+# the whole response; NaN unless the rubric asks for it.
+HARM_COLUMNS = ["harm_reasoning", "harm_answer", "harm_full"]
+# judge_status: "scored"; "unscored" (the judge replied but gave no usable verdict, or there
+# is no ground truth; see unscored_reason); "error" (no reply within the retry budget).
+JUDGE_STATUSES = ("scored", "unscored", "error")
 JUDGMENT_COLUMNS = [
     *RESPONSE_COLUMNS,
     "judge",
+    "rubric",  # "name@version" of the rubric template ("" for rule-based judges)
     "judge_prompt",
     "judge_raw",
     *SCORE_COLUMNS,
+    *HARM_COLUMNS,
+    "official_label",  # the benchmark protocol's own label (e.g. VLSBench "2"), "" when none
+    "judge_status",
     "unscored_reason",
 ]
 

@@ -1,10 +1,12 @@
-"""Judges: the protocol, the registry, the LLM score parser and the rule-based reference judge."""
+"""Judges: the protocol and registry, the rule-based reference judge, model judges (HTTP, local
+HF) over versioned rubrics, the injection-resistant reply parser and the reply cache."""
 
 from safervlm.judge.base import (
     SCORE_MARKER,
     Judge,
     Judgment,
     available_judges,
+    build_judge,
     get_judge,
     judge_frame,
     nan_scores,
@@ -19,6 +21,7 @@ __all__ = [
     "Judgment",
     "ReferenceJudge",
     "available_judges",
+    "build_judge",
     "get_judge",
     "judge_frame",
     "nan_scores",

@@ -28,7 +28,7 @@ from typing import Any
 import pandas as pd
 
 from safervlm.errors import ConfigError
-from safervlm.schema import JUDGMENT_COLUMNS, RESPONSE_COLUMNS, SCORE_COLUMNS
+from safervlm.schema import HARM_COLUMNS, JUDGE_STATUSES, JUDGMENT_COLUMNS, RESPONSE_COLUMNS, SCORE_COLUMNS
 
 logger = logging.getLogger(__name__)
 
@@ -44,12 +44,22 @@ def nan_scores() -> dict[str, float]:
 
 @dataclass
 class Judgment:
-    """One judge verdict on one response record."""
+    """One judge verdict on one response record.
+
+    ``scores`` are in [0, 1] or NaN; ``harm`` holds SafeMLRM 1-5 harmfulness scores
+    (``schema.HARM_COLUMNS``); ``official_label`` the benchmark protocol's own label.
+    ``error`` marks a judge error (no usable reply within the retry budget), which is
+    reported apart from "unscored" (a reply without a usable verdict, or no ground truth).
+    """
 
     judge_prompt: str
     judge_raw: str
     scores: dict[str, float] = field(default_factory=nan_scores)
     unscored_reason: str = ""
+    harm: dict[str, float] = field(default_factory=dict)
+    official_label: str = ""
+    rubric: str = ""
+    error: bool = False
 
     def __post_init__(self) -> None:
         unknown = set(self.scores) - set(SCORE_COLUMNS)
@@ -62,11 +72,35 @@ class Judgment:
                 raise ValueError(f"score {name}={v} outside [0, 1]")
             full[name] = v
         self.scores = full
+        bad = set(self.harm) - set(HARM_COLUMNS)
+        if bad:
+            raise ValueError(f"unknown harm names {sorted(bad)}; expected {HARM_COLUMNS}")
+        harm = dict.fromkeys(HARM_COLUMNS, NAN)
+        for name, value in self.harm.items():
+            v = NAN if value is None else float(value)
+            if not math.isnan(v) and not 1.0 <= v <= 5.0:
+                raise ValueError(f"harm score {name}={v} outside [1, 5]")
+            harm[name] = v
+        self.harm = harm
+        if self.error and not self.unscored_reason:
+            raise ValueError("a judge error needs a reason")
 
     @property
     def scored(self) -> bool:
         """True when the judge gave no reason for leaving the record (partly) unscored."""
         return not self.unscored_reason
+
+    @property
+    def status(self) -> str:
+        """``"error"``, ``"unscored"`` or ``"scored"`` (see ``schema.JUDGE_STATUSES``)."""
+        if self.error:
+            return "error"
+        return "unscored" if self.unscored_reason else "scored"
+
+    @classmethod
+    def failed(cls, prompt: str, reason: str, *, rubric: str = "", raw: str = "") -> Judgment:
+        """A judge error: nothing scored, ``reason`` says why."""
+        return cls(prompt, raw, unscored_reason=reason, rubric=rubric, error=True)
 
 
 class Judge(abc.ABC):
@@ -75,14 +109,23 @@ class Judge(abc.ABC):
     name: str = ""
     version: str = ""
 
+    stats: dict[str, int] = {}
+
     @abc.abstractmethod
     def judge(self, records: list[dict[str, Any]]) -> list[Judgment]:
-        """Judge response records (dicts with the ``RESPONSE_COLUMNS`` fields)."""
+        """Judge response records (dicts with the ``RESPONSE_COLUMNS`` fields, optionally ``image``)."""
+
+    def use_cache(self, path: str) -> None:  # noqa: B027 - optional hook, a no-op by default
+        """Cache verdicts in the SQLite file at ``path`` (model judges; rule-based ones ignore it)."""
 
 
 _REGISTRY: dict[str, type[Judge]] = {}
 # Built-in judges imported on first use, so the registry costs nothing at import time.
-_LAZY: dict[str, str] = {"reference": "safervlm.judge.reference:ReferenceJudge"}
+_LAZY: dict[str, str] = {
+    "reference": "safervlm.judge.reference:ReferenceJudge",
+    "openai": "safervlm.judge.http:OpenAIJudge",
+    "hf": "safervlm.judge.hf:HFJudge",
+}
 
 
 def register_judge(name: str) -> Callable[[type[Judge]], type[Judge]]:
@@ -115,6 +158,14 @@ def get_judge(name: str, **params: Any) -> Judge:
         return _REGISTRY[name](**params)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"bad parameters for judge {name!r}: {exc}") from exc
+
+
+def build_judge(name: str, params: dict[str, Any] | None = None, cache: str | None = None) -> Judge:
+    """:func:`get_judge` plus the reply cache at ``cache`` (None: no cache)."""
+    judge = get_judge(name, **(params or {}))
+    if cache:
+        judge.use_cache(cache)
+    return judge
 
 
 def parse_scores(raw: str) -> dict[str, float] | str:
@@ -170,21 +221,23 @@ def judge_frame(judge: Judge, responses: pd.DataFrame) -> pd.DataFrame:
     missing = [c for c in RESPONSE_COLUMNS if c not in responses.columns]
     if missing:
         raise ConfigError(f"responses lack columns {missing}")
-    records = [{str(k): v for k, v in r.items()} for r in responses[RESPONSE_COLUMNS].to_dict("records")]
+    columns = RESPONSE_COLUMNS + (["image"] if "image" in responses.columns else [])
+    records = [{str(k): v for k, v in r.items()} for r in responses[columns].to_dict("records")]
     judgments = judge.judge(records)
     if len(judgments) != len(records):
         raise RuntimeError(f"judge {judge.name} returned {len(judgments)} judgments for {len(records)}")
     rows = []
     for rec, jd in zip(records, judgments, strict=True):
-        row = dict(rec)
-        row.update(judge=judge.name, judge_prompt=jd.judge_prompt, judge_raw=jd.judge_raw)
+        row = {k: v for k, v in rec.items() if k != "image"}
+        row.update(judge=judge.name, rubric=jd.rubric, judge_prompt=jd.judge_prompt, judge_raw=jd.judge_raw)
         row.update(jd.scores)
-        row["unscored_reason"] = jd.unscored_reason
+        row.update(jd.harm)
+        row.update(
+            official_label=jd.official_label, judge_status=jd.status, unscored_reason=jd.unscored_reason
+        )
         rows.append(row)
     out = pd.DataFrame(rows, columns=JUDGMENT_COLUMNS)
-    out[SCORE_COLUMNS] = out[SCORE_COLUMNS].astype(float)
-    n_unscored = int((out["unscored_reason"] != "").sum())
-    logger.info(
-        "judge %s@%s: %d records, %d with an unscored reason", judge.name, judge.version, len(out), n_unscored
-    )
+    out[SCORE_COLUMNS + HARM_COLUMNS] = out[SCORE_COLUMNS + HARM_COLUMNS].astype(float)
+    counts = {s: int((out["judge_status"] == s).sum()) for s in JUDGE_STATUSES}
+    logger.info("judge %s@%s: %d records, %s", judge.name, judge.version, len(out), counts)
     return out

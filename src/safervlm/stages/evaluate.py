@@ -13,10 +13,17 @@ import pandas as pd
 
 from safervlm import __version__, tracking
 from safervlm.config import GenerateParams
+from safervlm.errors import InputError
 from safervlm.evaluate.score import score_judgments
 from safervlm.io import read_json, read_parquet, write_json, write_parquet
-from safervlm.judge import get_judge, judge_frame
-from safervlm.schema import JUDGMENT_COLUMNS, RESPONSE_COLUMNS, SAMPLE_COLUMNS, SCORE_COLUMNS
+from safervlm.judge import build_judge, judge_frame
+from safervlm.schema import (
+    JUDGE_STATUSES,
+    JUDGMENT_COLUMNS,
+    RESPONSE_COLUMNS,
+    SAMPLE_COLUMNS,
+    SCORE_COLUMNS,
+)
 
 log = logging.getLogger(__name__)
 
@@ -52,22 +59,46 @@ def generate_stage(
 
 
 def judge_stage(
-    responses_path: str, out: str, judge_name: str, judge_params: dict[str, Any]
+    responses_path: str,
+    out: str,
+    judge_name: str,
+    judge_params: dict[str, Any],
+    data_path: str | None = None,
+    cache: str | None = None,
 ) -> dict[str, Any]:
-    """Judge every response; keep the judge prompt, raw reply and parsed scores per sample."""
+    """Judge every response; keep the judge prompt, raw reply, scores and status per sample.
+
+    ``data_path`` (the benchmark parquet) supplies the images, joined on ``id``; ``cache`` is
+    the SQLite reply cache of model judges. Every sample ends ``scored``, ``unscored`` (with
+    a reason) or ``error``; the three counts add up to ``n``.
+    """
     df = read_parquet(responses_path, required=RESPONSE_COLUMNS)
-    judge = get_judge(judge_name, **judge_params)
+    if data_path:
+        images = read_parquet(data_path, required=["id", "image"])[["id", "image"]]
+        if images["id"].duplicated().any():
+            raise InputError("duplicate sample ids", path=data_path)
+        df = df.merge(images, on="id", how="left", validate="one_to_one")
+    judge = build_judge(judge_name, judge_params, cache)
     out_df = judge_frame(judge, df)
     out_df["judge"] = f"{judge.name}@{judge.version}"
     write_parquet(out_df, out)
-    summary = {
+    counts = out_df["judge_status"].value_counts()
+    summary: dict[str, Any] = {
         "n": len(out_df),
-        "n_unscored": int((out_df["unscored_reason"] != "").sum()),
+        **{f"n_{s}": int(counts.get(s, 0)) for s in JUDGE_STATUSES},
         **{f"mean_{c}": float(out_df[c].mean()) for c in SCORE_COLUMNS},
+        **{k: v for k, v in judge.stats.items() if isinstance(v, int)},
     }
     tracking.log_stage(
         "judge",
-        params={"judge": judge_name, "judge_params": json.dumps(judge_params), "responses": responses_path},
+        params={
+            "judge": judge_name,
+            "judge_version": judge.version,
+            "judge_params": json.dumps(judge_params, sort_keys=True),
+            "rubrics": ",".join(sorted(set(out_df["rubric"]) - {""})),
+            "cache": cache or "",
+            "responses": responses_path,
+        },
         metrics=summary,
         run_name=f"judge:{Path(responses_path).parent.name}",
     )

@@ -1,0 +1,188 @@
+"""Shared machinery of model-based judges: rubric choice, cache, parsing, counting.
+
+A subclass supplies ``judge_id`` (what the cache keys on) and :meth:`ModelJudge._complete`
+(turn prompts into replies: an HTTP endpoint, a local model). Everything else is here:
+
+* the rubric per record: ``rubrics[benchmark]`` if set, else ``rubric``;
+* rubrics with ``needs_model=False`` (keyword protocols) are evaluated locally;
+* cache lookups before any call, and a cache write per reply as it arrives;
+* identical requests in one batch are sent once;
+* parsing with :func:`safervlm.judge.parsing.extract_verdict` against the judged texts, then
+  the rubric's scoring; a reply without a usable verdict is *unscored* with the reason;
+  no reply at all (retry budget spent, fatal HTTP status) is a judge *error*.
+
+``stats`` counts calls, cache hits/misses, retries and outcomes of the last ``judge`` call.
+"""
+
+from __future__ import annotations
+
+import abc
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from safervlm.judge.base import Judge, Judgment
+from safervlm.judge.cache import JudgeCache, cache_key, image_digest
+from safervlm.judge.parsing import extract_verdict
+from safervlm.judge.rubrics import Rubric, get_rubric, score_verdict
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Request:
+    """One judge call: the rubric's system and user prompt and an optional image."""
+
+    rubric: Rubric
+    prompt: str
+    image: bytes | None
+    key: str
+
+    @property
+    def system(self) -> str:
+        """The rubric's system message."""
+        return self.rubric.system
+
+
+@dataclass(frozen=True)
+class CallError:
+    """No reply for a request; ``reason`` says why (never contains credentials)."""
+
+    reason: str
+
+
+OnReply = Callable[[Request, str], None]
+
+
+def _text(record: Mapping[str, Any], key: str) -> str:
+    value = record.get(key)
+    return value if isinstance(value, str) else ""
+
+
+class ModelJudge(Judge):
+    """Base class of judges that ask a model (see the module docstring)."""
+
+    def __init__(
+        self,
+        rubric: str = "saferv",
+        rubrics: Mapping[str, str] | None = None,
+        cache: str | None = None,
+    ) -> None:
+        self.default_rubric = get_rubric(rubric)
+        if rubrics is not None and not isinstance(rubrics, Mapping):
+            raise ValueError(f"rubrics must map benchmark names to rubric names, got {rubrics!r}")
+        self.rubrics = {str(b): get_rubric(r) for b, r in (rubrics or {}).items()}
+        self.cache: JudgeCache | None = None
+        if cache:
+            self.use_cache(cache)
+        self.stats: dict[str, int] = {}
+
+    @property
+    @abc.abstractmethod
+    def judge_id(self) -> str:
+        """Identity of the judge model for the cache key (e.g. ``openai:gpt-4o-mini``)."""
+
+    @abc.abstractmethod
+    def _complete(self, requests: list[Request], on_reply: OnReply) -> list[str | CallError]:
+        """Return one reply (or :class:`CallError`) per request, calling ``on_reply`` per reply."""
+
+    def use_cache(self, path: str) -> None:
+        """Cache replies in the SQLite file at ``path``."""
+        self.cache = JudgeCache(path)
+
+    def rubric_for(self, record: Mapping[str, Any]) -> Rubric:
+        """The rubric for ``record``'s benchmark."""
+        return self.rubrics.get(_text(record, "benchmark"), self.default_rubric)
+
+    def _store(self, request: Request, reply: str) -> None:
+        if self.cache is not None:
+            self.cache.put(request.key, self.judge_id, request.rubric.id, reply)
+
+    def judge(self, records: list[dict[str, Any]]) -> list[Judgment]:
+        """Judge response records (see :class:`safervlm.judge.base.Judge`)."""
+        cache_hits0 = self.cache.hits if self.cache else 0
+        cache_misses0 = self.cache.misses if self.cache else 0
+        self.stats = {"calls": 0, "retries": 0}
+        out: list[Judgment | None] = [None] * len(records)
+        pending: dict[str, list[int]] = {}
+        requests: dict[str, Request] = {}
+        for i, rec in enumerate(records):
+            rubric = self.rubric_for(rec)
+            if not rubric.needs_model:
+                out[i] = self._local(rubric, rec)
+                continue
+            prompt = rubric.prompt(rec)
+            image = rec.get("image")
+            image = bytes(image) if isinstance(image, bytes | bytearray | memoryview) and image else None
+            key = cache_key(
+                self.judge_id,
+                rubric.id,
+                rubric.system + "\n\n" + prompt,
+                image_digest(image),
+                _text(rec, "response"),
+            )
+            cached = self.cache.get(key) if self.cache is not None else None
+            if cached is not None:
+                out[i] = self._parse(rec, rubric, prompt, cached)
+                continue
+            pending.setdefault(key, []).append(i)
+            requests.setdefault(key, Request(rubric, prompt, image, key))
+        if requests:
+            order = list(requests)
+            replies = self._complete([requests[k] for k in order], self._store)
+            for key, reply in zip(order, replies, strict=True):
+                for i in pending[key]:
+                    rubric, prompt = requests[key].rubric, requests[key].prompt
+                    if isinstance(reply, CallError):
+                        out[i] = Judgment.failed(prompt, reply.reason, rubric=rubric.id)
+                    else:
+                        out[i] = self._parse(records[i], rubric, prompt, reply)
+        judgments = [j for j in out if j is not None]
+        assert len(judgments) == len(records)
+        self.stats.update(
+            cache_hits=(self.cache.hits - cache_hits0) if self.cache else 0,
+            cache_misses=(self.cache.misses - cache_misses0) if self.cache else len(requests),
+            unique_requests=len(requests),
+            n_scored=sum(j.status == "scored" for j in judgments),
+            n_unscored=sum(j.status == "unscored" for j in judgments),
+            n_error=sum(j.status == "error" for j in judgments),
+        )
+        logger.info("judge %s: %s", self.judge_id, self.stats)
+        return judgments
+
+    @staticmethod
+    def _local(rubric: Rubric, record: Mapping[str, Any]) -> Judgment:
+        assert rubric.local is not None
+        res = rubric.local(record)
+        reason = res.reason or ("" if res.scores else f"{rubric.name} gives the official label only")
+        return Judgment(
+            "",
+            "",
+            scores=res.scores,
+            harm=res.harm,
+            official_label=res.official_label,
+            unscored_reason=reason,
+            rubric=rubric.id,
+        )
+
+    @staticmethod
+    def _parse(record: Mapping[str, Any], rubric: Rubric, prompt: str, reply: str) -> Judgment:
+        untrusted = [_text(record, k) for k in ("response", "reasoning", "answer", "question")]
+        verdict = extract_verdict(reply, untrusted)
+        if isinstance(verdict, str):
+            return Judgment(prompt, reply, unscored_reason=verdict, rubric=rubric.id)
+        res = score_verdict(rubric, verdict.data, record)
+        if res.reason and not res.scores:
+            return Judgment(
+                prompt, reply, unscored_reason=res.reason, official_label=res.official_label, rubric=rubric.id
+            )
+        return Judgment(
+            prompt,
+            reply,
+            scores=res.scores,
+            harm=res.harm,
+            official_label=res.official_label,
+            unscored_reason=res.reason,
+            rubric=rubric.id,
+        )
