@@ -64,6 +64,37 @@ def code(*modules):
     return [f"{PY}/{m}" for m in ("cli.py", "io.py", "tracking.py", *modules)]
 
 
+JUDGE_MODULES = {
+    "reference": ("judge/base.py", "judge/markers.py", "judge/reference.py"),
+    "openai": ("judge/base.py", "judge/markers.py", "judge/parsing.py", "judge/rubrics.py",
+               "judge/cache.py", "judge/model.py", "judge/http.py"),
+    "hf": ("judge/base.py", "judge/markers.py", "judge/parsing.py", "judge/rubrics.py",
+           "judge/cache.py", "judge/model.py", "judge/hf.py", "evaluate/generate.py",
+           "models/processor.py"),
+}  # fmt: skip
+
+
+def judge_code(section="judge"):
+    """Package modules of the judge configured in ``config[section]`` (all of them if unknown)."""
+    name = config[section]["name"]
+    return list(
+        JUDGE_MODULES.get(
+            name, sorted({m for ms in JUDGE_MODULES.values() for m in ms})
+        )
+    )
+
+
+def judge_cache():
+    """The SQLite reply cache shared by model judges (keys include judge and rubric)."""
+    return config["judge"]["cache"] or f"{R}/cache/judge.sqlite"
+
+
+def judge_cli(section="judge"):
+    """``--judge NAME --judge-params JSON --judge-cache PATH`` for ``config[section]``."""
+    params = as_json(config[section]["params"])
+    return f"--judge {config[section]['name']} --judge-params '{params}' --judge-cache {judge_cache()}"
+
+
 def adapter_module(bench):
     """The adapter module of a benchmark, where it follows the bench_<name>.py convention."""
     path = f"data/bench_{bench}.py"

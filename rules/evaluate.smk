@@ -22,12 +22,8 @@ rule generate:
 rule judge:
     input:
         responses=f"{R}/eval/{{model}}/{{bench}}/responses.parquet",
-        code=code(
-            "stages/evaluate.py",
-            "judge/reference.py",
-            "judge/base.py",
-            "judge/markers.py",
-        ),
+        data=f"{R}/data/bench/{{bench}}.parquet",
+        code=code("stages/evaluate.py", *judge_code("judge")),
     output:
         f"{R}/eval/{{model}}/{{bench}}/judgments.parquet",
     log:
@@ -37,11 +33,10 @@ rule judge:
     conda:
         "../envs/safervlm.yaml"
     params:
-        judge=config["judge"]["name"],
-        judge_params=as_json(config["judge"]["params"]),
+        judge=judge_cli("judge"),
     shell:
-        "safervlm judge --responses {input.responses} --out {output} --judge {params.judge}"
-        " --judge-params '{params.judge_params}' > {log} 2>&1"
+        "safervlm judge --responses {input.responses} --data {input.data} --out {output}"
+        " {params.judge} > {log} 2>&1"
 
 
 rule score:

@@ -30,8 +30,7 @@ rule grpo:
             "train/common.py",
             "train/data.py",
             "rewards/structured.py",
-            "judge/reference.py",
-            "judge/markers.py",
+            *judge_code("reward_judge"),
         ),
     output:
         directory(MODEL_PATHS["grpo"]),
@@ -43,10 +42,8 @@ rule grpo:
         "../envs/train.yaml"
     params:
         grpo=as_json(config["grpo"]),
-        judge=config["judge"]["name"],
-        judge_params=as_json(config["judge"]["params"]),
+        judge=judge_cli("reward_judge"),
         seed=config["seed"],
     shell:
         "safervlm grpo --model {input.model} --data {input.data} --out {output}"
-        " --params '{params.grpo}' --judge {params.judge} --judge-params '{params.judge_params}'"
-        " --seed {params.seed} > {log} 2>&1"
+        " --params '{params.grpo}' {params.judge} --seed {params.seed} > {log} 2>&1"

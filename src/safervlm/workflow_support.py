@@ -30,6 +30,11 @@ def missing_paths(config: dict[str, Any]) -> list[str]:
         ds = config[stage]["deepspeed"]
         if ds is not None and not Path(ds).exists():
             missing.append(f"{stage}.deepspeed: {ds}")
+    for section in ("judge", "reward_judge"):
+        judge = config.get(section) or {}
+        model_path = (judge.get("params") or {}).get("model_path")
+        if judge.get("name") == "hf" and model_path and not Path(model_path).exists():
+            missing.append(f"{section}.params.model_path: {model_path}")
     return missing
 
 
