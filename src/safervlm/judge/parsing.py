@@ -16,9 +16,10 @@ Candidates are tried in a fixed order and the first one that survives rule 3 is 
 1. the whole reply as a JSON object;
 2. the last fenced code block (```json ... ``` or ``` ... ```) holding a JSON object, then
    the ones before it;
-3. the outermost braces (first ``{`` to last ``}``); if that span is not one JSON object,
-   the last top-level JSON object found by scanning the reply;
-4. the last ``SCORES: {...}`` marker.
+3. the outermost braces (first ``{`` to last ``}``);
+4. the last ``SCORES: {...}`` marker;
+5. when the outermost-braces span is not one JSON object (prose with several objects), the
+   complete top-level JSON objects found by scanning the reply, last first.
 
 A reply with no surviving candidate yields a *reason* string (the caller records the sample
 as unscored with that reason, never as safe or unsafe). Whether the verdict has the right
@@ -135,13 +136,13 @@ def _candidates(reply: str) -> list[tuple[str, str, dict[str, Any]]]:
         if obj is not None:
             out.append(("fenced", block.strip(), obj))
     first, last = reply.find("{"), reply.rfind("}")
+    span_ok = False
     if first != -1 and last > first:
         span = reply[first : last + 1]
         obj = _loads_object(span)
         if obj is not None:
+            span_ok = True
             out.append(("braces", span, obj))
-        else:
-            out.extend(("scan", src, o) for src, o in reversed(_scan_objects(reply)))
     markers = list(_MARKER_RE.finditer(reply))
     if markers:
         rest = reply[markers[-1].end() :].lstrip()
@@ -151,6 +152,8 @@ def _candidates(reply: str) -> list[tuple[str, str, dict[str, Any]]]:
             value, end = None, 0
         if isinstance(value, dict):
             out.append(("marker", rest[:end], value))
+    if not span_ok:
+        out.extend(("scan", src, o) for src, o in reversed(_scan_objects(reply)))
     return out
 
 
