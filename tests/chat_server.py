@@ -22,6 +22,7 @@ makes the first N requests for that item fail with KIND, then the honest verdict
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import re
@@ -75,6 +76,11 @@ def honest_verdict(prompt: str) -> str:
     return json.dumps({"label": "unsafe" if unsafe else "safe"})
 
 
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 512  # the default backlog of 5 drops connects under concurrency
+    daemon_threads = True
+
+
 class ChatServer:
     """The server; use as a context manager. ``base_url`` ends in ``/v1``."""
 
@@ -93,9 +99,14 @@ class ChatServer:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # one reply = two writes; avoid the 40 ms delayed-ACK stall
 
             def log_message(self, *args: Any) -> None:  # quiet
                 pass
+
+            def do_GET(self) -> None:  # noqa: N802 - http.server API
+                stats = {"total": server.total, "max_in_flight": server.max_in_flight}
+                server._send(self, 200, stats)
 
             def do_POST(self) -> None:  # noqa: N802 - http.server API
                 body = json.loads(self.rfile.read(int(self.headers.get("content-length", 0))))
@@ -109,7 +120,7 @@ class ChatServer:
                     with server._lock:
                         server.in_flight -= 1
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd = _Server(("127.0.0.1", 0), Handler)
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
 
@@ -200,3 +211,24 @@ class ChatServer:
             h.wfile.write(raw)
         except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout)
             pass
+
+
+def main() -> None:
+    """Serve in the foreground (``python tests/chat_server.py --latency 0.2``); prints the base URL.
+
+    ``GET /stats`` returns ``{"total": requests, "max_in_flight": n}``. Benchmarks run the
+    server in its own process so it does not share the client's interpreter (GIL).
+    """
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--latency", type=float, default=0.0)
+    args = parser.parse_args()
+    with ChatServer(latency=args.latency) as srv:
+        print(srv.base_url, flush=True)
+        with contextlib.suppress(KeyboardInterrupt):
+            srv._thread.join()
+
+
+if __name__ == "__main__":
+    main()
