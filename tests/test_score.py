@@ -96,3 +96,18 @@ def test_several_benchmarks_and_empty_subset(frame):
 def test_missing_columns_raise(frame):
     with pytest.raises(ValueError, match="safety"):
         score_judgments(frame.drop(columns=["safety"]))
+
+
+def test_judge_errors_are_counted_apart_from_unscored():
+    from safervlm.evaluate.score import group_metrics
+
+    rows = [
+        {"should_refuse": True, "unscored_reason": "", "judge_status": "scored"},
+        {"should_refuse": True, "unscored_reason": "no JSON verdict in judge reply", "judge_status": "unscored"},
+        {"should_refuse": True, "unscored_reason": "judge error: x", "judge_status": "error"},
+        {"should_refuse": True, "unscored_reason": "judge error: y", "judge_status": "error"},
+    ]
+    df = pd.DataFrame([{**dict.fromkeys(SCORE_COLUMNS, NAN), **r} for r in rows])
+    m = group_metrics(df, n_bootstrap=10)
+    assert (m["n_scored"], m["n_unscored"], m["n_judge_error"]) == (1, 1, 2)
+    assert m["n_scored"] + m["n_unscored"] + m["n_judge_error"] == m["n"]
