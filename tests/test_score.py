@@ -103,7 +103,7 @@ def test_judge_errors_are_counted_apart_from_unscored():
 
     rows = [
         {"should_refuse": True, "unscored_reason": "", "judge_status": "scored"},
-        {"should_refuse": True, "unscored_reason": "no JSON verdict in judge reply", "judge_status": "unscored"},
+        {"should_refuse": True, "unscored_reason": "no JSON verdict", "judge_status": "unscored"},
         {"should_refuse": True, "unscored_reason": "judge error: x", "judge_status": "error"},
         {"should_refuse": True, "unscored_reason": "judge error: y", "judge_status": "error"},
     ]

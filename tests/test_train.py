@@ -81,6 +81,19 @@ def test_grpo_trains_with_the_judge_reward(tiny_model_dir: Path, train_parquet: 
     log = json.loads((out / "train_log.json").read_text())["log_history"]
     rewards = [h["reward"] for h in log if "reward" in h]
     assert len(rewards) == 2 and all(-1.0 <= r <= 1.0 for r in rewards)
+    # Each structured-reward component is logged per step, and their reward is TRL's reward.
+    steps = [h for h in log if "reward" in h]
+    for h in steps:
+        for name in (
+            "safety",
+            "helpfulness",
+            "format",
+            "hallucination_penalty",
+            "contradiction_penalty",
+            "reward",
+        ):
+            assert f"reward_components/{name}" in h, sorted(h)
+        assert h["reward_components/reward"] == pytest.approx(h["reward"], abs=1e-5)
     assert (out / "model.safetensors").exists()
 
 
