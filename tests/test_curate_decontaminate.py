@@ -67,19 +67,40 @@ def planted(evals: dict[str, pd.DataFrame], rng: np.random.Generator) -> list[di
         for reason, fns in edits.items():
             for k, fn in enumerate(fns):
                 q = fn(rec["question"])
-                rows.append({"id": f"plant/{bench}/{reason}/{k}", "question": q, "image": random_image(rng),
-                             "expect": reason, "from": (bench, rec["id"])})  # fmt: skip
+                rows.append(
+                    {
+                        "id": f"plant/{bench}/{reason}/{k}",
+                        "question": q,
+                        "image": random_image(rng),
+                        "expect": reason,
+                        "from": (bench, rec["id"]),
+                    }
+                )
         with_image = frame[frame["image"].notna()]
         if with_image.empty:
             continue
         src = with_image.iloc[0]
         for k, how in enumerate(("same", "jpeg", "resize", "brightness")):
             data = src["image"] if how == "same" else reencode(src["image"], how)
-            rows.append({"id": f"plant/{bench}/near_image/{k}", "question": f"Describe scene {bench} {k}.",
-                         "image": data, "expect": "near_image", "from": (bench, src["id"])})  # fmt: skip
+            rows.append(
+                {
+                    "id": f"plant/{bench}/near_image/{k}",
+                    "question": f"Describe scene {bench} {k}.",
+                    "image": data,
+                    "expect": "near_image",
+                    "from": (bench, src["id"]),
+                }
+            )
     task = all_tasks()[0].text  # the fixtures' near-duplicate template pair, reordered words
-    rows.append({"id": "plant/reordered", "question": f"Help me {task}, please.", "image": random_image(rng),
-                 "expect": "near_text", "from": None})  # fmt: skip
+    rows.append(
+        {
+            "id": "plant/reordered",
+            "question": f"Help me {task}, please.",
+            "image": random_image(rng),
+            "expect": "near_text",
+            "from": None,
+        }
+    )
     return rows
 
 
@@ -89,8 +110,16 @@ def test_planted_duplicates_removed_and_clean_kept(evals):
     assert f"please help me {normalise_question(all_tasks()[0].text)}" in {
         normalise_question(t.format(task=all_tasks()[0].text)) for t in EVAL_TEMPLATES
     }
-    clean = [{"id": f"clean/{i:03d}", "question": q, "image": random_image(rng) if i % 3 else None,
-              "expect": None, "from": None} for i, q in enumerate(clean_questions())]  # fmt: skip
+    clean = [
+        {
+            "id": f"clean/{i:03d}",
+            "question": q,
+            "image": random_image(rng) if i % 3 else None,
+            "expect": None,
+            "from": None,
+        }
+        for i, q in enumerate(clean_questions())
+    ]
     assert not {normalise_question(c["question"]) for c in clean} & eval_questions
     plants = planted(evals, rng)
     rows = clean + plants
@@ -126,8 +155,14 @@ def test_planted_duplicates_removed_and_clean_kept(evals):
 def test_reason_order_and_thresholds(evals):
     q = evals["vlguard"]["question"].iloc[0]
     img = evals["vlguard"]["image"].iloc[0]
-    pool = pd.DataFrame({"id": ["a", "b", "c"], "source": "s", "question": [q, q + " Quickly.", "Unrelated?"],
-                         "image": [img, img, img]})  # fmt: skip
+    pool = pd.DataFrame(
+        {
+            "id": ["a", "b", "c"],
+            "source": "s",
+            "question": [q, q + " Quickly.", "Unrelated?"],
+            "image": [img, img, img],
+        }
+    )
     _, report = decontaminate(pool, evals, PARAMS)
     assert [r["reason"] for r in report["removed"]] == ["exact_text", "near_text", "near_image"]
     assert report["removed"][1]["value"] >= PARAMS.near_text_threshold
@@ -146,8 +181,14 @@ def test_text_index_ties_go_to_the_smallest_key():
 
 
 def test_undecodable_image_names_file_and_record(evals):
-    pool = pd.DataFrame({"id": ["ok", "bad"], "source": "s", "question": ["Fine?", "Also fine?"],
-                         "image": [None, b"\x89PNG not really"]})  # fmt: skip
+    pool = pd.DataFrame(
+        {
+            "id": ["ok", "bad"],
+            "source": "s",
+            "question": ["Fine?", "Also fine?"],
+            "image": [None, b"\x89PNG not really"],
+        }
+    )
     with pytest.raises(InputError, match=r"pool\.parquet \[record bad\]: cannot decode image bytes"):
         decontaminate(pool, evals, PARAMS, pool_path="pool.parquet")
     bad_eval = {"vlguard": evals["vlguard"].assign(image=[b"xx"] * len(evals["vlguard"]))}

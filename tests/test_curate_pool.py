@@ -73,7 +73,8 @@ def test_build_pool_maps_to_one_taxonomy(fx: Path, caplog):
     assert set(pool["category"]) <= {"benign", "fraud", "privacy", "property_crime", "theft", "other"}
     spa = pool[pool["source"] == "spa_vl"]
     meta = spa["meta"].map(json.loads)
-    assert (spa.loc[meta.map(lambda m: m["source_category"] == "theft"), "category"] == "property_crime").all()
+    was_theft = meta.map(lambda m: m["source_category"] == "theft")
+    assert (spa.loc[was_theft, "category"] == "property_crime").all()
     # cybercrime and violence are not in this taxonomy: counted as unmapped, sent to "other"
     unmapped = summary["unmapped"]
     assert unmapped and set().union(*(set(v) for v in unmapped.values())) <= {"cybercrime", "violence"}
@@ -98,8 +99,9 @@ def test_bad_sources_config(cfg, match):
 
 def run_pool(cfg: dict, out: Path) -> subprocess.CompletedProcess[str]:
     args = ["pool", "--sources", json.dumps(cfg), "--params", json.dumps({"taxonomy": TAXONOMY})]
-    return subprocess.run([sys.executable, "-m", "safervlm.cli", *args, "--out", str(out)],
-                          capture_output=True, text=True)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "safervlm.cli", *args, "--out", str(out)], capture_output=True, text=True
+    )
 
 
 def no_leftovers(out: Path) -> None:
