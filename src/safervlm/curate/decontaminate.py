@@ -188,9 +188,16 @@ def decontaminate(
             continue
         reason, match = hit
         bench, eval_id = match.key
+        value = round(match.value, 6)  # Jaccard for text, Hamming distance for images
         removed.append(
-            {"id": rid, "source": src, "reason": reason, "benchmark": bench, "eval_id": eval_id}
-            | {"value": round(match.value, 6)}
+            {
+                "id": rid,
+                "source": src,
+                "reason": reason,
+                "benchmark": bench,
+                "eval_id": eval_id,
+                "value": value,
+            }
         )
         by_bench[bench][reason] += 1
         by_source.setdefault(src, Counter())[reason] += 1
