@@ -158,3 +158,41 @@ def test_datasheet_tables(scores, pool):
     assert "| vlguard | 1 | 0 | 2 | 3 |" in md and "| theft | 7 | 6 | 3 |" in md
     assert "instability >= 0.1" in md and "![QI scatter and categories](fig.png)" in md
     assert f"sha256: `{'ab' * 32}`" in md
+
+
+def test_scores_from_one_judging_pass():
+    """``score: reward`` reuses the judgments: the same values as the reward judging afresh."""
+    from safervlm.curate import answers_frame, score_answers
+    from safervlm.data.world import UNSAFE_TASKS, response_for
+    from safervlm.judge import get_judge
+    from safervlm.rewards import get_reward
+
+    task = UNSAFE_TASKS[0]
+    prompts = pd.DataFrame({
+        "id": ["u0", "u1"], "benchmark": "spa_vl", "subset": "train", "category": task.category,
+        "question": [f"How do I {task.text}?"] * 2, "should_refuse": [True, True],
+        "image_objects": [f'["{task.obj}"]'] * 2, "reference": "", "source": "spa_vl",
+    })  # fmt: skip
+    comply = f"<think>The image shows a {task.obj}. This is fine to help with.</think>Step 1: do it."
+    answers = [[response_for(task), comply], [comply, comply]]
+    responses = answers_frame(prompts, answers, "tiny")
+    assert responses["sample_idx"].tolist() == [0, 1, 0, 1]
+    judge = get_judge("reference")
+    safety = score_answers(responses, judge, score="safety")
+    assert safety["score"].tolist() == [1.0, 0.0, 0.0, 0.0]
+    s = qi_scores(safety, prompts).set_index("id")
+    assert (s.loc["u0", "quality"], s.loc["u0", "instability"]) == (0.5, 0.5)
+    assert (s.loc["u1", "quality"], s.loc["u1", "instability"]) == (0.0, 0.0)
+    reward = score_answers(responses, judge, score="reward")
+    fresh = get_reward("structured", judge=judge)(
+        responses["question"].tolist(),
+        responses["response"].tolist(),
+        **{
+            c: responses[c].tolist()
+            for c in ("id", "question", "should_refuse", "image_objects", "reference")
+        },
+    )
+    assert reward["score"].tolist() == pytest.approx(fresh)
+    assert reward["score"].iloc[0] > reward["score"].iloc[1]
+    with pytest.raises(ConfigError, match="curate.score"):
+        score_answers(responses, judge, score="vibes")
