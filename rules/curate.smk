@@ -2,7 +2,7 @@ rule decontaminate:
     input:
         pool=f"{R}/data/pool.parquet",
         evals=bench_parquet(sorted(config["benchmarks"])),
-        code=code("stages/curate.py", "curate/decontaminate.py"),
+        code=code("stages/curate.py", "curate/decontaminate.py", "curate/near_dup.py"),
     output:
         pool=f"{R}/data/pool.clean.parquet",
         report=f"{R}/data/decontamination.json",
@@ -13,7 +13,17 @@ rule decontaminate:
     conda:
         "../envs/safervlm.yaml"
     params:
-        curate=as_json(pick("curate", "ngram")),
+        curate=as_json(
+            pick(
+                "curate",
+                "shingle_size",
+                "near_text_threshold",
+                "minhash_perm",
+                "image_hash",
+                "image_hash_size",
+                "near_image_distance",
+            )
+        ),
     shell:
         "safervlm decontaminate --pool {input.pool} --eval {input.evals} --out {output.pool}"
         " --report {output.report} --params '{params.curate}' > {log} 2>&1"
@@ -25,11 +35,12 @@ rule qi_score:
         pool=f"{R}/data/pool.clean.parquet",
         code=code(
             "stages/curate.py",
-            "curate/qi.py",
+            "curate/scoring.py",
             "evaluate/generate.py",
+            "prompts.py",
+            "text.py",
             "rewards/structured.py",
-            "judge/reference.py",
-            "judge/markers.py",
+            *judge_code("reward_judge"),
         ),
     output:
         scores=f"{R}/data/qi_scores.parquet",
@@ -42,27 +53,44 @@ rule qi_score:
         "../envs/safervlm.yaml"
     params:
         curate=as_json(
-            pick("curate", "k_samples", "temperature", "max_new_tokens", "batch_size")
+            pick(
+                "curate",
+                "k_samples",
+                "temperature",
+                "max_new_tokens",
+                "batch_size",
+                "score",
+            )
         ),
-        judge=config["judge"]["name"],
-        judge_params=as_json(config["judge"]["params"]),
+        judge=judge_cli("reward_judge"),
+        reward=config["grpo"]["reward"],
+        reward_params=as_json(config["grpo"]["reward_params"]),
         seed=config["seed"],
     shell:
         "safervlm qi-score --model {input.model} --pool {input.pool} --out {output.scores}"
-        " --params '{params.curate}' --judge {params.judge} --judge-params '{params.judge_params}'"
-        " --seed {params.seed} > {log} 2>&1"
+        " --samples {output.samples} --params '{params.curate}' {params.judge}"
+        " --reward {params.reward}"
+        " --reward-params '{params.reward_params}' --seed {params.seed} > {log} 2>&1"
 
 
 rule qi_select:
     input:
         scores=f"{R}/data/qi_scores.parquet",
         pool=f"{R}/data/pool.clean.parquet",
-        code=code("stages/curate.py", "curate/qi.py"),
+        pool_summary=f"{R}/data/pool.summary.json",
+        decontamination=f"{R}/data/decontamination.json",
+        code=code("stages/qi_select.py", "curate/qi.py", "curate/datasheet.py"),
     output:
         qi_safe=f"{R}/data/qi_safe.parquet",
         datasheet=report(
             f"{R}/data/qi_safe.datasheet.md",
             caption="../workflow/report/datasheet.rst",
+            category="Data",
+        ),
+        datasheet_json=f"{R}/data/qi_safe.datasheet.json",
+        figure=report(
+            f"{R}/data/qi_safe.datasheet.png",
+            caption="../workflow/report/datasheet_figure.rst",
             category="Data",
         ),
     log:
@@ -72,8 +100,19 @@ rule qi_select:
     conda:
         "../envs/safervlm.yaml"
     params:
-        curate=as_json(config["curate"]),
+        curate=as_json(
+            pick(
+                "curate",
+                "quality_range",
+                "min_instability",
+                "target_size",
+                "allocation",
+            )
+        ),
         seed=config["seed"],
     shell:
-        "safervlm qi-select --scores {input.scores} --pool {input.pool} --out {output.qi_safe}"
-        " --datasheet {output.datasheet} --params '{params.curate}' --seed {params.seed} > {log} 2>&1"
+        "safervlm qi-select --scores {input.scores} --pool {input.pool}"
+        " --pool-summary {input.pool_summary} --decontamination {input.decontamination}"
+        " --out {output.qi_safe} --datasheet {output.datasheet}"
+        " --datasheet-json {output.datasheet_json} --figure {output.figure}"
+        " --params '{params.curate}' --seed {params.seed} > {log} 2>&1"

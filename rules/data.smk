@@ -58,7 +58,15 @@ rule pool:
     input:
         fixtures=fixtures_if_needed("sources", list(config["sources"])),
         code=code(
-            "stages/data.py", "data/sources.py", "data/hf_parquet.py", "schema.py"
+            "stages/pool.py",
+            "curate/pool.py",
+            "data/sources.py",
+            "data/base.py",
+            "data/hf_parquet.py",
+            "data/bench_beavertails_v.py",
+            "data/bench_spa_vl.py",
+            "data/bench_vlguard.py",
+            "schema.py",
         ),
     output:
         pool=f"{R}/data/pool.parquet",
@@ -70,10 +78,14 @@ rule pool:
     conda:
         "../envs/safervlm.yaml"
     params:
-        sources=" ".join(f"{n}={source_root(n)}" for n in config["sources"]),
-        limits=as_json({n: e["limit"] for n, e in config["sources"].items()}),
+        sources=as_json(
+            {n: {**e, "root": source_root(n)} for n, e in config["sources"].items()}
+        ),
+        curate=as_json(pick("curate", "taxonomy")),
+        seed=config["seed"],
     shell:
-        "safervlm pool --source {params.sources} --limits '{params.limits}' --out {output.pool} > {log} 2>&1"
+        "safervlm pool --sources '{params.sources}' --params '{params.curate}' --seed {params.seed}"
+        " --out {output.pool} > {log} 2>&1"
 
 
 rule tiny_model:

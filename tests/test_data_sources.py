@@ -56,7 +56,7 @@ def test_source_rows(name: str, fixtures_root: Path) -> None:
         assert r["should_refuse"] == truth[r["id"]]["should_refuse"]
         assert _matches(r["question"], TRAIN_TEMPLATES), r["question"]
     assert {r["should_refuse"] for r in rows} == {True, False}
-    assert len(load_source(name, root, limit=3)) == 3
+    assert len(load_source(name, root, 3)) == 3
 
 
 def test_spa_vl_keeps_rejected_in_meta(fixtures_root: Path) -> None:

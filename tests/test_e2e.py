@@ -23,7 +23,7 @@ pytestmark = pytest.mark.slow
 def reduced_config() -> dict:
     cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
     cfg["fixtures"].update(n_per_benchmark=8, n_train_per_source=60)
-    cfg["curate"].update(k_samples=2, max_new_tokens=16, max_samples=None, min_samples=0)
+    cfg["curate"].update(k_samples=2, max_new_tokens=16, min_instability=0.0, target_size=None)
     cfg["sft"].update(epochs=3)
     cfg["grpo"].update(max_steps=2, batch_size=8, max_completion_length=24)
     cfg["generate"].update(max_new_tokens=40)

@@ -49,45 +49,55 @@ def cmd_prepare(a: argparse.Namespace) -> Any:
 
 
 def cmd_pool(a: argparse.Namespace) -> Any:
-    from safervlm.stages.data import pool
+    from safervlm.curate.pool import PoolParams
+    from safervlm.stages.pool import pool_stage
 
-    sources: dict[str, str] = {}
-    for item in a.source:
-        name, sep, root = item.partition("=")
-        if not sep:
-            raise SafervlmError(f"--source expects NAME=ROOT, got {item!r}")
-        sources[name] = root
-    return pool(sources, a.out, limits=_json(a.limits, "--limits"))
+    return pool_stage(_json(a.sources, "--sources"), a.out, _params(PoolParams, a.params, "curate"), a.seed)
 
 
 def cmd_decontaminate(a: argparse.Namespace) -> Any:
-    from safervlm.config import CurateParams
+    from safervlm.curate.decontaminate import DecontaminateParams
     from safervlm.stages.curate import decontaminate_stage
 
-    return decontaminate_stage(a.pool, a.eval, a.out, a.report, _params(CurateParams, a.params, "curate"))
+    return decontaminate_stage(
+        a.pool, a.eval, a.out, a.report, _params(DecontaminateParams, a.params, "curate")
+    )
 
 
 def cmd_qi_score(a: argparse.Namespace) -> Any:
-    from safervlm.config import CurateParams
+    from safervlm.curate.scoring import QIScoreParams
     from safervlm.stages.curate import qi_score_stage
 
     return qi_score_stage(
         a.model,
         a.pool,
         a.out,
-        _params(CurateParams, a.params, "curate"),
-        a.judge,
-        _json(a.judge_params, "--judge-params"),
-        a.seed,
+        a.samples,
+        _params(QIScoreParams, a.params, "curate"),
+        judge_name=a.judge,
+        judge_params=_json(a.judge_params, "--judge-params"),
+        judge_cache=a.judge_cache,
+        reward=a.reward,
+        reward_params=_json(a.reward_params, "--reward-params"),
+        seed=a.seed,
     )
 
 
 def cmd_qi_select(a: argparse.Namespace) -> Any:
-    from safervlm.config import CurateParams
-    from safervlm.stages.curate import qi_select_stage
+    from safervlm.curate.qi import QISelectParams
+    from safervlm.stages.qi_select import qi_select_stage
 
     return qi_select_stage(
-        a.scores, a.pool, a.out, a.datasheet, _params(CurateParams, a.params, "curate"), a.seed
+        scores_path=a.scores,
+        pool_path=a.pool,
+        pool_summary_path=a.pool_summary,
+        decontamination_path=a.decontamination,
+        out=a.out,
+        datasheet_md=a.datasheet,
+        datasheet_json=a.datasheet_json,
+        figure=a.figure,
+        params=_params(QISelectParams, a.params, "curate"),
+        seed=a.seed,
     )
 
 
@@ -185,30 +195,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.add_argument("--limit", type=int, default=None)
 
-    p = _add(sub, "pool", cmd_pool, "build the training pool from the sources")
-    p.add_argument("--source", nargs="+", required=True, metavar="NAME=ROOT")
-    p.add_argument("--limits", default="{}", help="per-source record limits as JSON")
+    p = _add(sub, "pool", cmd_pool, "build the training pool from the sources (capped, categories mapped)")
+    p.add_argument("--sources", required=True, help="sources section as JSON: name -> {root, cap, ...}")
+    p.add_argument("--params", default="{}", help="curate keys as JSON (taxonomy)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the per-source caps")
     p.add_argument("--out", required=True)
 
-    p = _add(sub, "decontaminate", cmd_decontaminate, "remove pool rows that overlap evaluation benchmarks")
+    p = _add(sub, "decontaminate", cmd_decontaminate, "remove pool rows that duplicate evaluation items")
     p.add_argument("--pool", required=True)
-    p.add_argument("--eval", nargs="+", required=True)
+    p.add_argument("--eval", nargs="+", required=True, help="benchmark parquet files ({name}.parquet)")
     p.add_argument("--out", required=True)
     p.add_argument("--report", required=True)
-    p.add_argument("--params", default="{}", help="curate section as JSON")
+    p.add_argument("--params", default="{}", help="curate keys as JSON (thresholds, image hash)")
 
-    p = _add(sub, "qi-score", cmd_qi_score, "sample K answers per prompt and score quality/instability")
-    for flag in ("--model", "--pool", "--out"):
+    p = _add(
+        sub, "qi-score", cmd_qi_score, "sample K answers per prompt, judge them, score quality/instability"
+    )
+    for flag in ("--model", "--pool", "--out", "--samples"):
         p.add_argument(flag, required=True)
-    p.add_argument("--params", default="{}", help="curate section as JSON")
+    p.add_argument("--params", default="{}", help="curate keys as JSON (k_samples, score, ...)")
     p.add_argument("--seed", type=int, default=0)
     _judge_args(p)
+    p.add_argument("--reward", default="structured", help="reward registry name (for score: reward)")
+    p.add_argument("--reward-params", default="{}", help="reward parameters as JSON")
 
-    p = _add(sub, "qi-select", cmd_qi_select, "select QI-Safe from the quality-instability box")
-    for flag in ("--scores", "--pool", "--out", "--datasheet"):
+    p = _add(sub, "qi-select", cmd_qi_select, "select QI-Safe from the quality-instability box; datasheet")
+    for flag in ("--scores", "--pool", "--pool-summary", "--decontamination", "--out"):
         p.add_argument(flag, required=True)
-    p.add_argument("--params", default="{}", help="curate section as JSON")
-    p.add_argument("--seed", type=int, default=0)
+    for flag in ("--datasheet", "--datasheet-json", "--figure"):
+        p.add_argument(flag, required=True)
+    p.add_argument("--params", default="{}", help="curate keys as JSON (box, target_size, allocation)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the tie-breaking RNG")
 
     for name, fn, help_ in (
         ("sft", cmd_sft, "SFT warm-up (TRL SFTTrainer)"),

@@ -83,21 +83,6 @@ def config_hash(config: Any) -> str:
 
 
 @dataclass
-class CurateParams:
-    """Decontamination and quality–instability selection (``curate`` section)."""
-
-    ngram: int = 8
-    k_samples: int = 4
-    temperature: float = 1.0
-    max_new_tokens: int = 48
-    batch_size: int = 32
-    quality_range: list[float] = field(default_factory=lambda: [0.0, 1.0])
-    min_instability: float = 0.0
-    max_samples: int | None = None
-    min_samples: int = 0
-
-
-@dataclass
 class TrainParams:
     """Fields SFT and GRPO share, defined once."""
 

@@ -1,6 +1,31 @@
-"""Curation of the training pool: decontamination and quality–instability selection."""
+"""QI-Safe curation: the training pool, decontamination, QI scoring and selection, datasheet."""
 
-from safervlm.curate.decontaminate import decontaminate, image_sha256, normalise_question
-from safervlm.curate.qi import datasheet, qi_scores, qi_select
+from safervlm.curate.datasheet import build_datasheet, plot_datasheet, render_markdown
+from safervlm.curate.decontaminate import REASONS, DecontaminateParams, decontaminate
+from safervlm.curate.near_dup import normalise_question
+from safervlm.curate.pool import PoolParams, SourceSpec, build_pool, map_category, parse_sources
+from safervlm.curate.qi import QISelectParams, allocate, qi_select
+from safervlm.curate.scoring import QIScoreParams, answers_frame, qi_scores, sample_answers, score_answers
 
-__all__ = ["datasheet", "decontaminate", "image_sha256", "normalise_question", "qi_scores", "qi_select"]
+__all__ = [
+    "REASONS",
+    "DecontaminateParams",
+    "PoolParams",
+    "QIScoreParams",
+    "QISelectParams",
+    "SourceSpec",
+    "allocate",
+    "answers_frame",
+    "build_datasheet",
+    "build_pool",
+    "decontaminate",
+    "map_category",
+    "normalise_question",
+    "parse_sources",
+    "plot_datasheet",
+    "qi_scores",
+    "qi_select",
+    "render_markdown",
+    "sample_answers",
+    "score_answers",
+]

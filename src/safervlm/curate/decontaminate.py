@@ -1,132 +1,222 @@
-"""Remove training-pool rows that overlap any evaluation set (text or image).
+"""Remove training-pool rows that duplicate or nearly duplicate any evaluation item.
 
 A pool row is dropped when, checked in this order (the first hit is its reason):
 
-1. ``exact_question``: its normalised question equals a normalised eval question
+1. ``exact_text``: its normalised question equals a normalised evaluation question
    (lowercase, punctuation replaced by spaces, whitespace collapsed);
-2. ``ngram_overlap``: it shares a word n-gram of length ``ngram`` with an eval question
-   (questions shorter than ``ngram`` words have no n-grams, so only rule 1 applies);
-3. ``image_hash``: its image bytes have the same sha256 as an eval image.
+2. ``near_text``: the Jaccard similarity of its question's character shingles with an
+   evaluation question's is >= ``near_text_threshold`` (MinHash LSH candidates, exact
+   Jaccard decides; see :mod:`safervlm.curate.near_dup`);
+3. ``near_image``: the perceptual hashes of its image and an evaluation image differ in
+   at most ``near_image_distance`` bits.
+
+The report credits each removed row to the benchmark of the matched evaluation item
+(for near matches the closest one), so counts per benchmark and reason add up to the
+number removed.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import re
 from collections import Counter
+from dataclasses import asdict, dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
+from tqdm import tqdm
+
+from safervlm.curate.near_dup import (
+    IMAGE_HASHES,
+    ImageIndex,
+    Key,
+    Match,
+    TextIndex,
+    image_hash,
+    normalise_question,
+)
+from safervlm.errors import ConfigError, InputError
 
 logger = logging.getLogger(__name__)
 
-REASONS = ("exact_question", "ngram_overlap", "image_hash")
-_PUNCT_RE = re.compile(r"[^\w\s]|_")
-_N_EXAMPLES = 5
+REASONS = ("exact_text", "near_text", "near_image")
 
 
-def normalise_question(text: Any) -> str:
-    """Lowercase, replace punctuation by spaces and collapse whitespace."""
-    if text is None or (isinstance(text, float) and text != text):
-        return ""
-    return " ".join(_PUNCT_RE.sub(" ", str(text).lower()).split())
+@dataclass
+class DecontaminateParams:
+    """Decontamination settings (keys of the ``curate`` config section)."""
+
+    shingle_size: int = 5
+    near_text_threshold: float = 0.75
+    minhash_perm: int = 128
+    image_hash: str = "phash"
+    image_hash_size: int = 16
+    near_image_distance: int = 12
 
 
-def word_ngrams(norm: str, n: int) -> set[tuple[str, ...]]:
-    """The set of word n-grams of an already normalised string (empty if it is shorter)."""
-    words = norm.split()
-    return {tuple(words[i : i + n]) for i in range(len(words) - n + 1)}
+def check_params(params: DecontaminateParams) -> None:
+    """Reject settings no index can use (ConfigError naming the key)."""
+    problems = []
+    if params.image_hash not in IMAGE_HASHES:
+        problems.append(f"image_hash {params.image_hash!r} is not one of {sorted(IMAGE_HASHES)}")
+    if not 0.0 < params.near_text_threshold <= 1.0:
+        problems.append(f"near_text_threshold {params.near_text_threshold} is not in (0, 1]")
+    for key in ("shingle_size", "minhash_perm", "image_hash_size"):
+        if getattr(params, key) < (2 if key == "image_hash_size" else 1):
+            problems.append(f"{key} {getattr(params, key)} is too small")
+    if params.near_image_distance < 0:
+        problems.append(f"near_image_distance {params.near_image_distance} is negative")
+    if problems:
+        raise ConfigError("config section 'curate': " + "; ".join(problems))
 
 
-def image_sha256(data: Any) -> str | None:
-    """sha256 hex digest of image bytes, or None when there is no image."""
-    if data is None or isinstance(data, float):
+def _image_bytes(value: Any, *, path: str, record: object) -> bytes | None:
+    if value is None or (isinstance(value, float) and value != value):
         return None
-    if isinstance(data, dict):  # datasets-style {"bytes": ..., "path": ...}
-        data = data.get("bytes")
+    if isinstance(value, dict):  # datasets-style {"bytes": ..., "path": ...}
+        value = value.get("bytes")
+    if not isinstance(value, bytes | bytearray):
+        raise InputError(f"image is a {type(value).__name__}, expected bytes", path=path, record=record)
+    return bytes(value)
+
+
+def hash_images(frame: pd.DataFrame, params: DecontaminateParams, path: str) -> dict[int, np.ndarray]:
+    """Perceptual hash of every row's image, keyed by position; undecodable bytes raise.
+
+    Raises:
+        InputError: naming ``path`` and the row's id when its image bytes do not decode.
+    """
+    out: dict[int, np.ndarray] = {}
+    ids = frame["id"].astype(str).tolist()
+    for pos, (rid, value) in enumerate(
+        tqdm(zip(ids, frame["image"], strict=True), total=len(ids), desc="image hashes", leave=False)
+    ):
+        data = _image_bytes(value, path=path, record=rid)
         if data is None:
-            return None
-    return hashlib.sha256(bytes(data)).hexdigest()
+            continue
+        try:
+            out[pos] = image_hash(data, params.image_hash, params.image_hash_size)
+        except Exception as exc:  # PIL raises several types for undecodable bytes
+            raise InputError(f"cannot decode image bytes: {exc}", path=path, record=rid) from exc
+    return out
 
 
-def _eval_index(eval_sets: list[pd.DataFrame], ngram: int) -> tuple[set[str], set[tuple[str, ...]], set[str]]:
-    questions: set[str] = set()
-    grams: set[tuple[str, ...]] = set()
-    hashes: set[str] = set()
-    for frame in eval_sets:
-        for q in frame.get("question", pd.Series(dtype=object)):
-            norm = normalise_question(q)
-            if norm:
-                questions.add(norm)
-                grams |= word_ngrams(norm, ngram)
-        for img in frame.get("image", pd.Series(dtype=object)):
-            h = image_sha256(img)
-            if h:
-                hashes.add(h)
-    return questions, grams, hashes
+def build_indexes(
+    evals: dict[str, pd.DataFrame], params: DecontaminateParams, paths: dict[str, str]
+) -> tuple[TextIndex, ImageIndex, dict[str, dict[str, int]]]:
+    """Text and image indexes over every evaluation set, plus per-set sizes for the report."""
+    texts: list[tuple[Key, str]] = []
+    images: list[tuple[Key, np.ndarray]] = []
+    sizes: dict[str, dict[str, int]] = {}
+    for bench, frame in sorted(evals.items()):
+        ids = frame["id"].astype(str).tolist()
+        texts += [((bench, i), q) for i, q in zip(ids, frame["question"], strict=True)]
+        hashes = hash_images(frame, params, paths.get(bench, bench))
+        images += [((bench, ids[pos]), h) for pos, h in hashes.items()]
+        sizes[bench] = {"n_rows": len(frame), "n_images": len(hashes)}
+    text_index = TextIndex(params.shingle_size, params.near_text_threshold, params.minhash_perm)
+    text_index.build(texts)
+    image_index = ImageIndex(params.near_image_distance)
+    image_index.build(images)
+    return text_index, image_index, sizes
 
 
-def _reason(row: dict[str, Any], index: tuple[set[str], set[tuple[str, ...]], set[str]], ngram: int) -> str:
-    questions, grams, hashes = index
-    norm = normalise_question(row.get("question"))
-    if norm and norm in questions:
-        return "exact_question"
-    if norm and not word_ngrams(norm, ngram).isdisjoint(grams):
-        return "ngram_overlap"
-    h = image_sha256(row.get("image"))
-    if h and h in hashes:
-        return "image_hash"
-    return ""
+def _find(
+    pool: pd.DataFrame, text: TextIndex, image: ImageIndex, params: DecontaminateParams, path: str
+) -> list[tuple[str, Match] | None]:
+    """The first (reason, match) of each pool row, or None when it is clean."""
+    norms = [normalise_question(q) for q in pool["question"]]
+    near = text.nearest(norms)
+    hashes = hash_images(pool, params, path)
+    positions = sorted(hashes)
+    near_img: dict[int, Match | None] = {}
+    if positions:
+        found = image.nearest(np.stack([hashes[p] for p in positions]))
+        near_img = dict(zip(positions, found, strict=True))
+    hits: list[tuple[str, Match] | None] = []
+    for pos, norm in enumerate(norms):
+        exact = text.exact(norm)
+        if exact is not None:
+            hits.append(("exact_text", Match(exact, 1.0)))
+        elif near[pos] is not None:
+            hits.append(("near_text", near[pos]))  # type: ignore[arg-type]
+        elif near_img.get(pos) is not None:
+            hits.append(("near_image", near_img[pos]))  # type: ignore[arg-type]
+        else:
+            hits.append(None)
+    return hits
 
 
 def decontaminate(
-    pool: pd.DataFrame, eval_sets: list[pd.DataFrame], ngram: int = 8
+    pool: pd.DataFrame,
+    evals: dict[str, pd.DataFrame],
+    params: DecontaminateParams | None = None,
+    *,
+    pool_path: str = "pool",
+    eval_paths: dict[str, str] | None = None,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Drop pool rows overlapping any eval set; return the clean pool and a report.
+    """Drop pool rows duplicating any evaluation item; return the clean pool and a report.
 
     Args:
-        pool: Training pool with ``id``, ``question`` and optionally ``image`` and ``source``.
-        eval_sets: Evaluation frames with ``question`` and optionally ``image``.
-        ngram: Word n-gram length for the overlap rule (>= 1).
+        pool: Training pool with ``id``, ``question``, ``image`` (bytes or None), ``source``.
+        evals: Evaluation frames by benchmark name, each with ``id``, ``question``, ``image``.
+        params: Thresholds and hash settings.
+        pool_path: Named in errors about pool records.
+        eval_paths: Files of the evaluation frames, named in errors about their records.
 
     Returns:
         ``(clean, report)``: ``clean`` keeps the pool's columns and order; ``report`` holds
-        ``n_pool``, ``n_removed``, ``n_kept``, ``removed_by_reason``, ``removed_by_source``
-        (source → reason → count), ``examples`` (reason → up to 5 ids) and the parameters.
+        ``n_pool``, ``n_removed``, ``n_kept``, ``removed_by_reason``, ``removed_by_benchmark``
+        (benchmark -> reason -> count, every benchmark and reason listed),
+        ``removed_by_source``, ``eval_sets`` (sizes), ``removed`` (one entry per removed
+        row: id, source, reason, benchmark, eval_id, value) and the parameters.
+
+    Raises:
+        InputError: an undecodable image (naming the file and record).
     """
-    if ngram < 1:
-        raise ValueError(f"ngram must be >= 1, got {ngram}")
-    index = _eval_index(eval_sets, ngram)
-    reasons = [_reason({str(k): v for k, v in row.items()}, index, ngram) for row in pool.to_dict("records")]
-    mask = pd.Series([r == "" for r in reasons], index=pool.index)
-    ids = pool["id"].astype(str).tolist() if "id" in pool.columns else [str(i) for i in pool.index]
-    sources = pool["source"].astype(str).tolist() if "source" in pool.columns else ["(unknown)"] * len(pool)
+    params = params or DecontaminateParams()
+    check_params(params)
+    text, image, sizes = build_indexes(evals, params, eval_paths or {})
+    hits = _find(pool, text, image, params, pool_path)
+    ids = pool["id"].astype(str).tolist()
+    sources = pool["source"].astype(str).tolist() if "source" in pool.columns else ["?"] * len(pool)
+    removed: list[dict[str, Any]] = []
+    by_bench = {b: dict.fromkeys(REASONS, 0) for b in sorted(evals)}
     by_source: dict[str, Counter[str]] = {}
-    examples: dict[str, list[str]] = {r: [] for r in REASONS}
-    for rid, src, reason in zip(ids, sources, reasons, strict=True):
-        if not reason:
+    for rid, src, hit in zip(ids, sources, hits, strict=True):
+        if hit is None:
             continue
+        reason, match = hit
+        bench, eval_id = match.key
+        value = round(match.value, 6)  # Jaccard for text, Hamming distance for images
+        removed.append(
+            {
+                "id": rid,
+                "source": src,
+                "reason": reason,
+                "benchmark": bench,
+                "eval_id": eval_id,
+                "value": value,
+            }
+        )
+        by_bench[bench][reason] += 1
         by_source.setdefault(src, Counter())[reason] += 1
-        if len(examples[reason]) < _N_EXAMPLES:
-            examples[reason].append(rid)
-    counts = Counter(r for r in reasons if r)
+    reasons = Counter(r["reason"] for r in removed)
+    keep = pd.Series([h is None for h in hits], index=pool.index, dtype=bool)
     report = {
-        "ngram": ngram,
-        "n_eval_sets": len(eval_sets),
-        "n_eval_questions": len(index[0]),
-        "n_eval_images": len(index[2]),
+        "params": asdict(params),
+        "eval_sets": sizes,
+        "n_eval_texts": len(text),
+        "n_eval_images": len(image),
         "n_pool": len(pool),
-        "n_removed": int((~mask).sum()),
-        "n_kept": int(mask.sum()),
-        "removed_by_reason": {r: counts.get(r, 0) for r in REASONS},
-        "removed_by_source": {s: dict(sorted(c.items())) for s, c in sorted(by_source.items())},
-        "examples": examples,
+        "n_removed": len(removed),
+        "n_kept": int(keep.sum()),
+        "removed_by_reason": {r: reasons.get(r, 0) for r in REASONS},
+        "removed_by_benchmark": by_bench,
+        "removed_by_source": {s: {r: c.get(r, 0) for r in REASONS} for s, c in sorted(by_source.items())},
+        "removed": removed,
     }
     logger.info(
-        "decontaminate: removed %d of %d pool rows %s",
-        report["n_removed"],
-        len(pool),
-        report["removed_by_reason"],
+        "decontaminate: removed %d of %d pool rows %s", len(removed), len(pool), report["removed_by_reason"]
     )
-    return pool[mask].copy(), report
+    return pool[keep].copy(), report

@@ -1,168 +1,173 @@
-"""Quality–instability (QI) selection of training samples from K sampled rewards.
+"""Quality–instability (QI) selection: the box, then a category-stratified draw to a target size.
 
-For each sample id the K rewards of the current policy give a *quality* (mean reward)
-and an *instability* (population standard deviation). GRPO learns most from samples that
-are neither solved nor hopeless (quality inside a range) and on which the policy is
-unstable (high instability), so :func:`qi_select` keeps the ids inside the box
-``quality_range[0] <= quality <= quality_range[1] and instability >= min_instability``.
+GRPO learns most from prompts the base policy neither solves nor fails every time
+(moderate quality) and answers inconsistently (high instability). :func:`qi_select`
+keeps the prompts inside the box ``quality_range[0] <= quality <= quality_range[1]`` and
+``instability >= min_instability``; when the box holds more than ``target_size`` prompts,
+each taxonomy category gets a quota (``allocation``):
 
-Fill rule: when fewer than ``min_samples`` ids are in the box, a warning is logged and the
-selection is filled up to ``min_samples`` with the highest-instability scored ids outside
-the box (same ordering); filled rows have ``qi_filled = True``.
+* ``proportional``: quotas proportional to the category's share of the box (largest
+  remainders get the leftover rows; equal remainders go to the category named first);
+* ``equal``: the same quota for every category, a category with fewer prompts giving its
+  unused share to the others (water-filling), so small categories are kept whole.
+
+Within a category the most unstable prompts are kept first; prompts whose instability is
+equal (to ``_TIE_DECIMALS`` decimals) are ordered by a key drawn from a seeded RNG
+(``numpy.random.default_rng(seed)``, one draw per scored prompt in id order, before the
+box is applied), so the same seed gives the same selection and another seed may break
+ties differently.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from safervlm.errors import ConfigError
+from safervlm.errors import ConfigError, InputError
 
 logger = logging.getLogger(__name__)
 
-SCORE_FIELDS = ["quality", "instability", "n_samples"]
+ALLOCATIONS = ("proportional", "equal")
 _TIE_DECIMALS = 9
 
 
-def qi_scores(rewards: pd.DataFrame) -> pd.DataFrame:
-    """Per-id quality (mean), instability (population std) and n_samples of K rewards.
+@dataclass
+class QISelectParams:
+    """QI selection settings (keys of the ``curate`` config section)."""
 
-    Args:
-        rewards: One row per ``(id, sample_idx, reward)``; null rewards are ignored.
+    quality_range: list[float] = field(default_factory=lambda: [0.0, 1.0])
+    min_instability: float = 0.0
+    target_size: int | None = None
+    allocation: str = "proportional"
 
-    Returns:
-        Columns ``id, quality, instability, n_samples`` sorted by id (quality and
-        instability NaN for an id without any non-null reward).
-    """
-    missing = [c for c in ("id", "sample_idx", "reward") if c not in rewards.columns]
-    if missing:
-        raise ValueError(f"rewards lack columns {missing}")
-    r = rewards.assign(reward=pd.to_numeric(rewards["reward"], errors="coerce"))
-    grouped = r.groupby("id", sort=True)["reward"]
-    out = pd.DataFrame(
-        {
-            "quality": grouped.mean(),
-            "instability": grouped.std(ddof=0),
-            "n_samples": grouped.count().astype(int),
-        }
-    ).reset_index()
-    return out[["id", *SCORE_FIELDS]]
+    def check(self) -> tuple[float, float]:
+        """Return ``(lo, hi)`` after rejecting inconsistent settings with ConfigError."""
+        if len(self.quality_range) != 2:
+            raise ConfigError(f"curate.quality_range must be [low, high], got {self.quality_range}")
+        lo, hi = (float(v) for v in self.quality_range)
+        if lo > hi:
+            raise ConfigError(f"curate.quality_range low {lo} > high {hi}")
+        if self.allocation not in ALLOCATIONS:
+            raise ConfigError(f"curate.allocation must be one of {ALLOCATIONS}, got {self.allocation!r}")
+        if self.target_size is not None and self.target_size < 1:
+            raise ConfigError(f"curate.target_size must be >= 1 or null, got {self.target_size}")
+        return lo, hi
+
+
+def allocate(counts: dict[str, int], target: int, allocation: str = "proportional") -> dict[str, int]:
+    """Quotas per category summing to ``min(target, total)``, each at most its count."""
+    total = sum(counts.values())
+    if total <= target:
+        return dict(counts)
+    cats = sorted(counts)
+    if allocation == "proportional":
+        exact = {c: target * counts[c] / total for c in cats}
+        quota = {c: int(exact[c]) for c in cats}
+        left = target - sum(quota.values())
+        for c in sorted(cats, key=lambda c: (-(exact[c] - quota[c]), c))[:left]:
+            quota[c] += 1
+        return quota
+    if allocation == "equal":
+        quota, left = {}, target
+        by_size = sorted(cats, key=lambda c: (counts[c], c))
+        for i, c in enumerate(by_size):
+            quota[c] = min(counts[c], left // (len(by_size) - i))
+            left -= quota[c]
+        return {c: quota[c] for c in cats}
+    raise ConfigError(f"curate.allocation must be one of {ALLOCATIONS}, got {allocation!r}")
+
+
+def box_mask(scores: pd.DataFrame, lo: float, hi: float, min_instability: float) -> pd.Series:
+    """True for scored prompts inside the box (NaN quality or instability is outside)."""
+    q, s = scores["quality"], scores["instability"]
+    return q.notna() & s.notna() & q.between(lo, hi) & (s >= min_instability)
+
+
+def _with_tie_keys(scored: pd.DataFrame, seed: int) -> pd.DataFrame:
+    """Add ``_tie``: one draw of a seeded RNG per scored prompt, in id order."""
+    order = scored["id"].astype(str).sort_values(kind="mergesort").index
+    keys = pd.Series(np.random.default_rng(seed).random(len(order)), index=order)
+    return scored.assign(_tie=keys)
 
 
 def _ranked(frame: pd.DataFrame) -> pd.DataFrame:
-    """Instability descending, ties by id ascending (deterministic).
-
-    Instability is rounded to ``_TIE_DECIMALS`` for ranking, so values that differ only
-    by floating-point noise (e.g. the std of [0, 0, 0, 1] and of [1, 0, 1, 1]) tie.
-    """
-    key = frame["instability"].round(_TIE_DECIMALS)
-    order = frame.assign(_key=key).sort_values(["_key", "id"], ascending=[False, True], kind="mergesort")
-    return order.drop(columns="_key")
+    """Instability descending (rounded to ``_TIE_DECIMALS``), ties by the seeded ``_tie`` key."""
+    key = frame.assign(_inst=frame["instability"].round(_TIE_DECIMALS))
+    return key.sort_values(["_inst", "_tie"], ascending=[False, True], kind="mergesort").drop(columns="_inst")
 
 
 def qi_select(
-    scores: pd.DataFrame,
-    pool: pd.DataFrame,
-    quality_range: tuple[float, float] = (0.0, 1.0),
-    min_instability: float = 0.0,
-    max_samples: int | None = None,
-    seed: int = 0,
-    min_samples: int = 0,
-) -> pd.DataFrame:
-    """Select pool rows inside the quality–instability box, ranked by instability.
+    scores: pd.DataFrame, pool: pd.DataFrame, params: QISelectParams, seed: int = 0, *, scores_path: str = ""
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Select pool rows in the QI box, stratified by category to ``target_size``.
 
     Args:
-        scores: Output of :func:`qi_scores`.
-        pool: Pool rows with an ``id`` column (pool ids without scores are never selected).
-        quality_range: Inclusive ``(low, high)`` bounds on quality.
-        min_instability: Inclusive lower bound on instability.
-        max_samples: Cap on the number of selected rows (None: no cap).
-        seed: Recorded for provenance only; the selection draws no random numbers
-            (ties are broken by id).
-        min_samples: Fill up to this many rows from outside the box (module docstring).
+        scores: Per-prompt ``id, quality, instability, n_scored`` (from QI scoring).
+        pool: The decontaminated pool (``id``, ``category`` and the training columns).
+        params: Box, target size and allocation.
+        seed: Seed of the tie-breaking RNG.
+        scores_path: Named in errors.
 
     Returns:
-        The selected pool rows plus ``quality, instability, n_samples, qi_rank`` (0-based)
-        and ``qi_filled``; ``attrs["qi"]`` records the counts and parameters.
+        ``(selected, info)``: the selected pool rows plus ``quality, instability,
+        n_scored, qi_rank`` (rank within its category, 0 = most unstable), sorted by id;
+        ``info`` holds the counts per stage and category and the quotas.
+
+    Raises:
+        InputError: no prompt has a score, or the box selects nothing (the message gives
+            the box and the observed ranges).
     """
-    lo, hi = quality_range
-    if lo > hi:
-        raise ConfigError(f"quality_range low {lo} > high {hi}")
-    if max_samples is not None and min_samples > max_samples:
-        raise ConfigError(f"min_samples {min_samples} > max_samples {max_samples}")
-    merged = pool.merge(scores[["id", *SCORE_FIELDS]], on="id", how="inner", validate="one_to_one")
-    merged = merged.dropna(subset=["quality", "instability"])
-    in_box = merged["quality"].between(lo, hi) & (merged["instability"] >= min_instability)
-    selected = _ranked(merged[in_box])
-    if max_samples is not None:
-        selected = selected.head(max_samples)
-    selected = selected.assign(qi_filled=False)
-    n_box = len(selected)
-    n_filled = 0
-    if n_box < min_samples:
-        fill = _ranked(merged[~in_box]).head(min_samples - n_box).assign(qi_filled=True)
-        n_filled = len(fill)
-        logger.warning(
-            "qi_select: only %d rows in the box (< min_samples=%d); filled %d from outside it",
-            n_box,
-            min_samples,
-            n_filled,
+    lo, hi = params.check()
+    merged = pool.merge(
+        scores[["id", "quality", "instability", "n_scored"]], on="id", how="inner", validate="one_to_one"
+    )
+    scored = _with_tie_keys(merged[merged["quality"].notna() & merged["instability"].notna()], seed)
+    if scored.empty:
+        raise InputError(
+            f"no prompt of {len(pool)} has a quality and instability (each needs >= 2 scored answers); "
+            "is the judge leaving answers unscored?",
+            path=scores_path or None,
         )
-        selected = pd.concat([selected, fill])
-    selected = selected.reset_index(drop=True)
-    selected["qi_rank"] = range(len(selected))
-    selected.attrs["qi"] = {
-        "n_pool": len(pool), "n_scored": len(merged), "n_in_box": int(in_box.sum()),
-        "n_selected": len(selected), "n_filled": n_filled, "quality_range": [lo, hi],
-        "min_instability": min_instability, "max_samples": max_samples, "min_samples": min_samples,
+    in_box = scored[box_mask(scored, lo, hi, params.min_instability)]
+    if in_box.empty:
+        raise InputError(
+            f"the QI box (quality in [{lo}, {hi}], instability >= {params.min_instability}) selects none of "
+            f"{len(scored)} scored prompts; observed quality [{scored['quality'].min():.4g}, "
+            f"{scored['quality'].max():.4g}], instability [{scored['instability'].min():.4g}, "
+            f"{scored['instability'].max():.4g}]: widen curate.quality_range or lower curate.min_instability",
+            path=scores_path or None,
+        )
+    target = params.target_size if params.target_size is not None else len(in_box)
+    counts = {str(k): int(v) for k, v in in_box["category"].astype(str).value_counts().items()}
+    quota = allocate(counts, target, params.allocation)
+    parts = []
+    for cat in sorted(quota):
+        ranked = _ranked(in_box[in_box["category"].astype(str) == cat])
+        parts.append(ranked.head(quota[cat]).assign(qi_rank=range(min(quota[cat], len(ranked)))))
+    selected = (
+        pd.concat(parts).drop(columns="_tie").sort_values("id", kind="mergesort").reset_index(drop=True)
+    )
+    if len(selected) < target:
+        logger.warning(
+            "qi_select: the box holds %d prompts, fewer than target_size %d; keeping all of them",
+            len(selected),
+            target,
+        )
+    info = {
+        "n_pool": len(pool),
+        "n_scored": len(scored),
+        "n_unscored": len(pool) - len(scored),
+        "n_in_box": len(in_box),
+        "n_selected": len(selected),
+        "target_size": params.target_size,
+        "quotas": quota,
+        "box": {"quality_range": [lo, hi], "min_instability": params.min_instability},
+        "allocation": params.allocation,
         "seed": seed,
-    }  # fmt: skip
-    logger.info("qi_select: %s", selected.attrs["qi"])
-    return selected
-
-
-def _counts_table(title: str, before: pd.Series, after: pd.Series) -> list[str]:
-    keys = sorted(set(before.index) | set(after.index), key=str)
-    lines = [f"### {title}", "", "| value | pool | selected |", "|---|---:|---:|"]
-    lines += [f"| {k} | {int(before.get(k, 0))} | {int(after.get(k, 0))} |" for k in keys]
-    return [*lines, ""]
-
-
-def _stats_table(scores: pd.DataFrame, selected: pd.DataFrame) -> list[str]:
-    lines = [
-        "### Quality / instability",
-        "",
-        "| set | field | mean | min | max |",
-        "|---|---|---:|---:|---:|",
-    ]
-    for name, frame in (("scored pool", scores), ("selected", selected)):
-        for col in ("quality", "instability"):
-            s = frame[col].dropna() if col in frame.columns else pd.Series(dtype=float)
-            vals = [f"{v:.3f}" for v in (s.mean(), s.min(), s.max())] if len(s) else ["–"] * 3
-            lines.append(f"| {name} | {col} | " + " | ".join(vals) + " |")
-    return [*lines, ""]
-
-
-def datasheet(
-    selected: pd.DataFrame, pool: pd.DataFrame, scores: pd.DataFrame, params: dict[str, Any]
-) -> str:
-    """A markdown datasheet of a QI selection (counts, balance, score stats, parameters)."""
-    lines = ["# QI-selected training set", "", "## Selection", ""]
-    lines += [f"- {k}: `{v}`" for k, v in sorted(params.items())]
-    n_filled = int(selected["qi_filled"].sum()) if "qi_filled" in selected.columns else 0
-    lines += [
-        f"- rows before: {len(pool)}",
-        f"- rows scored: {len(scores)}",
-        f"- rows after: {len(selected)}",
-        f"- rows filled from outside the box: {n_filled}",
-        "",
-    ]
-    lines += ["## Composition", ""]
-    for col in ("source", "category", "should_refuse"):
-        if col in pool.columns:
-            after = selected[col].astype(str).value_counts() if col in selected.columns else pd.Series()
-            lines += _counts_table(col, pool[col].astype(str).value_counts(), after)
-    lines += _stats_table(scores, selected)
-    return "\n".join(lines)
+    }
+    logger.info("qi_select: %s", {k: v for k, v in info.items() if k != "quotas"})
+    return selected, info

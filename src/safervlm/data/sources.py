@@ -1,24 +1,29 @@
-"""Training-source readers: rows for the SFT/RL training pool.
+"""Training-source readers: rows for the QI-Safe training pool.
 
 Each row is :meth:`Sample.to_row` plus ``source`` (the source name) and ``response``
 (the safe reference response used for supervised fine-tuning):
 
-* ``beavertails_v`` — BeaverTails-V ``train`` split (layout as in
-  :mod:`safervlm.data.bench_beavertails_v`); response = a response marked safe (the
-  safer one first). Rows with no safe response are skipped.
-* ``spa_vl`` — SPA-VL ``data/train-*.parquet``; response = ``chosen`` (``rejected`` and
-  ``class1..3`` are kept in ``meta``).
+* ``beavertails_v`` — BeaverTails-V ``train`` split of every harm-category config (or
+  the chosen ``configs``), layout as in :mod:`safervlm.data.bench_beavertails_v`;
+  response = a response marked safe (the safer one first). Rows with no safe response
+  are skipped.
+* ``spa_vl`` — SPA-VL ``data/train-*.parquet`` (``image, question, chosen, rejected,
+  class1..3``); response = ``chosen`` (``rejected`` and ``class1..3`` are kept in ``meta``).
 * ``vlguard_train`` — VLGuard ``train.json`` with images under ``train/``; one row per
   instr-resp entry, response = the entry's ``response``. Entries without one are skipped.
 
-Missing folders, files, fields and unreadable images raise :class:`InputError` exactly
-as the benchmark adapters do. A ``safervlm_truth.json`` sidecar is merged when present.
+A ``cap`` keeps a seeded uniform sample of that many rows (reservoir sampling over the
+source in file order, so memory stays bounded by the cap), returned in file order.
+Missing folders, files, columns and undecodable images raise :class:`InputError` naming
+the file and the record, exactly as the benchmark adapters do. A ``safervlm_truth.json``
+sidecar is merged when present.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import random
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,13 +35,15 @@ from safervlm.errors import ConfigError, InputError
 
 logger = logging.getLogger(__name__)
 
-_FACTORIES: dict[str, Callable[[], BenchmarkAdapter]] = {
-    "beavertails_v": lambda: BeaverTailsV(split="train"),
-    "spa_vl": lambda: SpaVL(split="train"),
-    "vlguard_train": lambda: VLGuard(
+# name -> factory(configs); only sources split into dataset configs accept ``configs``.
+_FACTORIES: dict[str, Callable[[Sequence[str] | None], BenchmarkAdapter]] = {
+    "beavertails_v": lambda configs: BeaverTailsV(split="train", categories=configs),
+    "spa_vl": lambda configs: SpaVL(split="train"),
+    "vlguard_train": lambda configs: VLGuard(
         filename="train.json", image_dirs=("train", ""), id_prefix="vlguard_train"
     ),
 }
+_WITH_CONFIGS = frozenset({"beavertails_v"})
 
 
 def list_sources() -> list[str]:
@@ -44,58 +51,87 @@ def list_sources() -> list[str]:
     return sorted(_FACTORIES)
 
 
-def source_adapter(name: str) -> BenchmarkAdapter:
-    """The adapter that reads training source ``name``.
+def source_adapter(name: str, configs: Sequence[str] | None = None) -> BenchmarkAdapter:
+    """The adapter that reads training source ``name`` (restricted to ``configs`` if given).
 
     Raises:
-        ConfigError: ``name`` is unknown (the message lists the known names).
+        ConfigError: ``name`` is unknown (the message lists the known names), or
+            ``configs`` is given for a source that has no dataset configs.
     """
-    try:
-        return _FACTORIES[name]()
-    except KeyError:
+    if name not in _FACTORIES:
+        raise ConfigError(f"unknown training source {name!r}; known sources: {', '.join(list_sources())}")
+    if configs is not None and name not in _WITH_CONFIGS:
         raise ConfigError(
-            f"unknown training source {name!r}; known sources: {', '.join(list_sources())}"
-        ) from None
+            f"training source {name!r} has no dataset configs to choose from; "
+            f"'configs' applies to {sorted(_WITH_CONFIGS)}"
+        )
+    return _FACTORIES[name](configs)
 
 
-def load_source(name: str, root: Path | str, limit: int | None = None) -> list[dict[str, Any]]:
-    """Read up to ``limit`` training rows of source ``name`` from its local copy at ``root``.
+def _reservoir(
+    rows: list[tuple[int, dict[str, Any]]], item: dict[str, Any], seen: int, cap: int, rng: random.Random
+) -> None:
+    """Algorithm R: after ``seen`` items every one is kept with probability cap/seen."""
+    if len(rows) < cap:
+        rows.append((seen - 1, item))
+        return
+    j = rng.randrange(seen)
+    if j < cap:
+        rows[j] = (seen - 1, item)
+
+
+def load_source(
+    name: str,
+    root: Path | str,
+    cap: int | None = None,
+    *,
+    seed: int = 0,
+    configs: Sequence[str] | None = None,
+) -> list[dict[str, Any]]:
+    """Read the training rows of source ``name`` from its local copy at ``root``.
 
     Args:
         name: One of :func:`list_sources`.
         root: The source's root folder (official on-disk layout).
-        limit: Maximum number of rows returned (all when None).
+        cap: Keep a seeded uniform sample of at most this many rows (all when None).
+        seed: Seed of the cap's sample (the source name is mixed in).
+        configs: Dataset configs to read (BeaverTails-V harm categories; all when None).
 
     Returns:
-        Rows with every ``SAMPLE_COLUMNS`` field plus ``source`` and ``response``.
+        Rows with every ``SAMPLE_COLUMNS`` field plus ``source`` and ``response``, in file order.
 
     Raises:
-        ConfigError: Unknown source name.
+        ConfigError: Unknown source name, or ``configs`` for a source without configs.
         InputError: Bad local copy, duplicate ids, or no row with a safe response.
     """
-    adapter = source_adapter(name)
-    rows: list[dict[str, Any]] = []
-    seen: set[str] = set()
+    if cap is not None and cap <= 0:
+        raise ConfigError(f"cap of training source {name!r} must be >= 1, got {cap}")
+    adapter = source_adapter(name, configs)
+    rng = random.Random(f"safervlm-pool/{seed}/{name}")
+    kept: list[tuple[int, dict[str, Any]]] = []
+    seen_ids: set[str] = set()
     skipped = 0
-    if limit is not None and limit <= 0:
-        return rows
     for sample in adapter.iter_samples(root):
         if not sample.reference.strip():
             skipped += 1
             continue
-        if sample.id in seen:
+        if sample.id in seen_ids:
             raise InputError("duplicate sample id", path=root, record=sample.id)
-        seen.add(sample.id)
+        seen_ids.add(sample.id)
         sample.benchmark = name
         row = sample.to_row()
         row["source"] = name
         row["response"] = sample.reference
-        rows.append(row)
-        if limit is not None and len(rows) >= limit:
-            break
+        if cap is None:
+            kept.append((len(seen_ids) - 1, row))
+        else:
+            _reservoir(kept, row, len(seen_ids), cap, rng)
     if skipped:
         logger.info("%s: skipped %d rows without a safe reference response", name, skipped)
-    if not rows:
+    if not kept:
         raise InputError(f"training source {name!r} has no rows with a safe reference response", path=root)
-    logger.info("loaded %d training rows of %s from %s", len(rows), name, root)
+    rows = [row for _, row in sorted(kept, key=lambda t: t[0])]
+    logger.info(
+        "loaded %d of %d training rows of %s from %s (cap %s)", len(rows), len(seen_ids), name, root, cap
+    )
     return rows

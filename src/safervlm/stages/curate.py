@@ -1,43 +1,59 @@
-"""Curation stages: decontamination, QI scoring (K sampled answers judged), QI selection."""
+"""Curation stages before selection: decontamination and QI scoring (K sampled answers, judged)."""
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from safervlm import tracking
-from safervlm.config import CurateParams
-from safervlm.curate import datasheet, decontaminate, qi_scores, qi_select
-from safervlm.io import read_parquet, write_json, write_parquet, write_text
-from safervlm.judge import get_judge
-from safervlm.rewards import get_reward
+from safervlm.curate.decontaminate import DecontaminateParams, decontaminate
+from safervlm.curate.scoring import (
+    QIScoreParams,
+    answers_frame,
+    check_score,
+    qi_scores,
+    sample_answers,
+    score_answers,
+)
+from safervlm.errors import InputError
+from safervlm.io import read_parquet, write_json, write_parquet
+from safervlm.judge import build_judge
 
 log = logging.getLogger(__name__)
 
+_EVAL_COLUMNS = ["id", "question", "image"]
+
 
 def decontaminate_stage(
-    pool_path: str, eval_paths: list[str], out: str, report_path: str, params: CurateParams
+    pool_path: str, eval_paths: list[str], out: str, report_path: str, params: DecontaminateParams
 ) -> dict[str, Any]:
-    """Drop pool rows that overlap any evaluation benchmark (text n-grams or identical image)."""
-    pool = read_parquet(pool_path, required=["id", "question", "image"])
-    evals = [read_parquet(p, required=["id", "question", "image"]) for p in eval_paths]
-    clean, report = decontaminate(pool, evals, ngram=params.ngram)
-    report = {
-        **report,
-        "eval_sets": [Path(p).stem for p in eval_paths],
-        "n_in": len(pool),
-        "n_out": len(clean),
-    }
+    """Drop pool rows that duplicate any evaluation benchmark (exact/near text, near image).
+
+    Benchmarks are named after their parquet files (``results/data/bench/{name}.parquet``).
+
+    Raises:
+        InputError: a missing column, an undecodable image, or nothing left after filtering.
+    """
+    pool = read_parquet(pool_path, required=[*_EVAL_COLUMNS, "source"])
+    paths = {Path(p).stem: str(p) for p in eval_paths}
+    evals = {name: read_parquet(p, required=_EVAL_COLUMNS) for name, p in paths.items()}
+    clean, report = decontaminate(pool, evals, params, pool_path=pool_path, eval_paths=paths)
+    if clean.empty:
+        raise InputError(
+            f"decontamination removed all {len(pool)} pool rows {report['removed_by_reason']}; "
+            "nothing is left to curate",
+            path=pool_path,
+        )
     write_parquet(clean, out)
     write_json(report, report_path)
     tracking.log_stage(
         "decontaminate",
-        params={"ngram": params.ngram},
-        metrics={"n_in": len(pool), "n_out": len(clean)},
+        params={**dataclasses.asdict(params), "eval_sets": sorted(paths)},
+        metrics={k: report[k] for k in ("n_pool", "n_removed", "n_kept", "removed_by_reason")}
+        | {"removed_by_benchmark": report["removed_by_benchmark"]},
         artifacts=[report_path],
     )
     return report
@@ -47,75 +63,68 @@ def qi_score_stage(
     model_path: str,
     pool_path: str,
     out: str,
-    params: CurateParams,
+    samples_out: str,
+    params: QIScoreParams,
+    *,
     judge_name: str,
     judge_params: dict[str, Any],
+    judge_cache: str | None = None,
+    reward: str,
+    reward_params: dict[str, Any],
     seed: int,
 ) -> dict[str, Any]:
-    """Sample K answers per prompt from the base policy, reward each, and score quality/instability."""
-    from safervlm.evaluate.generate import HFGenerator
+    """Sample K answers per prompt (one batched generate), judge each, score quality/instability.
 
-    pool = read_parquet(pool_path, required=["id", "question", "image", "should_refuse", "image_objects"])
-    gen = HFGenerator(model_path)
-    samples = gen.generate(
-        pool["question"].tolist(),
-        pool["image"].tolist(),
-        max_new_tokens=params.max_new_tokens,
-        do_sample=True,
-        temperature=params.temperature,
-        num_samples=params.k_samples,
-        batch_size=params.batch_size,
-        seed=seed,
+    Writes per-prompt scores to ``out`` and every answer with its judgment and score to
+    ``samples_out``.
+    """
+    from safervlm.evaluate.generate import HFGenerator  # torch: only this stage needs it
+
+    check_score(params.score)
+    judge = build_judge(judge_name, judge_params, judge_cache)
+    pool = read_parquet(
+        pool_path,
+        required=[
+            "id",
+            "question",
+            "image",
+            "should_refuse",
+            "image_objects",
+            "reference",
+            "category",
+            "source",
+        ],
     )
-    reward = get_reward("structured", judge=get_judge(judge_name, **judge_params))
-    rows = []
-    for (_, rec), completions in zip(pool.iterrows(), samples, strict=True):
-        k = len(completions)
-        cols = {c: [rec[c]] * k for c in ("question", "should_refuse", "image_objects", "reference")}
-        for j, (c, r) in enumerate(
-            zip(completions, reward([rec["question"]] * k, completions, **cols), strict=True)
-        ):
-            rows.append({"id": rec["id"], "sample_idx": j, "completion": c, "reward": r})
-    per_sample = pd.DataFrame(rows)
-    scores = qi_scores(per_sample[["id", "sample_idx", "reward"]])
+    if pool.empty:
+        raise InputError("the decontaminated pool is empty: nothing to score", path=pool_path)
+    gen = HFGenerator(model_path)
+    start = time.perf_counter()
+    answers = sample_answers(gen, pool, params, seed)
+    gen_s = time.perf_counter() - start
+    responses = answers_frame(pool, answers, model=Path(model_path).name)
+    scored = score_answers(responses, judge, params.score, reward, reward_params)
+    judge_s = time.perf_counter() - start - gen_s
+    scores = qi_scores(scored, pool)
     write_parquet(scores, out)
-    write_parquet(per_sample, Path(out).with_suffix(".samples.parquet"))
+    write_parquet(scored, samples_out)
+    n_prompts_scored = int(scores["quality"].notna().sum())
     summary = {
         "n_prompts": len(scores),
-        "quality_mean": float(scores["quality"].mean()),
-        "instability_mean": float(scores["instability"].mean()),
+        "n_prompts_scored": n_prompts_scored,
+        "n_answers": len(scored),
+        "n_answers_unscored": int(scored["score"].isna().sum()),
+        "quality_mean": float(scores["quality"].mean()) if n_prompts_scored else None,
+        "instability_mean": float(scores["instability"].mean()) if n_prompts_scored else None,
+        "generate_s": round(gen_s, 3),
+        "judge_s": round(judge_s, 3),
+        "prompts_per_s": round(len(scores) / max(gen_s + judge_s, 1e-9), 3),
     }
+    if not n_prompts_scored:
+        log.warning("qi_score: no prompt has >= 2 scored answers; qi_select will find nothing to select")
     tracking.log_stage(
         "qi_score",
-        params={**dataclasses.asdict(params), "model": model_path, "judge": judge_name},
+        params={**dataclasses.asdict(params), "model": model_path, "judge": judge_name, "seed": seed}
+        | ({"reward": reward, "reward_params": reward_params} if params.score == "reward" else {}),
         metrics=summary,
     )
     return summary
-
-
-def qi_select_stage(
-    scores_path: str, pool_path: str, out: str, datasheet_path: str, params: CurateParams, seed: int
-) -> dict[str, Any]:
-    """Keep the quality–instability box (QI-Safe) and write its datasheet."""
-    scores = read_parquet(scores_path, required=["id", "quality", "instability"])
-    pool = read_parquet(pool_path, required=["id"])
-    lo, hi = params.quality_range
-    selected = qi_select(
-        scores,
-        pool,
-        quality_range=(lo, hi),
-        min_instability=params.min_instability,
-        max_samples=params.max_samples,
-        min_samples=params.min_samples,
-        seed=seed,
-    )
-    sheet = datasheet(selected, pool, scores, dataclasses.asdict(params))
-    write_parquet(selected, out)
-    write_text(sheet, datasheet_path)
-    tracking.log_stage(
-        "qi_select",
-        params=dataclasses.asdict(params),
-        metrics={"n_pool": len(pool), "n_selected": len(selected)},
-        artifacts=[datasheet_path],
-    )
-    return {"n_pool": len(pool), "n_selected": len(selected)}

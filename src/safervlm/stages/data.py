@@ -1,8 +1,7 @@
-"""Data stages: synthetic fixtures, tiny model, benchmark preparation, training pool."""
+"""Data stages: synthetic fixtures, tiny model, benchmark preparation (the pool is stages.pool)."""
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -12,10 +11,8 @@ import pandas as pd
 from safervlm import tracking
 from safervlm.data import get_adapter, load_benchmark, world
 from safervlm.data.fixtures import build_fixtures
-from safervlm.data.sources import load_source
-from safervlm.errors import InputError
 from safervlm.io import atomic_path, read_parquet, write_json, write_parquet
-from safervlm.schema import POOL_EXTRA, SAMPLE_COLUMNS
+from safervlm.schema import SAMPLE_COLUMNS
 
 log = logging.getLogger(__name__)
 
@@ -60,23 +57,6 @@ def prepare(benchmark: str, root: str, out: str, limit: int | None = None) -> di
         artifacts=[summary_path],
         run_name=f"prepare:{benchmark}",
     )
-    return summary
-
-
-def pool(sources: dict[str, str], out: str, limits: dict[str, int | None] | None = None) -> dict[str, Any]:
-    """Concatenate the training sources into one pool (sample columns + source + response)."""
-    frames = []
-    for name, root in sources.items():
-        rows = load_source(name, Path(root), limit=(limits or {}).get(name))
-        frames.append(pd.DataFrame(rows, columns=SAMPLE_COLUMNS + POOL_EXTRA))
-    df = pd.concat(frames, ignore_index=True)
-    dup = df["id"].duplicated()
-    if dup.any():
-        raise InputError("duplicate ids across sources", path=out, record=df.loc[dup, "id"].iloc[0])
-    summary = {"n": len(df), "by_source": df["source"].value_counts().to_dict()}
-    write_parquet(df, out)
-    write_json(summary, Path(out).with_suffix(".summary.json"))
-    tracking.log_stage("pool", params={"sources": json.dumps(sources)}, metrics=summary)
     return summary
 
 

@@ -1,0 +1,41 @@
+"""Pool stage: every training source (capped, categories mapped) into one parquet + summary."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from safervlm import tracking
+from safervlm.curate.pool import PoolParams, build_pool, parse_sources
+from safervlm.io import write_json, write_parquet
+
+log = logging.getLogger(__name__)
+
+
+def pool_stage(sources: dict[str, Any], out: str, params: PoolParams, seed: int = 0) -> dict[str, Any]:
+    """Build the training pool at ``out`` and its summary at ``<out>.summary.json``.
+
+    Args:
+        sources: The ``sources`` config section (name -> root, cap, configs, category_map).
+        out: The pool parquet path.
+        params: The taxonomy the source labels are mapped to.
+        seed: Seed of the per-source caps' samples.
+    """
+    specs = parse_sources(sources, params.taxonomy)
+    pool, summary = build_pool(specs, params.taxonomy, seed=seed)
+    summary_path = Path(out).with_suffix(".summary.json")
+    write_parquet(pool, out)
+    write_json(summary, summary_path)
+    tracking.log_stage(
+        "pool",
+        params={
+            "seed": seed,
+            "taxonomy": params.taxonomy,
+            **{f"{n}.root": s.root for n, s in specs.items()},
+            **{f"{n}.cap": s.cap for n, s in specs.items()},
+        },
+        metrics={"n": summary["n"], "by_source": summary["by_source"], "by_category": summary["by_category"]},
+        artifacts=[summary_path],
+    )
+    return summary
