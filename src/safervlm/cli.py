@@ -111,6 +111,7 @@ def cmd_grpo(a: argparse.Namespace) -> Any:
         judge_params=_json(a.judge_params, "--judge-params"),
         judge_cache=a.judge_cache,
         seed=a.seed,
+        state_root=a.state_dir,
     )
 
 
@@ -221,6 +222,11 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--seed", type=int, default=0)
         if name == "grpo":
             _judge_args(p)
+            p.add_argument(
+                "--state-dir",
+                default=None,
+                help="run-state folder for checkpoints; a rerun with the same config resumes from it",
+            )
 
     p = _add(sub, "generate", cmd_generate, "generate responses for one benchmark with one model")
     for flag in ("--model", "--model-name", "--data", "--out"):
