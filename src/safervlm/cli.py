@@ -115,6 +115,13 @@ def cmd_grpo(a: argparse.Namespace) -> Any:
     )
 
 
+def cmd_grpo_compare(a: argparse.Namespace) -> Any:
+    from safervlm.train.compare import compare_grpo
+
+    runs = dict(r.split("=", 1) for r in a.runs)
+    return compare_grpo(runs, a.metrics, a.out_md, a.out_png)
+
+
 def cmd_generate(a: argparse.Namespace) -> Any:
     from safervlm.config import GenerateParams
     from safervlm.stages.evaluate import generate_stage
@@ -227,6 +234,12 @@ def build_parser() -> argparse.ArgumentParser:
                 default=None,
                 help="run-state folder for checkpoints; a rerun with the same config resumes from it",
             )
+
+    p = _add(sub, "grpo-compare", cmd_grpo_compare, "plain vs safety-aware GRPO: table and safety curves")
+    p.add_argument("--runs", nargs="+", required=True, help="NAME=CHECKPOINT_DIR, in display order")
+    p.add_argument("--metrics", nargs="+", required=True, help="results/eval/{model}/{bench}/metrics.json")
+    p.add_argument("--out-md", required=True)
+    p.add_argument("--out-png", required=True)
 
     p = _add(sub, "generate", cmd_generate, "generate responses for one benchmark with one model")
     for flag in ("--model", "--model-name", "--data", "--out"):
