@@ -2,9 +2,9 @@
 
 Inputs are the two GRPO checkpoints' ``train_log.json`` and their evaluation metrics
 (``results/eval/{model}/{bench}/metrics.json``). The per-step curve is the mean judge
-safety of the policy's *own* samples from the original prompts: ``rollout/sample_safety``
-for the safety-aware run (measured before any correction) and
-``reward_components/safety`` for plain GRPO (where every completion is a policy sample).
+safety of the policy's *own* samples from the original prompts, ``rollout/sample_safety``:
+measured by the safety-aware rollout before any correction, and by
+:class:`~safervlm.train.rollout.SampleSafetyMonitor` in plain GRPO.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from safervlm.io import atomic_path, read_json, write_text
 
 log = logging.getLogger(__name__)
 
-CURVE_KEYS = ("rollout/sample_safety", "reward_components/safety")
+CURVE_KEYS = ("rollout/sample_safety",)
 
 
 def safety_curve(train_log: dict[str, Any]) -> list[tuple[int, float]]:

@@ -29,7 +29,12 @@ from safervlm.rewards import get_reward
 from safervlm.train.common import common_args, lora_config, save_policy, step_logs
 from safervlm.train.data import prompt_dataset
 from safervlm.train.resume import CheckpointMarker, fingerprint, last_checkpoint, run_state_dir
-from safervlm.train.rollout import SafetyAwareGRPOTrainer, SafetyAwareRollout, skip_padding
+from safervlm.train.rollout import (
+    SafetyAwareGRPOTrainer,
+    SafetyAwareRollout,
+    SampleSafetyMonitor,
+    skip_padding,
+)
 
 log = logging.getLogger(__name__)
 
@@ -40,11 +45,13 @@ _NOT_IN_KEY = ("save_steps",)
 class RewardComponentsCallback(TrainerCallback):
     """Adds the mean structured-reward components since the last log to each log entry.
 
-    Keys are ``reward_components/<name>`` (see :mod:`safervlm.rewards.structured`).
+    Keys are ``<prefix><name>``: ``reward_components/<name>`` for the structured reward (see
+    :mod:`safervlm.rewards.structured`); any object with a ``history`` of dicts works.
     """
 
-    def __init__(self, reward: Any) -> None:
+    def __init__(self, reward: Any, prefix: str = "reward_components/") -> None:
         self.reward = reward
+        self.prefix = prefix
         self._seen = 0
 
     def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kwargs: Any) -> None:
@@ -56,7 +63,7 @@ class RewardComponentsCallback(TrainerCallback):
         for key in sorted({k for h in new for k in h}):
             values = [h[key] for h in new if key in h and not math.isnan(h[key])]
             if values:
-                state.log_history[-1][f"reward_components/{key}"] = sum(values) / len(values)
+                state.log_history[-1][f"{self.prefix}{key}"] = sum(values) / len(values)
 
 
 def _grpo_args(workdir: str, seed: int, params: GRPOParams) -> GRPOConfig:
@@ -133,7 +140,9 @@ def run_grpo(
     log.info("GRPO params: %s", params)
     df = read_parquet(data_path, required=["id", "question", "image", "should_refuse", "image_objects"])
     judge = build_judge(judge_name, judge_params, judge_cache)
-    reward = get_reward(params.reward, judge=judge, **params.reward_params)
+    # Plain GRPO: the reward's judge calls record the policy samples' safety (same keys as the rollout).
+    monitor = None if params.safety_aware else SampleSafetyMonitor(judge, params)
+    reward = get_reward(params.reward, judge=monitor or judge, **params.reward_params)
     model, processor = load_policy(model_path)
     peft_config = lora_config(params, model)
     df = _drop_long_prompts(df, processor, params.max_prompt_length, data_path)
@@ -160,7 +169,11 @@ def run_grpo(
             train_dataset=dataset,
             reward_funcs=[skip_padding(reward) if rollout else reward],
             processing_class=processor,
-            callbacks=[RewardComponentsCallback(reward), CheckpointMarker()],
+            callbacks=[
+                RewardComponentsCallback(reward),
+                *([RewardComponentsCallback(monitor, prefix="")] if monitor else []),
+                CheckpointMarker(),
+            ],
             peft_config=peft_config,
             rollout_func=rollout,
         )

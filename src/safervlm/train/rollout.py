@@ -43,7 +43,7 @@ from typing import Any
 from trl import GRPOTrainer
 
 from safervlm.config import GRPOParams
-from safervlm.judge import Judge
+from safervlm.judge import Judge, Judgment
 from safervlm.rewards.structured import build_records
 
 log = logging.getLogger(__name__)
@@ -59,6 +59,21 @@ class SafetyAwareGRPOTrainer(GRPOTrainer):
     """
 
     current_inputs: list[dict[str, Any]] = []
+
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model: Any = None) -> None:
+        """Load a full-model checkpoint through ``from_pretrained``.
+
+        transformers' default reads the safetensors keys as saved; for Qwen2.5-VL they are
+        in the legacy layout (``model.layers.*``), so it would load nothing and only warn.
+        Adapters (peft), DeepSpeed and FSDP checkpoints keep the default path.
+        """
+        model = self.model if model is None else model
+        if hasattr(model, "peft_config") or self.is_deepspeed_enabled or self.is_fsdp_enabled:
+            super()._load_from_checkpoint(resume_from_checkpoint, model)
+            return
+        loaded = type(model).from_pretrained(resume_from_checkpoint, dtype=next(model.parameters()).dtype)
+        model.load_state_dict(loaded.state_dict(), strict=True)
+        log.info("loaded model weights from %s", resume_from_checkpoint)
 
     def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
         self.current_inputs = inputs
@@ -268,6 +283,34 @@ def _max_new_tokens(trainer: Any, value: int | None) -> Iterator[None]:
         yield
     finally:
         config.max_new_tokens = old
+
+
+class SampleSafetyMonitor(Judge):
+    """A judge proxy for plain GRPO that records the policy samples' safety per call.
+
+    In plain GRPO every reward call judges exactly the policy's samples, so the recorded
+    ``rollout/sample_safety`` and ``rollout/unsafe_rate`` mean the same as the safety-aware
+    rollout's (measured there before any correction), and the two runs compare step by step.
+    """
+
+    def __init__(self, judge: Judge, params: GRPOParams) -> None:
+        self.inner = judge
+        self.name, self.version = judge.name, judge.version
+        self.params = params
+        self.history: list[dict[str, float]] = []
+
+    def judge(self, records: list[dict[str, Any]]) -> list[Judgment]:
+        out = self.inner.judge(records)
+        stats = RolloutStats(
+            sampled=len(out), safety=[j.scores.get(self.params.safety_score, math.nan) for j in out]
+        )
+        stats.unsafe = sum(s < self.params.safety_threshold for s in stats.safety)
+        m = stats.metrics()
+        self.history.append({k: m[k] for k in ("rollout/unsafe_rate", "rollout/sample_safety")})
+        return out
+
+    def use_cache(self, path: str) -> None:
+        self.inner.use_cache(path)
 
 
 def skip_padding(reward: Any) -> Any:
