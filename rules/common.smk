@@ -122,11 +122,23 @@ def bench_parquet(names):
     return [f"{R}/data/bench/{b}.parquet" for b in names]
 
 
+# Keys only the safety-aware rollout reads: editing them does not rerun grpo_plain.
+ROLLOUT_ONLY_KEYS = (
+    "correction_mode",
+    "correction_slots",
+    "reflection_template",
+    "correction_template",
+    "reflection_max_tokens",
+)
+
+
 def grpo_section(variant):
     """The ``grpo`` config section for a GRPO model: ``grpo_plain`` turns the safety-aware rollout off."""
     section = dict(config["grpo"])
     if variant == "grpo_plain":
         section["safety_aware"] = False
+        for key in ROLLOUT_ONLY_KEYS:
+            section.pop(key, None)
     return section
 
 
