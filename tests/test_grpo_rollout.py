@@ -5,6 +5,7 @@ original prompt, padding rows carry no signal, and bad configs fail before train
 from __future__ import annotations
 
 import json
+from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
@@ -192,6 +193,11 @@ def test_skip_padding_scores_only_real_rows() -> None:
         ({"correction_mode": "add", "correction_slots": 4}, "correction_slots must be in"),
         ({"safety_score": "helpfulness"}, "safety_score must be one of"),
         ({"correction_template": "{question} {oops}"}, "correction_template may only use"),
+        pytest.param(
+            {"use_vllm": True},
+            "vLLM is not installed",
+            marks=pytest.mark.skipif(find_spec("vllm") is not None, reason="vLLM installed"),
+        ),
     ],
 )
 def test_bad_grpo_config_is_rejected(change: dict[str, Any], message: str) -> None:

@@ -219,6 +219,11 @@ def check_grpo_params(params: GRPOParams) -> None:
         raise bad(f"vllm_mode must be 'colocate' or 'server', got {params.vllm_mode!r}")
     if params.beta < 0.0:
         raise bad(f"beta must be >= 0, got {params.beta}")
+    if params.use_vllm:
+        import importlib.util
+
+        if importlib.util.find_spec("vllm") is None:
+            raise bad("use_vllm is true but vLLM is not installed (pip install vllm, on a GPU node)")
 
 
 @dataclass
