@@ -4,9 +4,10 @@ Both runs use the real ``run_grpo`` (TRL ``GRPOTrainer``) with the same policy, 
 batch, group size and lengths. The judge is the reference judge with its safety scores
 overridden so that exactly every fourth record of each call is unsafe: the safety-aware
 rollout then reflects on and corrects 25% of the rows (the other scores, hence the reward,
-stay the reference judge's). Step time is the wall time between ``on_step_begin`` and
-``on_step_end``; the first ``--warmup`` steps are dropped and the median of the rest
-reported. The two variants alternate ``--repeats`` times to spread machine noise. Usage::
+stay the reference judge's). Step time is measured between ``on_step_begin`` and
+``on_step_end`` as wall time and as the process's CPU time (all threads; robust to other
+jobs on a shared machine); the first ``--warmup`` steps are dropped and medians reported.
+The two variants alternate ``--repeats`` times to spread machine noise. Usage::
 
     .venv/bin/python bench/grpo_step.py --model results/checkpoints/sft \\
         --data results/data/qi_safe.parquet [--steps 8] [--batch-size 16]
@@ -50,18 +51,20 @@ class QuarterUnsafeJudge(ReferenceJudge):
 
 
 class StepTimer(TrainerCallback):
+    """Wall time and process CPU time (all threads) of each optimizer step."""
+
     def __init__(self) -> None:
-        self.times: list[float] = []
-        self._t0 = 0.0
+        self.times: list[tuple[float, float]] = []
+        self._t0 = (0.0, 0.0)
 
     def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        self._t0 = time.perf_counter()
+        self._t0 = (time.perf_counter(), time.process_time())
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        self.times.append(time.perf_counter() - self._t0)
+        self.times.append((time.perf_counter() - self._t0[0], time.process_time() - self._t0[1]))
 
 
-def run_once(model: str, data: str, params: GRPOParams) -> tuple[list[float], dict[str, Any]]:
+def run_once(model: str, data: str, params: GRPOParams) -> tuple[list[tuple[float, float]], dict[str, Any]]:
     timer = StepTimer()
     original = grpo_module.SafetyAwareGRPOTrainer.__init__
 
@@ -101,7 +104,7 @@ def main() -> None:
         "reflection_max_tokens": a.reflection_max_tokens,
         "save_steps": 10_000,
     }
-    times: dict[str, list[float]] = {"plain": [], "safety_aware": []}
+    times: dict[str, list[tuple[float, float]]] = {"plain": [], "safety_aware": []}
     rates: list[float] = []
     for _ in range(a.repeats):
         for variant in ("plain", "safety_aware"):
@@ -110,13 +113,17 @@ def main() -> None:
             times[variant] += t[a.warmup :]
             if variant == "safety_aware":
                 rates.append(metrics.get("mean_unsafe_rate", float("nan")))
-    med = {k: statistics.median(v) for k, v in times.items()}
+    wall = {k: statistics.median(w for w, _ in v) for k, v in times.items()}
+    cpu = {k: statistics.median(c for _, c in v) for k, v in times.items()}
     result = {
         "config": base,
         "steps_timed_per_variant": len(times["plain"]),
-        "median_step_s": med,
-        "ratio": med["safety_aware"] / med["plain"],
+        "median_step_wall_s": wall,
+        "median_step_cpu_s": cpu,
+        "ratio_wall": wall["safety_aware"] / wall["plain"],
+        "ratio_cpu": cpu["safety_aware"] / cpu["plain"],
         "unsafe_rate": statistics.mean(rates),
+        "all_steps": times,
     }
     print(json.dumps(result, indent=2))
     if a.json:
