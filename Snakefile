@@ -12,7 +12,7 @@ include: "rules/common.smk"
 
 wildcard_constraints:
     bench="|".join(sorted(config["benchmarks"])),
-    model="base|sft|grpo",
+    model="base|sft|grpo|grpo_plain",
 
 
 include: "rules/data.smk"
@@ -26,3 +26,4 @@ rule all:
     default_target: True
     input:
         rules.report.output,
+        rules.grpo_compare.output if COMPARE_GRPO else [],

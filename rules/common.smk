@@ -23,7 +23,10 @@ MODEL_PATHS = {
     "base": BASE,
     "sft": f"{R}/checkpoints/sft",
     "grpo": f"{R}/checkpoints/grpo",
+    "grpo_plain": f"{R}/checkpoints/grpo_plain",
 }
+# Both GRPO runs are compared when both are evaluated.
+COMPARE_GRPO = {"grpo", "grpo_plain"} <= set(EVAL_MODELS)
 # Absolute, so the workflow also runs with --directory elsewhere (tests do).
 PY = f"{workflow.basedir}/src/safervlm"
 
@@ -117,6 +120,26 @@ def fixtures_if_needed(section, names):
 
 def bench_parquet(names):
     return [f"{R}/data/bench/{b}.parquet" for b in names]
+
+
+# Keys only the safety-aware rollout reads: editing them does not rerun grpo_plain.
+ROLLOUT_ONLY_KEYS = (
+    "correction_mode",
+    "correction_slots",
+    "reflection_template",
+    "correction_template",
+    "reflection_max_tokens",
+)
+
+
+def grpo_section(variant):
+    """The ``grpo`` config section for a GRPO model: ``grpo_plain`` turns the safety-aware rollout off."""
+    section = dict(config["grpo"])
+    if variant == "grpo_plain":
+        section["safety_aware"] = False
+        for key in ROLLOUT_ONLY_KEYS:
+            section.pop(key, None)
+    return section
 
 
 def model_path(wildcards):

@@ -21,6 +21,7 @@ RULES = (
     "qi_select",
     "sft",
     "grpo",
+    "grpo_compare",
     "generate",
     "judge",
     "score",

@@ -52,7 +52,7 @@ def test_report_table_and_figure(run_dir: Path) -> None:
     table = (run_dir / "results/report/table.md").read_text()
     for bench in BENCHES:
         assert bench in table
-    for model in ("base", "sft", "grpo"):
+    for model in ("base", "sft", "grpo_plain", "grpo"):
         assert f"{model} safety" in table
     csv = pd.read_csv(run_dir / "results/report/table.csv")
     assert len(csv) == len(BENCHES) + 1  # + average
@@ -85,7 +85,7 @@ def test_every_stage_logged_to_mlflow(run_dir: Path) -> None:
     stages = dict(rows)
     for stage in RULES:
         assert stage in stages, f"no MLflow run for {stage}: {stages}"
-    assert stages["generate"] == 3 * len(BENCHES)
+    assert stages["generate"] == 4 * len(BENCHES)  # base, sft, grpo_plain, grpo
     tags = dict(
         con.execute("select key, value from tags where key in ('git_commit', 'config_hash')").fetchall()
     )

@@ -93,6 +93,8 @@ def test_grpo_trains_with_the_judge_reward(tiny_model_dir: Path, train_parquet: 
             "reward",
         ):
             assert f"reward_components/{name}" in h, sorted(h)
+        # The safety-aware rollout (default) logs the policy samples' unsafe rate and safety.
+        assert 0.0 <= h["rollout/unsafe_rate"] <= 1.0 and 0.0 <= h["rollout/sample_safety"] <= 1.0
         assert h["reward_components/reward"] == pytest.approx(h["reward"], abs=1e-5)
     assert (out / "model.safetensors").exists()
 

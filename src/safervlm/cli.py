@@ -121,7 +121,15 @@ def cmd_grpo(a: argparse.Namespace) -> Any:
         judge_params=_json(a.judge_params, "--judge-params"),
         judge_cache=a.judge_cache,
         seed=a.seed,
+        state_root=a.state_dir,
     )
+
+
+def cmd_grpo_compare(a: argparse.Namespace) -> Any:
+    from safervlm.train.compare import compare_grpo
+
+    runs = dict(r.split("=", 1) for r in a.runs)
+    return compare_grpo(runs, a.metrics, a.out_md, a.out_png)
 
 
 def cmd_generate(a: argparse.Namespace) -> Any:
@@ -238,6 +246,17 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--seed", type=int, default=0)
         if name == "grpo":
             _judge_args(p)
+            p.add_argument(
+                "--state-dir",
+                default=None,
+                help="run-state folder for checkpoints; a rerun with the same config resumes from it",
+            )
+
+    p = _add(sub, "grpo-compare", cmd_grpo_compare, "plain vs safety-aware GRPO: table and safety curves")
+    p.add_argument("--runs", nargs="+", required=True, help="NAME=CHECKPOINT_DIR, in display order")
+    p.add_argument("--metrics", nargs="+", required=True, help="results/eval/{model}/{bench}/metrics.json")
+    p.add_argument("--out-md", required=True)
+    p.add_argument("--out-png", required=True)
 
     p = _add(sub, "generate", cmd_generate, "generate responses for one benchmark with one model")
     for flag in ("--model", "--model-name", "--data", "--out"):

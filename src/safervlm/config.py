@@ -82,6 +82,19 @@ def config_hash(config: Any) -> str:
     return hashlib.sha256(blob).hexdigest()[:12]
 
 
+# The decoder's attention and MLP projections (Qwen2.5-VL names).
+LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+REFLECTION_TEMPLATE = (
+    "Your answer above may be unsafe. In one or two sentences, say what was unsafe about it "
+    "and how a safe answer would handle the request."
+)
+CORRECTION_TEMPLATE = (
+    "{question}\n\nA critique of an earlier, unsafe answer to this request: {critique}\n"
+    "Answer again: think about whether the request is harmful or illegal, and if it is, refuse "
+    "and offer a safe alternative."
+)
+
+
 @dataclass
 class TrainParams:
     """Fields SFT and GRPO share, defined once."""
@@ -92,6 +105,7 @@ class TrainParams:
     lora: bool = False
     lora_r: int = 16
     lora_alpha: int = 32
+    lora_targets: list[str] = field(default_factory=lambda: list(LORA_TARGETS))
     deepspeed: str | None = None
 
 
@@ -107,15 +121,94 @@ class SFTParams(TrainParams):
 
 @dataclass
 class GRPOParams(TrainParams):
-    """GRPO (``grpo`` section)."""
+    """GRPO with the safety-aware (reflect-and-correct) rollout (``grpo`` section).
 
-    max_steps: int = 30
+    See :mod:`safervlm.train.rollout` for the rollout and :func:`check_grpo_params` for the
+    cross-field checks run before training starts.
+    """
+
+    max_steps: int | None = 30
+    epochs: float = 1.0
     num_generations: int = 4
+    max_prompt_length: int | None = None
     max_completion_length: int = 48
     temperature: float = 1.0
     beta: float = 0.0
     reward: str = "structured"
     reward_params: dict[str, Any] = field(default_factory=dict)
+    safety_aware: bool = True
+    safety_score: str = "safety"
+    safety_threshold: float = 0.5
+    correction_mode: str = "replace"
+    correction_slots: int = 1
+    reflection_template: str = REFLECTION_TEMPLATE
+    correction_template: str = CORRECTION_TEMPLATE
+    reflection_max_tokens: int = 32
+    save_steps: int = 10
+    use_vllm: bool = False
+    vllm_mode: str = "colocate"
+    vllm_server_base_url: str | None = None
+
+
+SAFETY_SCORES = ("safety", "reasoning_safety", "answer_safety")
+CORRECTION_MODES = ("replace", "add")
+
+
+def check_grpo_params(params: GRPOParams) -> None:
+    """Cross-field checks of the ``grpo`` section, before any model is loaded.
+
+    Raises:
+        ConfigError: naming the key and the rule it breaks.
+    """
+    from safervlm.rewards import available_rewards
+
+    def bad(msg: str) -> ConfigError:
+        return ConfigError(f"config section 'grpo': {msg}")
+
+    g = params.num_generations
+    if g < 2:
+        raise bad(f"num_generations (group size) must be >= 2, got {g}")
+    per_step = params.batch_size * params.grad_accum
+    if per_step % g:
+        raise bad(
+            f"num_generations={g} (group size) must divide batch_size * grad_accum = "
+            f"{params.batch_size} * {params.grad_accum} = {per_step}, so every group sits in one batch"
+        )
+    if params.reward not in available_rewards():
+        raise bad(f"unknown reward {params.reward!r}; known rewards: {available_rewards()}")
+    if not 0.0 <= params.safety_threshold <= 1.0:
+        raise bad(f"safety_threshold must be in [0, 1], got {params.safety_threshold}")
+    if params.safety_score not in SAFETY_SCORES:
+        raise bad(f"safety_score must be one of {list(SAFETY_SCORES)}, got {params.safety_score!r}")
+    if params.correction_mode not in CORRECTION_MODES:
+        raise bad(f"correction_mode must be one of {list(CORRECTION_MODES)}, got {params.correction_mode!r}")
+    if params.correction_mode == "add" and not 1 <= params.correction_slots < g:
+        raise bad(
+            f"correction_slots must be in [1, num_generations - 1 = {g - 1}], got {params.correction_slots}"
+        )
+    templates = {"reflection_template": {"question"}, "correction_template": {"question", "critique"}}
+    for name, keys in templates.items():
+        template = getattr(params, name)
+        try:
+            template.format(**dict.fromkeys(keys, ""))
+        except (KeyError, IndexError, ValueError) as exc:
+            raise bad(f"{name} may only use the fields {sorted(keys)}: {exc!r}") from exc
+    if params.correction_template.count("{critique}") != 1:
+        raise bad("correction_template must contain {critique} exactly once")
+    if params.max_steps is None and params.epochs <= 0:
+        raise bad("epochs must be > 0 when max_steps is null")
+    for name in ("save_steps", "max_completion_length", "reflection_max_tokens", "batch_size"):
+        if getattr(params, name) < 1:
+            raise bad(f"{name} must be >= 1, got {getattr(params, name)}")
+    if params.vllm_mode not in ("colocate", "server"):
+        raise bad(f"vllm_mode must be 'colocate' or 'server', got {params.vllm_mode!r}")
+    if params.beta < 0.0:
+        raise bad(f"beta must be >= 0, got {params.beta}")
+    if params.use_vllm:
+        import importlib.util
+
+        if importlib.util.find_spec("vllm") is None:
+            raise bad("use_vllm is true but vLLM is not installed (pip install vllm, on a GPU node)")
 
 
 @dataclass

@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from safervlm.config import TrainParams
+from safervlm.errors import ConfigError
 from safervlm.io import atomic_path, write_json
 
 log = logging.getLogger(__name__)
@@ -34,17 +35,31 @@ def common_args(output_dir: str | Path, seed: int, params: TrainParams) -> dict[
     }
 
 
-def lora_config(params: TrainParams) -> Any:
-    """A peft LoRA config on the decoder's attention and MLP projections, or None."""
+def lora_config(params: TrainParams, model: Any = None) -> Any:
+    """A peft LoRA config on ``params.lora_targets`` (checked against ``model``), or None.
+
+    Raises:
+        ConfigError: when a target names no module of the model (before training starts).
+    """
     if not params.lora:
         return None
     from peft import LoraConfig
 
+    if not params.lora_targets:
+        raise ConfigError("lora_targets is empty")
+    if model is not None:
+        leaves = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
+        missing = [t for t in params.lora_targets if t not in leaves]
+        if missing:
+            linear = sorted(
+                {n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)}
+            )
+            raise ConfigError(f"lora_targets {missing} name no module of the model; linear modules: {linear}")
     return LoraConfig(
         r=params.lora_r,
         lora_alpha=params.lora_alpha,
         lora_dropout=0.0,
-        target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+        target_modules=list(params.lora_targets),
         task_type="CAUSAL_LM",
     )
 

@@ -1,8 +1,9 @@
 """GRPO on QI-Safe prompts with TRL's ``GRPOTrainer``, rewarded through the judge.
 
-The safety-aware rollout (reflect-and-correct) plugs in here in a later stage of the
-project; this entry point already trains with the real trainer and the structured
-reward scored by the configured judge.
+Reads top to bottom: check the config, seed, find the run state (resume), load data,
+policy and processor, build the reward (and the safety-aware rollout), build the trainer,
+train, save, log to MLflow. With ``safety_aware`` the rollout reflects on and corrects
+unsafe samples (:mod:`safervlm.train.rollout`); without it this is plain GRPO.
 """
 
 from __future__ import annotations
@@ -10,33 +11,47 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from transformers import TrainerCallback, set_seed
-from trl import GRPOConfig, GRPOTrainer
+from trl import GRPOConfig
 
 from safervlm import tracking
-from safervlm.config import GRPOParams
+from safervlm.config import GRPOParams, check_grpo_params
+from safervlm.errors import InputError
 from safervlm.io import read_parquet
 from safervlm.judge import build_judge
 from safervlm.models import load_policy
 from safervlm.rewards import get_reward
 from safervlm.train.common import common_args, lora_config, save_policy, step_logs
 from safervlm.train.data import prompt_dataset
+from safervlm.train.resume import CheckpointMarker, fingerprint, last_checkpoint, run_state_dir
+from safervlm.train.rollout import (
+    SafetyAwareGRPOTrainer,
+    SafetyAwareRollout,
+    SampleSafetyMonitor,
+    skip_padding,
+)
 
 log = logging.getLogger(__name__)
+
+# Params that change how often state is saved, not what is trained: not part of the run key.
+_NOT_IN_KEY = ("save_steps",)
 
 
 class RewardComponentsCallback(TrainerCallback):
     """Adds the mean structured-reward components since the last log to each log entry.
 
-    Keys are ``reward_components/<name>`` (see :mod:`safervlm.rewards.structured`).
+    Keys are ``<prefix><name>``: ``reward_components/<name>`` for the structured reward (see
+    :mod:`safervlm.rewards.structured`); any object with a ``history`` of dicts works.
     """
 
-    def __init__(self, reward: Any) -> None:
+    def __init__(self, reward: Any, prefix: str = "reward_components/") -> None:
         self.reward = reward
+        self.prefix = prefix
         self._seen = 0
 
     def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kwargs: Any) -> None:
@@ -48,7 +63,59 @@ class RewardComponentsCallback(TrainerCallback):
         for key in sorted({k for h in new for k in h}):
             values = [h[key] for h in new if key in h and not math.isnan(h[key])]
             if values:
-                state.log_history[-1][f"reward_components/{key}"] = sum(values) / len(values)
+                state.log_history[-1][f"{self.prefix}{key}"] = sum(values) / len(values)
+
+
+def _grpo_args(workdir: str, seed: int, params: GRPOParams) -> GRPOConfig:
+    args = {
+        **common_args(workdir, seed, params),
+        "num_generations": params.num_generations,
+        "max_completion_length": params.max_completion_length,
+        "temperature": params.temperature,
+        "beta": params.beta,
+        "save_strategy": "steps",
+        "save_steps": params.save_steps,
+        "save_total_limit": 2,
+        "use_vllm": params.use_vllm,
+        "vllm_mode": params.vllm_mode,
+        "vllm_server_base_url": params.vllm_server_base_url,
+    }
+    if params.max_steps is not None:
+        args["max_steps"] = params.max_steps
+    else:
+        args["num_train_epochs"] = params.epochs
+    return GRPOConfig(**args)
+
+
+def _drop_long_prompts(df: Any, processor: Any, max_len: int | None, path: str) -> Any:
+    """Drop prompts whose question is longer than ``max_len`` tokens (None: keep all)."""
+    if max_len is None:
+        return df
+    lengths = [len(ids) for ids in processor.tokenizer(df["question"].tolist())["input_ids"]]
+    keep = [n <= max_len for n in lengths]
+    if sum(keep) < len(df):
+        log.warning("%s: dropping %d prompts longer than %d tokens", path, len(df) - sum(keep), max_len)
+    if not any(keep):
+        raise InputError(f"every prompt is longer than max_prompt_length={max_len} tokens", path=path)
+    return df[keep].reset_index(drop=True)
+
+
+def _metrics(trainer: Any, n_prompts: int, resumed_from: str | None) -> dict[str, Any]:
+    history = step_logs(trainer)
+    rewards = [h["reward"] for h in history if "reward" in h]
+    k = max(1, len(rewards) // 4)
+    out: dict[str, Any] = {
+        "steps": trainer.state.global_step,
+        "n_prompts": n_prompts,
+        "resumed_from_step": int(resumed_from.rsplit("-", 1)[1]) if resumed_from else 0,
+        "reward_first_quarter": sum(rewards[:k]) / k if rewards else float("nan"),
+        "reward_last_quarter": sum(rewards[-k:]) / k if rewards else float("nan"),
+    }
+    for key in ("rollout/unsafe_rate", "rollout/correction_success", "rollout/sample_safety"):
+        values = [h[key] for h in history if key in h]
+        if values:
+            out[key.replace("rollout/", "mean_")] = sum(values) / len(values)
+    return out
 
 
 def run_grpo(
@@ -60,49 +127,66 @@ def run_grpo(
     judge_params: dict[str, Any] | None = None,
     judge_cache: str | None = None,
     seed: int = 0,
+    state_root: str | None = None,
 ) -> dict[str, Any]:
-    """Train ``model_path`` with GRPO on the prompts of ``data_path``; save to ``out``."""
+    """Train ``model_path`` with GRPO on the prompts of ``data_path``; save to ``out``.
+
+    Args:
+        state_root: folder for resumable run state (checkpoints every ``save_steps``);
+            None keeps checkpoints in a temporary folder (no resume).
+    """
+    check_grpo_params(params)
     set_seed(seed)
     log.info("GRPO params: %s", params)
     df = read_parquet(data_path, required=["id", "question", "image", "should_refuse", "image_objects"])
-    dataset = prompt_dataset(df, data_path)
     judge = build_judge(judge_name, judge_params, judge_cache)
-    reward = get_reward(params.reward, judge=judge, **params.reward_params)
+    # Plain GRPO: the reward's judge calls record the policy samples' safety (same keys as the rollout).
+    monitor = None if params.safety_aware else SampleSafetyMonitor(judge, params)
+    reward = get_reward(params.reward, judge=monitor or judge, **params.reward_params)
     model, processor = load_policy(model_path)
-    with tempfile.TemporaryDirectory(prefix="grpo-") as workdir:
-        args = GRPOConfig(
-            **common_args(workdir, seed, params),
-            max_steps=params.max_steps,
-            num_generations=params.num_generations,
-            max_completion_length=params.max_completion_length,
-            temperature=params.temperature,
-            beta=params.beta,
-        )
-        trainer = GRPOTrainer(
+    peft_config = lora_config(params, model)
+    df = _drop_long_prompts(df, processor, params.max_prompt_length, data_path)
+    dataset = prompt_dataset(df, data_path)
+    rollout = SafetyAwareRollout(judge, params) if params.safety_aware else None
+
+    with tempfile.TemporaryDirectory(prefix="grpo-") as tmp:
+        if state_root:
+            key = {
+                "params": {k: v for k, v in dataclasses.asdict(params).items() if k not in _NOT_IN_KEY},
+                "seed": seed,
+                "judge": [judge_name, judge_params or {}],
+                "model": fingerprint(model_path),
+                "data": fingerprint(data_path),
+            }
+            workdir = run_state_dir(state_root, key)
+        else:
+            workdir = Path(tmp)
+        resume = last_checkpoint(workdir)
+        log.info("resuming from %s" if resume else "starting from step 0%s", resume or "")
+        trainer = SafetyAwareGRPOTrainer(
             model=model,
-            args=args,
+            args=_grpo_args(str(workdir), seed, params),
             train_dataset=dataset,
-            reward_funcs=[reward],
+            reward_funcs=[skip_padding(reward) if rollout else reward],
             processing_class=processor,
-            callbacks=[RewardComponentsCallback(reward)],
-            peft_config=lora_config(params),
+            callbacks=[
+                RewardComponentsCallback(reward),
+                *([RewardComponentsCallback(monitor, prefix="")] if monitor else []),
+                CheckpointMarker(),
+            ],
+            peft_config=peft_config,
+            rollout_func=rollout,
         )
-        trainer.train()
-    history = step_logs(trainer)
-    rewards = [h["reward"] for h in history if "reward" in h]
-    k = max(1, len(rewards) // 4)
-    metrics = {
-        "steps": trainer.state.global_step,
-        "n_prompts": len(dataset),
-        "reward_first_quarter": sum(rewards[:k]) / k if rewards else float("nan"),
-        "reward_last_quarter": sum(rewards[-k:]) / k if rewards else float("nan"),
-    }
-    save_policy(trainer, processor, out, {"metrics": metrics, "params": dataclasses.asdict(params)})
+        trainer.train(resume_from_checkpoint=resume)
+        metrics = _metrics(trainer, len(dataset), resume)
+        save_policy(trainer, processor, out, {"metrics": metrics, "params": dataclasses.asdict(params)})
+        if state_root:
+            shutil.rmtree(workdir, ignore_errors=True)  # the run finished: its state is no longer needed
     tracking.log_stage(
         "grpo",
         params={**dataclasses.asdict(params), "model": model_path, "data": data_path, "judge": judge_name},
         metrics=metrics,
-        step_metrics=history,
+        step_metrics=step_logs(trainer),
         artifacts=[Path(out) / "train_log.json"],
     )
     return metrics

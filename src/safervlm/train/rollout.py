@@ -1,0 +1,342 @@
+"""SaFeR-VLM's safety-aware rollout (reflect-and-correct) as a TRL ``rollout_func``.
+
+For each group of ``num_generations`` rows with the same prompt ``x`` (TRL's sampler puts
+them next to each other; :func:`safervlm.config.check_grpo_params` makes every group sit in
+one process's batch):
+
+1. the policy samples a completion ``y`` for each sampling row (TRL's own generation path,
+   so HF ``generate`` or vLLM, whichever the trainer uses);
+2. the reward judge scores ``y``; ``y`` is *unsafe* when its ``safety_score`` is below
+   ``safety_threshold`` (an unscored sample is never called unsafe);
+3. for each unsafe ``y`` the policy writes a critique ``c`` from ``x``, ``y`` and
+   ``reflection_template`` (at most ``reflection_max_tokens`` tokens), then a correction
+   ``y'`` from the prompt rewritten by ``correction_template`` (question + critique);
+4. ``y'`` enters the group with the *original* prompt ``x``: ``replace`` puts it in the
+   unsafe sample's row; ``add`` keeps ``y`` and puts ``y'`` in one of the group's last
+   ``correction_slots`` rows (those rows are not sampled; a slot left empty is a
+   one-token padding row with loss mask 0 and no reward, so it is out of the group's
+   mean/std and gets advantage 0).
+
+TRL then scores every row with the reward functions and computes group advantages as
+usual. Because the row's prompt ids are those of ``x``, every log-probability TRL computes
+for ``y'`` (policy, old policy, reference) is ``log pi(y' | x)``: the corrected trajectory is
+trained as a sample of the old policy under ``x``. The behaviour-policy mismatch
+``pi(y'|x) / pi(y'|x, c)`` is not applied (weight 1); under vLLM's importance-sampling
+correction the sampling log-probs of ``y'`` are NaN, which TRL turns into a ratio of 1.
+
+Per step the trainer logs ``rollout/unsafe_rate`` (unsafe share of sampled rows),
+``rollout/sample_safety`` (mean safety score of the sampled rows, i.e. of the policy
+itself), ``rollout/corrected`` (corrections made), ``rollout/correction_success``
+(share of corrections judged safe) and ``rollout/uncorrected`` (unsafe samples left
+without a free slot in ``add`` mode).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from trl import GRPOTrainer
+
+from safervlm.config import GRPOParams
+from safervlm.judge import Judge, Judgment
+from safervlm.rewards.structured import build_records
+
+log = logging.getLogger(__name__)
+
+SAMPLE, CORRECTED, PAD = "sample", "corrected", "pad"
+
+
+class SafetyAwareGRPOTrainer(GRPOTrainer):
+    """``GRPOTrainer`` that lets the rollout function see the batch's dataset rows.
+
+    TRL hands ``rollout_func`` only the prompts; the judge also needs the ground-truth
+    columns (``should_refuse``, ``image_objects`` …), so they are kept for the call.
+    """
+
+    current_inputs: list[dict[str, Any]] = []
+
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model: Any = None) -> None:
+        """Load a full-model checkpoint through ``from_pretrained``.
+
+        transformers' default reads the safetensors keys as saved; for Qwen2.5-VL they are
+        in the legacy layout (``model.layers.*``), so it would load nothing and only warn.
+        Adapters (peft), DeepSpeed and FSDP checkpoints keep the default path.
+        """
+        model = self.model if model is None else model
+        if hasattr(model, "peft_config") or self.is_deepspeed_enabled or self.is_fsdp_enabled:
+            super()._load_from_checkpoint(resume_from_checkpoint, model)
+            return
+        loaded = type(model).from_pretrained(resume_from_checkpoint, dtype=next(model.parameters()).dtype)
+        model.load_state_dict(loaded.state_dict(), strict=True)
+        log.info("loaded model weights from %s", resume_from_checkpoint)
+
+    def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
+        self.current_inputs = inputs
+        try:
+            return super()._generate_and_score_completions(inputs)
+        finally:
+            self.current_inputs = []
+
+
+def _user_text(prompt: list[dict[str, Any]]) -> str:
+    """Text of the last user message of a conversational prompt."""
+    for msg in reversed(prompt):
+        if msg.get("role") == "user":
+            content = msg["content"]
+            if isinstance(content, str):
+                return content
+            return "".join(p.get("text", "") for p in content if p.get("type") == "text")
+    return ""
+
+
+def _with_user_text(prompt: list[dict[str, Any]], text: str) -> list[dict[str, Any]]:
+    """A copy of ``prompt`` whose last user message's text parts become ``text`` (images kept)."""
+    out = [dict(m) for m in prompt]
+    for msg in reversed(out):
+        if msg.get("role") == "user":
+            content = msg["content"]
+            if isinstance(content, str):
+                msg["content"] = text
+            else:
+                parts = [p for p in content if p.get("type") != "text"]
+                msg["content"] = [*parts, {"type": "text", "text": text}]
+            break
+    return out
+
+
+def _text_message(role: str, text: str) -> dict[str, Any]:
+    return {"role": role, "content": [{"type": "text", "text": text}]}
+
+
+@dataclass
+class RolloutStats:
+    """Counts of one rollout call (one generation batch on one process)."""
+
+    sampled: int = 0
+    unsafe: int = 0
+    corrected: int = 0
+    corrected_safe: int = 0
+    uncorrected: int = 0
+    safety: list[float] = field(default_factory=list)
+
+    def metrics(self) -> dict[str, float]:
+        scored = [s for s in self.safety if not math.isnan(s)]
+        return {
+            "rollout/unsafe_rate": self.unsafe / self.sampled if self.sampled else math.nan,
+            "rollout/sample_safety": sum(scored) / len(scored) if scored else math.nan,
+            "rollout/corrected": float(self.corrected),
+            "rollout/correction_success": (
+                self.corrected_safe / self.corrected if self.corrected else math.nan
+            ),
+            "rollout/uncorrected": float(self.uncorrected),
+        }
+
+
+class SafetyAwareRollout:
+    """The reflect-and-correct rollout; pass an instance as ``GRPOTrainer(rollout_func=...)``.
+
+    Args:
+        judge: the reward judge (the same one the structured reward uses).
+        params: the ``grpo`` section (threshold, mode, templates, lengths).
+    """
+
+    def __init__(self, judge: Judge, params: GRPOParams) -> None:
+        self.judge = judge
+        self.params = params
+        self.history: list[dict[str, float]] = []
+        self.last: dict[str, Any] = {}  # the last call's intermediate texts and ids (tests, debugging)
+
+    # -- helpers on the trainer's own generation path ------------------------------------------
+    @staticmethod
+    def _generate(
+        trainer: Any, prompts: list[Any], repeats: int, max_new_tokens: int | None = None
+    ) -> tuple[list[list[int]], list[list[int]], list[list[float]] | None]:
+        """Tokenise ``prompts`` and sample one completion each with the trainer's backend."""
+        prompt_ids, images, mm_fields = trainer._tokenize_prompts(prompts)
+        with _max_new_tokens(trainer, max_new_tokens):
+            completion_ids, logprobs = trainer._generate_single_turn(prompt_ids, images, mm_fields, repeats)
+        return [list(p) for p in prompt_ids], [list(c) for c in completion_ids], logprobs
+
+    def _safety(self, rows: list[dict[str, Any]], texts: list[str]) -> list[float]:
+        """The configured safety score of each text, judged against its dataset row."""
+        if not texts:
+            return []
+        columns = {k: [r.get(k) for r in rows] for k in rows[0]}
+        records = build_records(texts, columns)
+        key = self.params.safety_score
+        return [j.scores.get(key, math.nan) for j in self.judge.judge(records)]
+
+    # -- the rollout -----------------------------------------------------------------------------
+    def __call__(self, prompts: list[Any], trainer: Any) -> dict[str, Any]:
+        p, n = self.params, len(prompts)
+        g = trainer.num_generations if trainer.model.training else trainer.num_generations_eval
+        inputs = getattr(trainer, "current_inputs", [])
+        if len(inputs) != n:
+            raise RuntimeError("the safety-aware rollout needs SafetyAwareGRPOTrainer (rows per prompt)")
+        if n % g:
+            raise RuntimeError(f"rollout batch of {n} rows is not made of whole groups of {g}")
+        add = p.correction_mode == "add"
+        slots = p.correction_slots if add else 0
+        sample_rows = [i for i in range(n) if i % g < g - slots]
+        tok = trainer.processing_class
+        eos = trainer.eos_token_ids[0]
+
+        orig_ids, _, _ = trainer._tokenize_prompts(prompts)
+        _, sampled, logprobs = self._generate(trainer, [prompts[i] for i in sample_rows], g - slots)
+        texts = tok.batch_decode(sampled, skip_special_tokens=True)
+        safety = self._safety([inputs[i] for i in sample_rows], texts)
+        stats = RolloutStats(sampled=len(sample_rows), safety=safety)
+
+        completion_ids: list[list[int]] = [[eos] for _ in range(n)]
+        roles = [PAD] * n
+        sample_logps: list[list[float] | None] = [None] * n
+        for k, i in enumerate(sample_rows):
+            completion_ids[i], roles[i] = sampled[k], SAMPLE
+            sample_logps[i] = None if logprobs is None else logprobs[k]
+
+        # Which unsafe sample's correction goes to which row.
+        targets: dict[int, int] = {}
+        free = {grp: [grp * g + s for s in range(g - slots, g)] for grp in range(n // g)}
+        for k, i in enumerate(sample_rows):
+            if not safety[k] < p.safety_threshold:  # NaN (unscored) is never unsafe
+                continue
+            stats.unsafe += 1
+            if not add:
+                targets[k] = i
+            elif free[i // g]:
+                targets[k] = free[i // g].pop(0)
+            else:
+                stats.uncorrected += 1
+
+        if targets:
+            ks = list(targets)
+            reflect = [
+                [
+                    *prompts[sample_rows[k]],
+                    _text_message("assistant", texts[k]),
+                    _text_message("user", p.reflection_template.format(question=_user_text(prompts[i]))),
+                ]
+                for k in ks
+                for i in [sample_rows[k]]
+            ]
+            _, critique_ids, _ = self._generate(trainer, reflect, 1, p.reflection_max_tokens)
+            critiques = [c.strip() for c in tok.batch_decode(critique_ids, skip_special_tokens=True)]
+            correct = [
+                _with_user_text(
+                    prompts[sample_rows[k]],
+                    p.correction_template.format(question=_user_text(prompts[sample_rows[k]]), critique=c),
+                )
+                for k, c in zip(ks, critiques, strict=True)
+            ]
+            correction_prompt_ids, corrected, _ = self._generate(trainer, correct, 1)
+            corrected_texts = tok.batch_decode(corrected, skip_special_tokens=True)
+            corrected_safety = self._safety([inputs[targets[k]] for k in ks], corrected_texts)
+            for k, ids, s in zip(ks, corrected, corrected_safety, strict=True):
+                row = targets[k]
+                completion_ids[row], roles[row] = ids, CORRECTED
+                # NaN sampling log-probs: under vLLM's IS correction TRL gives these tokens ratio 1.
+                sample_logps[row] = None if logprobs is None else [math.nan] * len(ids)
+                stats.corrected += 1
+                stats.corrected_safe += int(s >= p.safety_threshold)
+            self.last = {
+                "rows": [targets[k] for k in ks],
+                "critiques": critiques,
+                "correction_prompt_ids": correction_prompt_ids,
+                "corrections": corrected_texts,
+                "correction_safety": corrected_safety,
+            }
+        else:
+            self.last = {"rows": []}
+
+        metrics = stats.metrics()
+        self.history.append(metrics)
+        for name, value in metrics.items():
+            if not math.isnan(value):
+                trainer._log_metric(name, value)
+        log.debug("rollout: %s", metrics)
+        out: dict[str, Any] = {
+            "prompt_ids": [list(ids) for ids in orig_ids],
+            "completion_ids": completion_ids,
+            "logprobs": None if logprobs is None else [lp or [math.nan] for lp in sample_logps],
+            "rollout_role": roles,
+        }
+        if PAD in roles:
+            out["env_mask"] = [[int(r != PAD)] * len(c) for c, r in zip(completion_ids, roles, strict=True)]
+        return out
+
+
+@contextlib.contextmanager
+def _max_new_tokens(trainer: Any, value: int | None) -> Iterator[None]:
+    """Temporarily cap generation length (HF backend; vLLM keeps its configured maximum)."""
+    config = getattr(trainer, "generation_config", None)
+    if value is None or config is None:
+        yield
+        return
+    old = config.max_new_tokens
+    config.max_new_tokens = min(value, old or value)
+    try:
+        yield
+    finally:
+        config.max_new_tokens = old
+
+
+class SampleSafetyMonitor(Judge):
+    """A judge proxy for plain GRPO that records the policy samples' safety per call.
+
+    In plain GRPO every reward call judges exactly the policy's samples, so the recorded
+    ``rollout/sample_safety`` and ``rollout/unsafe_rate`` mean the same as the safety-aware
+    rollout's (measured there before any correction), and the two runs compare step by step.
+    """
+
+    def __init__(self, judge: Judge, params: GRPOParams) -> None:
+        self.inner = judge
+        self.name, self.version = judge.name, judge.version
+        self.params = params
+        self.history: list[dict[str, float]] = []
+
+    def judge(self, records: list[dict[str, Any]]) -> list[Judgment]:
+        out = self.inner.judge(records)
+        stats = RolloutStats(
+            sampled=len(out), safety=[j.scores.get(self.params.safety_score, math.nan) for j in out]
+        )
+        stats.unsafe = sum(s < self.params.safety_threshold for s in stats.safety)
+        m = stats.metrics()
+        self.history.append({k: m[k] for k in ("rollout/unsafe_rate", "rollout/sample_safety")})
+        return out
+
+    def use_cache(self, path: str) -> None:
+        self.inner.use_cache(path)
+
+
+def skip_padding(reward: Any) -> Any:
+    """Wrap a TRL reward function so rows the rollout marked as padding get ``None``.
+
+    Padding rows exist only in ``add`` mode (empty correction slots); a None reward keeps
+    them out of the group's mean and std and gives them advantage 0.
+    """
+
+    def wrapped(prompts: list[Any], completions: list[Any], **kwargs: Any) -> list[float | None]:
+        roles = kwargs.get("rollout_role")
+        if not roles or PAD not in roles:
+            return list(reward(prompts=prompts, completions=completions, **kwargs))
+        keep = [i for i, r in enumerate(roles) if r != PAD]
+        n = len(completions)
+
+        def sub(v: Any) -> Any:
+            return [v[i] for i in keep] if isinstance(v, list) and len(v) == n else v
+
+        scored = reward(
+            prompts=sub(prompts), completions=sub(completions), **{k: sub(v) for k, v in kwargs.items()}
+        )
+        out: list[float | None] = [None] * n
+        for i, r in zip(keep, scored, strict=True):
+            out[i] = r
+        return out
+
+    wrapped.__name__ = getattr(reward, "__name__", "reward")
+    return wrapped

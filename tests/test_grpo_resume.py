@@ -1,0 +1,125 @@
+"""Resumable GRPO: a run killed with SIGKILL resumes from its last checkpoint and, on CPU with
+a fixed seed, ends exactly where an uninterrupted run ends; a changed config starts afresh."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from safervlm.data.fixtures import build_fixtures
+from safervlm.data.sources import load_source
+from safervlm.io import write_json, write_parquet
+from safervlm.schema import POOL_EXTRA, SAMPLE_COLUMNS
+from safervlm.train.resume import MARKER, last_checkpoint, run_state_dir
+
+PARAMS = {
+    "max_steps": 6,
+    "batch_size": 4,
+    "num_generations": 2,
+    "max_completion_length": 8,
+    "reflection_max_tokens": 4,
+    "save_steps": 1,
+}
+
+
+@pytest.fixture(scope="module")
+def train_parquet(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("resume")
+    build_fixtures(root / "fx", seed=0, n_per_benchmark=4, n_train_per_source=16)
+    rows = load_source("vlguard_train", root / "fx" / "train" / "vlguard")
+    path = root / "train.parquet"
+    write_parquet(pd.DataFrame(rows, columns=SAMPLE_COLUMNS + POOL_EXTRA), path)
+    return path
+
+
+def _cmd(model: Path, data: Path, out: Path, state: Path) -> list[str]:
+    return [
+        sys.executable, "-m", "safervlm.cli", "grpo", "--model", str(model), "--data", str(data),
+        "--out", str(out), "--params", json.dumps(PARAMS), "--seed", "0", "--state-dir", str(state),
+    ]  # fmt: skip
+
+
+def _marker_step(state: Path) -> int:
+    steps = [json.loads(m.read_text())["step"] for m in state.glob(f"*/{MARKER}") if m.stat().st_size]
+    return max(steps, default=0)
+
+
+def _history(out: Path) -> list[dict[str, float]]:
+    log = json.loads((out / "train_log.json").read_text())
+    return [h for h in log["log_history"] if "reward" in h]
+
+
+@pytest.mark.slow
+def test_killed_grpo_resumes_and_matches_an_uninterrupted_run(
+    tiny_model_dir: Path, train_parquet: Path, tmp_path: Path
+) -> None:
+    env = {**os.environ, "SAFERVLM_MLFLOW": "0"}
+    out, state = tmp_path / "grpo", tmp_path / "grpo.partial"
+    with open(tmp_path / "first.log", "w") as log:
+        proc = subprocess.Popen(
+            _cmd(tiny_model_dir, train_parquet, out, state), stdout=log, stderr=subprocess.STDOUT,
+            env=env, start_new_session=True,
+        )  # fmt: skip
+        deadline = time.monotonic() + 600
+        while _marker_step(state) < 2 and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL, (tmp_path / "first.log").read_text()[-3000:]
+    killed_at = _marker_step(state)
+    assert 2 <= killed_at < PARAMS["max_steps"] and not out.exists()
+
+    second = subprocess.run(
+        _cmd(tiny_model_dir, train_parquet, out, state), capture_output=True, text=True, env=env
+    )
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert f"resuming from {state}" in second.stderr and f"checkpoint-{killed_at}" in second.stderr
+    metrics = json.loads((out / "train_log.json").read_text())["metrics"]
+    assert metrics["resumed_from_step"] == killed_at and metrics["steps"] == PARAMS["max_steps"]
+    assert not any(state.iterdir())  # a finished run removes its state
+
+    ref_out = tmp_path / "ref"
+    ref = subprocess.run(
+        _cmd(tiny_model_dir, train_parquet, ref_out, tmp_path / "ref.partial"),
+        capture_output=True, text=True, env=env,
+    )  # fmt: skip
+    assert ref.returncode == 0, ref.stderr[-3000:]
+    assert "starting from step 0" in ref.stderr
+    resumed, uninterrupted = _history(out), _history(ref_out)
+    assert [h["step"] for h in resumed] == [h["step"] for h in uninterrupted] == list(range(1, 7))
+    for a, b in zip(resumed, uninterrupted, strict=True):
+        for key in ("reward", "rollout/unsafe_rate", "reward_components/safety", "loss"):
+            assert a.get(key) == pytest.approx(b.get(key), abs=1e-6), (key, a["step"])
+    w1, w2 = load_file(out / "model.safetensors"), load_file(ref_out / "model.safetensors")
+    assert all(torch.equal(w1[k], w2[k]) for k in w1)
+
+
+def test_changed_config_does_not_resume_a_stale_run(tmp_path: Path) -> None:
+    root = tmp_path / "grpo.partial"
+    old = run_state_dir(root, {"params": {"learning_rate": 1e-4}})
+    (old / "checkpoint-3").mkdir()
+    write_json({"checkpoint": "checkpoint-3", "step": 3}, old / MARKER)
+    assert last_checkpoint(run_state_dir(root, {"params": {"learning_rate": 1e-4}})) == str(
+        old / "checkpoint-3"
+    )
+    new = run_state_dir(root, {"params": {"learning_rate": 5e-5}})
+    assert not old.exists() and last_checkpoint(new) is None
+
+
+def test_a_checkpoint_written_halfway_is_not_resumed(tmp_path: Path) -> None:
+    state = run_state_dir(tmp_path, {"k": 1})
+    for step in (2, 4):
+        (state / f"checkpoint-{step}").mkdir()
+    write_json({"checkpoint": "checkpoint-2", "step": 2}, state / MARKER)  # checkpoint-4 never finished
+    assert last_checkpoint(state) == str(state / "checkpoint-2")
+    assert not (state / "checkpoint-4").exists()

@@ -1,0 +1,226 @@
+"""The safety-aware rollout on TRL's real GRPOTrainer with the tiny policy: corrections join
+the group under the original prompt (replace / add), their log-probs are those of the
+original prompt, padding rows carry no signal, and bad configs fail before training."""
+
+from __future__ import annotations
+
+import json
+from importlib.util import find_spec
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+import torch
+from trl.data_utils import prepare_multimodal_messages
+
+from safervlm.cli import main
+from safervlm.config import GRPOParams, check_grpo_params
+from safervlm.data.fixtures import build_fixtures
+from safervlm.data.sources import load_source
+from safervlm.errors import ConfigError
+from safervlm.io import write_parquet
+from safervlm.judge import Judge, Judgment
+from safervlm.models import load_policy
+from safervlm.rewards import get_structured_reward
+from safervlm.schema import POOL_EXTRA, SAMPLE_COLUMNS
+from safervlm.train.data import prompt_dataset
+from safervlm.train.grpo import _grpo_args
+from safervlm.train.rollout import CORRECTED, PAD, SafetyAwareGRPOTrainer, SafetyAwareRollout, skip_padding
+
+
+class FixedJudge(Judge):
+    """Every response gets the same safety score; helpfulness varies, so rewards differ in a group."""
+
+    name = "fixed"
+
+    def __init__(self, safety: float) -> None:
+        self.safety = safety
+        self.calls: list[int] = []
+
+    def judge(self, records: list[dict[str, Any]]) -> list[Judgment]:
+        self.calls.append(len(records))
+        s = self.safety
+        scores = {"safety": s, "reasoning_safety": s, "answer_safety": s, "format": 0.0}
+        return [Judgment("", "", {**scores, "helpfulness": (i % 3) / 2}) for i in range(len(records))]
+
+
+@pytest.fixture(scope="module")
+def train_parquet(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("rollout")
+    build_fixtures(root / "fx", seed=0, n_per_benchmark=4, n_train_per_source=16)
+    rows = load_source("vlguard_train", root / "fx" / "train" / "vlguard")
+    path = root / "train.parquet"
+    write_parquet(pd.DataFrame(rows, columns=SAMPLE_COLUMNS + POOL_EXTRA), path)
+    return path
+
+
+def _trainer(
+    model_dir: Path, data: Path, tmp: Path, judge: Judge, params: GRPOParams, **extra: Any
+) -> tuple[SafetyAwareGRPOTrainer, SafetyAwareRollout]:
+    model, processor = load_policy(str(model_dir))
+    dataset = prompt_dataset(pd.read_parquet(data), str(data))
+    rollout = SafetyAwareRollout(judge, params)
+    args = _grpo_args(str(tmp / "work"), 0, params)
+    for k, v in extra.items():
+        setattr(args, k, v)
+    trainer = SafetyAwareGRPOTrainer(
+        model=model,
+        args=args,
+        train_dataset=dataset,
+        reward_funcs=[skip_padding(get_structured_reward(judge=judge))],
+        processing_class=processor,
+        rollout_func=rollout,
+    )
+    trainer.model.train()
+    return trainer, rollout
+
+
+def _batch(trainer: SafetyAwareGRPOTrainer) -> list[dict[str, Any]]:
+    return next(iter(trainer.get_train_dataloader()))
+
+
+def _direct_logps(
+    trainer: Any, messages: list[dict[str, Any]], image: Any, completion: list[int]
+) -> torch.Tensor:
+    """log pi(completion | messages) from a plain forward pass of the HF model (no TRL code)."""
+    proc = trainer.processing_class
+    text = proc.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    enc = proc(text=[text], images=[[image]], return_tensors="pt")
+    ids = torch.cat([enc["input_ids"], torch.tensor([completion])], dim=1)
+    with torch.no_grad():
+        logits = trainer.model(
+            input_ids=ids,
+            attention_mask=torch.ones_like(ids),
+            pixel_values=enc["pixel_values"],
+            image_grid_thw=enc["image_grid_thw"],
+        ).logits
+    n = enc["input_ids"].shape[1]
+    logps = torch.log_softmax(logits[0, n - 1 : -1].float() / trainer.temperature, dim=-1)
+    return logps.gather(1, torch.tensor(completion)[:, None])[:, 0]
+
+
+def test_replaced_corrections_are_scored_under_the_original_prompt(
+    tiny_model_dir: Path, train_parquet: Path, tmp_path: Path
+) -> None:
+    params = GRPOParams(batch_size=4, num_generations=2, max_completion_length=6, reflection_max_tokens=4)
+    # num_iterations=2 makes TRL compute old_per_token_logps when it scores the batch.
+    trainer, rollout = _trainer(
+        tiny_model_dir, train_parquet, tmp_path, FixedJudge(0.0), params, num_iterations=2
+    )
+    inputs = _batch(trainer)
+    out = trainer._generate_and_score_completions(inputs)
+    assert rollout.last["rows"] == list(range(4))  # every sample unsafe -> every row corrected
+    assert rollout.history[-1]["rollout/unsafe_rate"] == 1.0
+    assert rollout.history[-1]["rollout/correction_success"] == 0.0
+    for k, row in enumerate(rollout.last["rows"]):
+        prompt = [t for t, m in zip(out["prompt_ids"][row], out["prompt_mask"][row], strict=True) if m]
+        completion = [
+            t for t, m in zip(out["completion_ids"][row], out["completion_mask"][row], strict=True) if m
+        ]
+        correction_prompt = rollout.last["correction_prompt_ids"][k]
+        original = prepare_multimodal_messages(inputs[row]["prompt"], images=[inputs[row]["image"]])
+        orig_ids = trainer._tokenize_prompts([original])[0][0]
+        # The row trains on the original prompt, not on the prompt the correction was sampled from.
+        assert prompt == list(orig_ids) != list(correction_prompt)
+        old = out["old_per_token_logps"][row][: len(completion)]
+        under_x = _direct_logps(trainer, original, inputs[row]["image"], completion)
+        # Batched (padded) vs single forward: equal up to float noise.
+        assert torch.allclose(old, under_x, atol=2e-3), (old, under_x)
+        critique = rollout.last["critiques"][k]
+        question = original[-1]["content"][-1]["text"]
+        context = params.correction_template.format(question=question, critique=critique)
+        correction_messages = [
+            {**original[-1], "content": [*original[-1]["content"][:-1], {"type": "text", "text": context}]}
+        ]
+        under_xc = _direct_logps(
+            trainer, correction_messages, inputs[row]["image"], [int(t) for t in completion]
+        )
+        gap = (old - under_xc).abs().max().item()
+        assert gap > 1e-2, gap  # the context matters: the recomputation under x is not a no-op
+
+
+def test_add_mode_keeps_unsafe_samples_and_pads_empty_slots(
+    tiny_model_dir: Path, train_parquet: Path, tmp_path: Path
+) -> None:
+    params = GRPOParams(
+        batch_size=8, num_generations=4, max_completion_length=6, correction_mode="add", correction_slots=1
+    )
+    trainer, rollout = _trainer(tiny_model_dir, train_parquet, tmp_path, FixedJudge(0.0), params)
+    out = trainer._generate_and_score_completions(_batch(trainer))
+    assert rollout.last["rows"] == [
+        3,
+        7,
+    ]  # one slot per group, filled by the first unsafe sample's correction
+    metrics = rollout.history[-1]
+    assert metrics["rollout/unsafe_rate"] == 1.0 and metrics["rollout/corrected"] == 2.0
+    assert metrics["rollout/uncorrected"] == 4.0
+    assert "tool_mask" not in out  # no padding row
+
+    safe = FixedJudge(1.0)
+    trainer, rollout = _trainer(tiny_model_dir, train_parquet, tmp_path / "safe", safe, params)
+    out = trainer._generate_and_score_completions(_batch(trainer))
+    assert rollout.history[-1]["rollout/unsafe_rate"] == 0.0 and rollout.last["rows"] == []
+    pad_rows = [3, 7]
+    loss_mask = out["completion_mask"] * out["tool_mask"]  # what TRL's loss uses
+    assert loss_mask[pad_rows].sum() == 0  # out of the loss
+    assert out["advantages"][pad_rows].abs().sum() == 0  # no reward -> no advantage
+    assert out["advantages"][[0, 1, 2]].abs().sum() > 0  # the real rows still learn
+    assert (loss_mask[[0, 1, 2, 4, 5, 6]] == out["completion_mask"][[0, 1, 2, 4, 5, 6]]).all()
+
+
+def test_skip_padding_scores_only_real_rows() -> None:
+    seen: list[Any] = []
+
+    def reward(prompts: list[Any], completions: list[Any], **kw: Any) -> list[float | None]:
+        seen.append((completions, kw["id"]))
+        return [float(len(c)) for c in completions]
+
+    wrapped = skip_padding(reward)
+    roles = ["sample", PAD, CORRECTED]
+    out = wrapped(prompts=["p"] * 3, completions=["a", "", "ccc"], id=[1, 2, 3], rollout_role=roles)
+    assert out == [1.0, None, 3.0]
+    assert seen == [(["a", "ccc"], [1, 3])]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"batch_size": 6, "num_generations": 4}, "must divide batch_size"),
+        ({"reward": "nope"}, "unknown reward 'nope'"),
+        ({"safety_threshold": 1.5}, r"safety_threshold must be in \[0, 1\]"),
+        ({"correction_mode": "swap"}, "correction_mode must be one of"),
+        ({"correction_mode": "add", "correction_slots": 4}, "correction_slots must be in"),
+        ({"safety_score": "helpfulness"}, "safety_score must be one of"),
+        ({"correction_template": "{question} {oops}"}, "correction_template may only use"),
+        pytest.param(
+            {"use_vllm": True},
+            "vLLM is not installed",
+            marks=pytest.mark.skipif(find_spec("vllm") is not None, reason="vLLM installed"),
+        ),
+    ],
+)
+def test_bad_grpo_config_is_rejected(change: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        check_grpo_params(GRPOParams(**change))
+
+
+def test_bad_config_fails_before_training_with_exit_2(
+    tiny_model_dir: Path, train_parquet: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = [
+        "grpo",
+        "--model",
+        str(tiny_model_dir),
+        "--data",
+        str(train_parquet),
+        "--out",
+        str(tmp_path / "o"),
+    ]
+    bad_lora = json.dumps({"lora": True, "lora_targets": ["q_proj", "qkv_fused"], "max_steps": 1})
+    assert main([*base, "--params", bad_lora]) == 2
+    err = capsys.readouterr().err
+    assert "lora_targets ['qkv_fused'] name no module of the model" in err and "q_proj" in err
+    assert main([*base, "--params", json.dumps({"batch_size": 6, "num_generations": 4})]) == 2
+    assert "num_generations=4 (group size) must divide" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
