@@ -50,7 +50,11 @@ def _check_config():
         raise WorkflowError(
             f"eval.pairs names {unpaired}, which are not in eval.models"
         )
-    missing = missing_paths(config)
+    missing = missing_paths(config) + [
+        f"eval.model_paths.{name}: {path}"
+        for name, path in config["eval"]["model_paths"].items()
+        if name in EVAL_MODELS and not os.path.exists(path)
+    ]
     if missing:
         raise WorkflowError(
             "missing input paths in the config:\n  "
