@@ -81,7 +81,10 @@ def test_safemlrm_analysis_in_the_report(run_dir: Path) -> None:
                                     "asr_full", "self_correction"}  # fmt: skip
     top = rates[(rates.category == "(mean)") & (rates.attack == "none") & (rates.benchmark != "(mean)")]
     assert top.groupby("model")["benchmark"].nunique().to_dict() == dict.fromkeys(["base", "grpo", "sft"], 3)
-    assert (top["ci_low"] <= top["value"] + 1e-9).all() and (top["value"] <= top["ci_high"] + 1e-9).all()
+    defined = top.dropna(subset=["value"])  # e.g. no self-correction without unsafe reasoning
+    assert len(defined) >= 3 * 3 * 5
+    assert (defined["ci_low"] <= defined["value"] + 1e-9).all()
+    assert (defined["value"] <= defined["ci_high"] + 1e-9).all()
     for name in ("blind_spots.png", "safety_vs_helpfulness.png"):
         with Image.open(report / name) as img:
             assert img.size[0] > 100

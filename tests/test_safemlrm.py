@@ -9,7 +9,15 @@ import pandas as pd
 import pytest
 
 from safervlm.evaluate.outcomes import official_source, outcomes_from_judgments
-from safervlm.evaluate.safemlrm import MEAN, OUTCOME_COLUMNS, Settings, analyse, blind_spots, bootstrap_means
+from safervlm.evaluate.safemlrm import (
+    MEAN,
+    OUTCOME_COLUMNS,
+    Settings,
+    analyse,
+    blind_spots,
+    bootstrap_means,
+    percentile_interval,
+)
 from safervlm.schema import HARM_COLUMNS, JUDGMENT_COLUMNS, SCORE_COLUMNS
 from safervlm.text import split_status
 
@@ -193,34 +201,34 @@ def test_unified_rubric_fallback_attacks_and_benchmark_mean():
 def test_bootstrap_interval_coverage_on_a_known_case():
     """Bernoulli(0.3), n = 200: the 95% interval covers the true rate about 95% of the time."""
     rng = np.random.default_rng(7)
-    hits, trials = 0, 300
+    hits, trials = 0, 400
     for i in range(trials):
         values = (rng.random(200) < 0.3).astype(float)
-        out = analyse(
-            pd.DataFrame(
-                {
-                    "model": "m",
-                    "benchmark": "b",
-                    "attack": "none",
-                    "category": "c",
-                    "id": range(200),
-                    "paired": True,
-                    "safety": NAN,
-                    "helpfulness": NAN,
-                    "official": NAN,
-                    "unsafe_reasoning": values,
-                    "unsafe_answer": values,
-                    "unsafe_full": values,
-                    "status_reasoning": "scored",
-                    "status_answer": "scored",
-                    "status_full": "scored",
-                }
-            ),
-            settings=Settings(n_bootstrap=400, seed=i),
-        )
-        r = rate(out["rates"], "m", "asr_full", cat="c")
-        hits += r.ci_low <= 0.3 <= r.ci_high
-    assert 0.91 <= hits / trials <= 0.99, hits / trials
+        low, high = percentile_interval(bootstrap_means(values, 400, np.random.default_rng(i)), 0.95)
+        hits += low <= 0.3 <= high
+    assert 0.91 <= hits / trials <= 0.98, hits / trials
+    # the interval analyse reports is this one: same resamples for the same key and seed
+    one = pd.DataFrame(
+        {
+            "model": "m",
+            "benchmark": "b",
+            "attack": "none",
+            "category": "c",
+            "id": range(4),
+            "paired": True,
+            "safety": NAN,
+            "helpfulness": NAN,
+            "official": NAN,
+            "unsafe_reasoning": [1.0, 0, 0, 1],
+            "unsafe_answer": [1.0, 0, 0, 1],
+            "unsafe_full": [1.0, 0, 0, 0],
+            "status_reasoning": "scored",
+            "status_answer": "scored",
+            "status_full": "scored",
+        }
+    )
+    r = rate(analyse(one, settings=Settings(n_bootstrap=2000))["rates"], "m", "asr_full", cat="c")
+    assert r.value == 0.25 and r.ci_low == 0.0 and r.ci_high in (0.5, 0.75)
 
 
 def test_bootstrap_means_is_seeded_and_empty_safe():

@@ -119,7 +119,8 @@ def _rng(seed: int, *key: str) -> np.random.Generator:
     return np.random.default_rng([seed, zlib.crc32("\x1f".join(key).encode())])
 
 
-def _interval(boot: np.ndarray | None, level: float) -> tuple[float, float]:
+def percentile_interval(boot: np.ndarray | None, level: float) -> tuple[float, float]:
+    """Percentile interval of bootstrap estimates (NaN, NaN when there are none)."""
     if boot is None:
         return math.nan, math.nan
     finite = boot[~np.isnan(boot)]
@@ -188,7 +189,7 @@ def _estimates(outcomes: pd.DataFrame, s: Settings) -> dict[tuple[Any, ...], _Es
 def _rates_frame(est: dict[tuple[Any, ...], _Estimate], level: float) -> pd.DataFrame:
     rows = []
     for (model, bench, attack, cat, metric), e in est.items():
-        low, high = _interval(e.boot, level)
+        low, high = percentile_interval(e.boot, level)
         rows.append([model, bench, attack, cat, metric, e.value, low, high, e.n, e.computable])
     return pd.DataFrame(rows, columns=RATE_COLUMNS)
 
@@ -205,7 +206,7 @@ def _tax(
             if b is None:
                 continue
             boot = None if e.boot is None or b.boot is None else e.boot - b.boot
-            low, high = _interval(boot, level)
+            low, high = percentile_interval(boot, level)
             rows.append([reasoning, base, bench, attack, cat, metric, e.value - b.value, low, high])
     return pd.DataFrame(rows, columns=TAX_COLUMNS)
 
