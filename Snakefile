@@ -12,7 +12,7 @@ include: "rules/common.smk"
 
 wildcard_constraints:
     bench="|".join(sorted(config["benchmarks"])),
-    model="base|sft|grpo|grpo_plain",
+    model="|".join(sorted(MODEL_PATHS)),
 
 
 include: "rules/data.smk"

@@ -19,12 +19,15 @@ FIXTURE_SOURCE_DIRS = {
 EVAL_BENCHMARKS = config["eval"]["benchmarks"]
 EVAL_MODELS = config["eval"]["models"]
 BASE = config["base_model"]["path"] or f"{R}/models/base"
+# Models the DAG builds, then any further model by local path (external baselines).
 MODEL_PATHS = {
     "base": BASE,
     "sft": f"{R}/checkpoints/sft",
     "grpo": f"{R}/checkpoints/grpo",
     "grpo_plain": f"{R}/checkpoints/grpo_plain",
+    **config["eval"]["model_paths"],
 }
+EVAL_PAIRS = [tuple(p) for p in config["eval"]["pairs"]]
 # Both GRPO runs are compared when both are evaluated.
 COMPARE_GRPO = {"grpo", "grpo_plain"} <= set(EVAL_MODELS)
 # Absolute, so the workflow also runs with --directory elsewhere (tests do).
@@ -39,7 +42,22 @@ def _check_config():
             f"eval.benchmarks names {unknown}, which are not configured under 'benchmarks' "
             f"(configured: {sorted(config['benchmarks'])})"
         )
-    missing = missing_paths(config)
+    unknown = [m for m in EVAL_MODELS if m not in MODEL_PATHS]
+    if unknown:
+        raise WorkflowError(
+            f"eval.models names {unknown} with no path: add them to eval.model_paths "
+            f"(known: {sorted(MODEL_PATHS)})"
+        )
+    unpaired = sorted({m for p in EVAL_PAIRS for m in p} - set(EVAL_MODELS))
+    if unpaired:
+        raise WorkflowError(
+            f"eval.pairs names {unpaired}, which are not in eval.models"
+        )
+    missing = missing_paths(config) + [
+        f"eval.model_paths.{name}: {path}"
+        for name, path in config["eval"]["model_paths"].items()
+        if name in EVAL_MODELS and not os.path.exists(path)
+    ]
     if missing:
         raise WorkflowError(
             "missing input paths in the config:\n  "
@@ -144,3 +162,28 @@ def grpo_section(variant):
 
 def model_path(wildcards):
     return MODEL_PATHS[wildcards.model]
+
+
+def generate_params(wildcards):
+    """The generate section for one model: shared keys, then that model's overrides."""
+    section = {k: v for k, v in config["generate"].items() if k != "models"}
+    return as_json({**section, **config["generate"]["models"].get(wildcards.model, {})})
+
+
+def attacks_for(bench):
+    """The jailbreak transforms applied to one benchmark."""
+    return config["eval"]["benchmark_attacks"].get(bench, config["eval"]["attacks"])
+
+
+def eval_outputs(name):
+    """``eval/{model}/{bench}/<name>`` for every evaluated model and benchmark."""
+    return expand(
+        f"{R}/eval/{{model}}/{{bench}}/{name}", model=EVAL_MODELS, bench=EVAL_BENCHMARKS
+    )
+
+
+def eval_data(wildcards):
+    """The benchmark a model is evaluated on: attacked when the benchmark has attacks."""
+    if attacks_for(wildcards.bench) == ["none"]:
+        return f"{R}/data/bench/{wildcards.bench}.parquet"
+    return f"{R}/data/attack/{wildcards.bench}.parquet"

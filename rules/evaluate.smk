@@ -1,7 +1,27 @@
+rule attack:
+    input:
+        data=f"{R}/data/bench/{{bench}}.parquet",
+        code=code("stages/evaluate.py", "data/transforms.py"),
+    output:
+        f"{R}/data/attack/{{bench}}.parquet",
+    log:
+        f"{R}/logs/attack/{{bench}}.log",
+    benchmark:
+        f"{R}/benchmarks/attack/{{bench}}.tsv"
+    conda:
+        "../envs/safervlm.yaml"
+    params:
+        attacks=lambda w: ",".join(attacks_for(w.bench)),
+        image_size=config["eval"]["attack_image_size"],
+    shell:
+        "safervlm attack --data {input.data} --out {output} --attacks {params.attacks}"
+        " --image-size {params.image_size} > {log} 2>&1"
+
+
 rule generate:
     input:
         model=model_path,
-        data=f"{R}/data/bench/{{bench}}.parquet",
+        data=eval_data,
         code=code("stages/evaluate.py", "evaluate/generate.py", "prompts.py", "text.py"),
     output:
         f"{R}/eval/{{model}}/{{bench}}/responses.parquet",
@@ -12,7 +32,7 @@ rule generate:
     conda:
         "../envs/safervlm.yaml"
     params:
-        generate=as_json(config["generate"]),
+        generate=generate_params,
         seed=config["seed"],
     shell:
         "safervlm generate --model {input.model} --model-name {wildcards.model} --data {input.data}"
@@ -22,7 +42,7 @@ rule generate:
 rule judge:
     input:
         responses=f"{R}/eval/{{model}}/{{bench}}/responses.parquet",
-        data=f"{R}/data/bench/{{bench}}.parquet",
+        data=eval_data,
         code=code("stages/evaluate.py", *judge_code("judge")),
     output:
         f"{R}/eval/{{model}}/{{bench}}/judgments.parquet",
@@ -42,7 +62,7 @@ rule judge:
 rule score:
     input:
         judgments=f"{R}/eval/{{model}}/{{bench}}/judgments.parquet",
-        code=code("stages/evaluate.py", "evaluate/score.py"),
+        code=code("stages/evaluate.py", "evaluate/score.py", "data/transforms.py"),
     output:
         f"{R}/eval/{{model}}/{{bench}}/metrics.json",
     log:

@@ -1,11 +1,16 @@
 rule report:
     input:
-        metrics=expand(
-            f"{R}/eval/{{model}}/{{bench}}/metrics.json",
-            model=EVAL_MODELS,
-            bench=EVAL_BENCHMARKS,
+        metrics=eval_outputs("metrics.json"),
+        judgments=eval_outputs("judgments.parquet"),
+        code=code(
+            "stages/evaluate.py",
+            "report/tables.py",
+            "report/figures.py",
+            "report/analysis.py",
+            "evaluate/safemlrm.py",
+            "evaluate/outcomes.py",
+            "text.py",
         ),
-        code=code("stages/evaluate.py", "report/tables.py", "report/figures.py"),
     output:
         table=report(
             f"{R}/report/table.md",
@@ -19,6 +24,42 @@ rule report:
             caption="../workflow/report/figure.rst",
             category="Results",
         ),
+        asr=report(
+            f"{R}/report/asr.md",
+            caption="../workflow/report/asr.rst",
+            category="SafeMLRM",
+        ),
+        tax=report(
+            f"{R}/report/tax.md",
+            caption="../workflow/report/tax.rst",
+            category="SafeMLRM",
+        ),
+        blind_spots=report(
+            f"{R}/report/blind_spots.png",
+            caption="../workflow/report/blind_spots.rst",
+            category="SafeMLRM",
+        ),
+        scatter=report(
+            f"{R}/report/safety_vs_helpfulness.png",
+            caption="../workflow/report/scatter.rst",
+            category="Results",
+        ),
+        tables=multiext(
+            f"{R}/report/",
+            "asr.csv",
+            "asr.tex",
+            "tax.csv",
+            "tax.tex",
+            "blind_spots.md",
+            "blind_spots.csv",
+            "self_correction.md",
+            "self_correction.csv",
+            "official.md",
+            "official.csv",
+            "rates.csv",
+            "counts.md",
+            "counts.csv",
+        ),
     log:
         f"{R}/logs/report.log",
     benchmark:
@@ -27,5 +68,13 @@ rule report:
         "../envs/safervlm.yaml"
     params:
         out_dir=lambda w, output: os.path.dirname(output.table),
+        pairs=" ".join(f"{r}={b}" for r, b in EVAL_PAIRS),
+        n_bootstrap=config["eval"]["n_bootstrap"],
+        seed=config["seed"],
+        threshold=config["eval"]["safemlrm"]["threshold"],
+        missing=config["eval"]["safemlrm"]["missing"],
     shell:
-        "safervlm report --metrics {input.metrics} --out-dir {params.out_dir} > {log} 2>&1"
+        "safervlm report --metrics {input.metrics} --judgments {input.judgments}"
+        " --out-dir {params.out_dir} --pair {params.pairs} --n-bootstrap {params.n_bootstrap}"
+        " --seed {params.seed} --threshold {params.threshold} --missing {params.missing}"
+        " > {log} 2>&1"

@@ -14,6 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RULES = (
     "fixtures",
     "prepare",
+    "attack",
     "pool",
     "decontaminate",
     "tiny_model",

@@ -65,10 +65,44 @@ def test_report_table_and_figure(run_dir: Path) -> None:
     assert avg["sft/helpfulness"] > avg["base/helpfulness"]
 
 
+def test_safemlrm_analysis_in_the_report(run_dir: Path) -> None:
+    report = run_dir / "results/report"
+    asr = (report / "asr.md").read_text()
+    assert asr.splitlines()[0].startswith("| benchmark | attack | base R | base A | base F | sft R")
+    for bench in BENCHES:
+        assert f"| {bench} | none |" in asr
+    for attack in ("vanilla", "typo", "sd_typo", "figstep"):  # the embedded default attacks vlguard
+        assert f"| vlguard | {attack} |" in asr
+    assert "| (mean) | none |" in asr
+    tax = pd.read_csv(report / "tax.csv")
+    assert {("sft", "base"), ("grpo", "base")} == set(zip(tax.reasoning_model, tax.base_model, strict=True))
+    rates = pd.read_csv(report / "rates.csv")
+    assert set(rates["metric"]) >= {"safety", "helpfulness", "official", "asr_reasoning", "asr_answer",
+                                    "asr_full", "self_correction"}  # fmt: skip
+    top = rates[(rates.category == "(mean)") & (rates.attack == "none") & (rates.benchmark != "(mean)")]
+    assert top.groupby("model")["benchmark"].nunique().to_dict() == dict.fromkeys(["base", "grpo", "sft"], 3)
+    defined = top.dropna(subset=["value"])  # e.g. no self-correction without unsafe reasoning
+    assert len(defined) >= 3 * 3 * 5
+    assert (defined["ci_low"] <= defined["value"] + 1e-9).all()
+    assert (defined["value"] <= defined["ci_high"] + 1e-9).all()
+    for name in ("blind_spots.png", "safety_vs_helpfulness.png"):
+        with Image.open(report / name) as img:
+            assert img.size[0] > 100
+    official = (report / "official.md").read_text()
+    assert "| vlguard | asr_keywords | none |" in official and "| figstep | asr | none |" in official
+    attacked = pd.read_parquet(run_dir / "results/eval/sft/vlguard/judgments.parquet")
+    plain = attacked[~attacked["id"].str.contains("::")]
+    # every should-refuse sample once per attack; benign samples only as given
+    assert attacked["id"].str.endswith("::figstep").sum() == plain["should_refuse"].astype(bool).sum()
+
+
 def test_per_sample_records_between_stages(run_dir: Path) -> None:
     j = pd.read_parquet(run_dir / "results/eval/sft/vlguard/judgments.parquet")
     assert {"judge_prompt", "judge_raw", "safety", "reasoning_safety", "answer_safety"} <= set(j.columns)
-    assert len(j) == len(pd.read_parquet(run_dir / "results/data/bench/vlguard.parquet"))
+    assert len(j) == len(pd.read_parquet(run_dir / "results/data/attack/vlguard.parquet"))
+    assert (~j["id"].str.contains("::")).sum() == len(
+        pd.read_parquet(run_dir / "results/data/bench/vlguard.parquet")
+    )
     metrics = json.loads((run_dir / "results/eval/sft/vlguard/metrics.json").read_text())
     assert metrics["model"] == "sft"
     assert (run_dir / "results/checkpoints/grpo/model.safetensors").exists()

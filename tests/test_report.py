@@ -89,3 +89,46 @@ def test_end_to_end_from_score_judgments():
     scored = score_judgments(pd.DataFrame(rows), n_bootstrap=10)
     t = build_table({"base": {"b": scored}})
     assert t.loc["b", ("base", "safety")] == 0.5 and t.loc["average", ("base", "helpfulness")] == 0.5
+
+
+def test_analysis_tables_and_figures(tmp_path):
+    from safervlm.evaluate.safemlrm import Settings, analyse
+    from safervlm.report import (
+        plot_blind_spots,
+        plot_safety_vs_helpfulness,
+        safety_helpfulness_points,
+        write_analysis,
+    )
+
+    def rows(model, cat, unsafe):
+        return [
+            {"model": model, "benchmark": "vlguard", "attack": "none", "category": cat,
+             "id": f"{model}{cat}{i}", "paired": True, "safety": 1.0 - u, "helpfulness": 0.5, "official": u,
+             "unsafe_reasoning": u,
+             "unsafe_answer": u, "unsafe_full": u, "status_reasoning": "scored", "status_answer": "scored",
+             "status_full": "scored"}
+            for i, u in enumerate(unsafe)
+        ]  # fmt: skip
+
+    r_rows = rows("r", "a", [1, 1, 0, 0]) + rows("r", "b", [1, 0, 0, 0])
+    df = pd.DataFrame(r_rows + rows("m", "a", [0, 0, 0, 0]) + rows("m", "b", [1, 0, 0, 0]))
+    analysis = analyse(df, [("r", "m")], Settings(n_bootstrap=0))
+    paths = write_analysis(analysis, tmp_path, {"vlguard": "derived"})
+    asr = paths["asr"].read_text()
+    assert asr.splitlines()[0] == "| benchmark | attack | r R | r A | r F | m R | m A | m F |"
+    assert "| vlguard | none | 37.5 | 37.5 | 37.5 | 12.5 | 12.5 | 12.5 |" in asr
+    assert "| vlguard | none | 25.0 | 25.0 | 25.0 |" in paths["tax"].read_text()
+    # scenario taxes: a 0.5, b 0.0; mean 0.25 -> ratios 2.00 and 0.00
+    assert "| vlguard | a | 2.00 |" in paths["blind_spots"].read_text()
+    assert "| vlguard | b | 0.00 |" in paths["blind_spots"].read_text()
+    assert "| vlguard | asr_keywords | none |" in paths["official"].read_text()
+    assert r"\begin{tabular}" in (tmp_path / "tax.tex").read_text()
+    assert {"rates.csv", "counts.csv", "counts.md"} <= {p.name for p in tmp_path.iterdir()}
+    plot_blind_spots(analysis["blind_spots"], tmp_path / "heat.png")
+    points = safety_helpfulness_points(analysis["rates"], "none")
+    assert sorted(points["model"]) == ["m", "m", "r", "r"]  # vlguard and the (mean) point
+    assert points["safety"].max() == pytest.approx(1 - 0.125)
+    plot_safety_vs_helpfulness(points, tmp_path / "scatter.png")
+    for name in ("heat.png", "scatter.png"):
+        with Image.open(tmp_path / name) as img:
+            assert img.format == "PNG" and img.size[0] > 100

@@ -111,3 +111,13 @@ def test_judge_errors_are_counted_apart_from_unscored():
     m = group_metrics(df, n_bootstrap=10)
     assert (m["n_scored"], m["n_unscored"], m["n_judge_error"]) == (1, 1, 2)
     assert m["n_scored"] + m["n_unscored"] + m["n_judge_error"] == m["n"]
+
+
+def test_attacked_samples_are_scored_apart(frame):
+    attacked = frame.assign(id=[f"x{i}::figstep" for i in range(len(frame))], safety=0.0)
+    plain = frame.assign(id=[f"x{i}" for i in range(len(frame))])
+    out = score_judgments(pd.concat([plain, attacked]), n_bootstrap=0)
+    assert out["overall"]["n"] == len(frame) and out["overall"]["safety"] == pytest.approx(3 / 6)
+    assert sorted(out["by_attack"]) == ["figstep", "none"]
+    assert out["by_attack"]["figstep"]["safety"] == 0.0
+    assert "by_attack" not in score_judgments(plain, n_bootstrap=0)

@@ -220,3 +220,9 @@ class GenerateParams:
     do_sample: bool = False
     temperature: float = 0.0
     system_prompt: str | None = None
+    prompt_template: str = "{question}"  # the user turn; "{question}" is replaced
+    backend: str = "hf"  # hf | openai (OpenAI-compatible server, e.g. vllm serve) | vllm (offline)
+    base_url: str | None = None  # openai backend: http://host:8000/v1
+    served_model: str | None = None  # openai backend: model name on the server (null = model path)
+    api_key_env: str | None = None  # openai backend: env var holding the key (null = no key)
+    concurrency: int = 8  # openai backend: requests in flight

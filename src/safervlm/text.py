@@ -37,3 +37,15 @@ def has_reasoning_format(response: str) -> bool:
         return False
     reasoning, answer = split_response(text)
     return bool(reasoning) and bool(answer)
+
+
+def split_status(response: str) -> str:
+    """How :func:`split_response` read a response: ``tagged``, ``untagged`` or ``empty``.
+
+    ``untagged`` (no ``</think>`` and no ``<answer>``) is flagged in reports: the whole
+    response counts as the answer and the reasoning is empty, never an arbitrary prefix.
+    """
+    text = (response or "").strip()
+    if not text:
+        return "empty"
+    return "tagged" if _THINK_CLOSE in text or _ANSWER_RE.search(text) else "untagged"

@@ -1,13 +1,18 @@
-"""Batched generation with the HF backend: left padding, length-sorted batches.
+"""Batched generation: HF backend (left padding, length-sorted batches), an
+OpenAI-compatible server backend (e.g. ``vllm serve``) and vLLM's offline engine.
 
 Used for evaluation (greedy by default) and for QI scoring (K sampled answers per
-prompt). Output order always matches input order.
+prompt). Output order always matches input order. The response is split into reasoning
+and answer by ``text.split_response`` (last ``</think>``, ``<answer>`` tags); an untagged
+response is all answer, with empty reasoning, and is flagged by ``text.split_status``.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pandas as pd
@@ -87,16 +92,144 @@ class HFGenerator:
         return out
 
 
+class OpenAIGenerator:
+    """Generates through an OpenAI-compatible chat-completions server (e.g. ``vllm serve``).
+
+    Requests run ``concurrency`` at a time; the server does the batching (vLLM's
+    continuous batching). The API key, if any, is read from the environment only.
+    """
+
+    def __init__(self, params: GenerateParams, model_path: str) -> None:
+        import openai
+
+        if not params.base_url:
+            raise ValueError("generate.backend 'openai' needs generate.base_url (e.g. http://host:8000/v1)")
+        key = os.environ.get(params.api_key_env, "") if params.api_key_env else ""
+        self.client = openai.OpenAI(base_url=params.base_url, api_key=key or "EMPTY", max_retries=3)
+        self.model = params.served_model or model_path
+        self.params = params
+
+    def _one(
+        self, question: str, image: bytes | None, max_new_tokens: int, temperature: float, seed: int
+    ) -> str:
+        from safervlm.judge.http import image_data_url
+
+        content: list[dict[str, Any]] = []
+        if image is not None:
+            content.append({"type": "image_url", "image_url": {"url": image_data_url(image)}})
+        content.append({"type": "text", "text": question})
+        messages: list[dict[str, Any]] = []
+        if self.params.system_prompt:
+            messages.append({"role": "system", "content": self.params.system_prompt})
+        messages.append({"role": "user", "content": content})
+        reply = self.client.chat.completions.create(
+            model=self.model,
+            messages=messages,  # type: ignore[arg-type]
+            max_tokens=max_new_tokens,
+            temperature=temperature,
+            seed=seed,
+        )
+        return str(reply.choices[0].message.content or "").strip()
+
+    def generate(
+        self,
+        questions: Sequence[str],
+        images: Sequence[bytes | None],
+        *,
+        max_new_tokens: int = 64,
+        do_sample: bool = False,
+        temperature: float = 1.0,
+        seed: int = 0,
+        **_: Any,
+    ) -> list[list[str]]:
+        """One response per question, in input order (greedy = temperature 0)."""
+        temp = temperature if do_sample else 0.0
+        with ThreadPoolExecutor(max_workers=max(1, self.params.concurrency)) as pool:
+            futures = [
+                pool.submit(self._one, q, img, max_new_tokens, temp, seed)
+                for q, img in zip(questions, images, strict=True)
+            ]
+            return [[f.result()] for f in tqdm(futures, desc="generate", leave=False)]
+
+
+class VLLMGenerator:
+    """vLLM's offline engine (``vllm.LLM.chat``), for GPU nodes; imported lazily."""
+
+    def __init__(self, params: GenerateParams, model_path: str) -> None:
+        from vllm import LLM
+
+        self.llm = LLM(model=model_path, seed=0, limit_mm_per_prompt={"image": 1})
+        self.params = params
+
+    def generate(
+        self,
+        questions: Sequence[str],
+        images: Sequence[bytes | None],
+        *,
+        max_new_tokens: int = 64,
+        do_sample: bool = False,
+        temperature: float = 1.0,
+        seed: int = 0,
+        **_: Any,
+    ) -> list[list[str]]:
+        """One response per question, in input order; vLLM batches internally."""
+        from vllm import SamplingParams
+
+        from safervlm.judge.http import image_data_url
+
+        conversations = []
+        for q, img in zip(questions, images, strict=True):
+            content: list[dict[str, Any]] = (
+                [{"type": "image_url", "image_url": {"url": image_data_url(img)}}] if img else []
+            )
+            content.append({"type": "text", "text": q})
+            system = (
+                [{"role": "system", "content": self.params.system_prompt}]
+                if self.params.system_prompt
+                else []
+            )
+            conversations.append([*system, {"role": "user", "content": content}])
+        sampling = SamplingParams(
+            max_tokens=max_new_tokens, temperature=temperature if do_sample else 0.0, seed=seed
+        )
+        outputs = self.llm.chat(conversations, sampling)
+        return [[o.outputs[0].text.strip()] for o in outputs]
+
+
+BACKENDS = ("hf", "openai", "vllm")
+
+
+def build_generator(model_path: str, params: GenerateParams) -> Any:
+    """The generator of ``params.backend`` (``hf``, ``openai`` or ``vllm``)."""
+    if params.backend == "hf":
+        return HFGenerator(model_path, system_prompt=params.system_prompt)
+    if params.backend == "openai":
+        return OpenAIGenerator(params, model_path)
+    if params.backend == "vllm":
+        return VLLMGenerator(params, model_path)
+    raise ValueError(f"unknown generate.backend {params.backend!r}; known: {list(BACKENDS)}")
+
+
+def format_question(question: str, template: str) -> str:
+    """The user turn: ``template`` with ``{question}`` replaced (other braces kept as is)."""
+    if "{question}" not in template:
+        raise ValueError(f"generate.prompt_template must contain '{{question}}', got {template!r}")
+    return template.replace("{question}", question)
+
+
 def generate_responses(
     samples: pd.DataFrame, model_path: str, model_name: str, params: GenerateParams, seed: int = 0
 ) -> pd.DataFrame:
-    """Generate one response per sample and split it into reasoning and answer."""
-    gen = HFGenerator(model_path, system_prompt=params.system_prompt)
+    """Generate one response per sample and split it into reasoning and answer.
+
+    Rows keep their ``attack`` column when the input has one (attacked benchmarks).
+    """
+    gen = build_generator(model_path, params)
     images: list[bytes | None] = [
         bytes(b) if isinstance(b, bytes | bytearray) else None for b in samples["image"]
     ]
     responses = gen.generate(
-        samples["question"].tolist(),
+        [format_question(q, params.prompt_template) for q in samples["question"]],
         images,
         max_new_tokens=params.max_new_tokens,
         do_sample=params.do_sample,
@@ -110,4 +243,4 @@ def generate_responses(
     split = [split_response(r) for r in df["response"]]
     df["reasoning"] = [s[0] for s in split]
     df["answer"] = [s[1] for s in split]
-    return df[RESPONSE_COLUMNS]
+    return df[RESPONSE_COLUMNS + (["attack"] if "attack" in df.columns else [])]

@@ -71,3 +71,55 @@ def plot_safety_helpfulness(
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", bbox_inches="tight")
     logger.info("wrote figure %s", path)
+
+
+def _save(fig: Figure, path: str | os.PathLike[str]) -> None:
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", bbox_inches="tight")
+    logger.info("wrote figure %s", path)
+
+
+def plot_blind_spots(blind: pd.DataFrame, path: str | os.PathLike[str], dpi: int = 120) -> None:
+    """Heat map of blind-spot ratios: scenarios (benchmark/category) × (pair, attack).
+
+    Cells with no ratio (mean tax 0 or undefined) are left blank and marked "n/a".
+    """
+    df = blind.assign(
+        scenario=blind["benchmark"] + "/" + blind["category"],
+        column=blind["reasoning_model"] + "-" + blind["base_model"] + " " + blind["attack"],
+    )
+    grid = df.pivot_table(index="scenario", columns="column", values="ratio", sort=False, dropna=False)
+    rows, cols = list(grid.index), list(grid.columns)
+    fig = Figure(figsize=(max(4.0, 1.6 * len(cols) + 3), max(2.5, 0.35 * len(rows) + 1.5)), dpi=dpi)
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    values = grid.to_numpy(dtype=float) if rows and cols else np.zeros((1, 1))
+    image = ax.imshow(np.ma.masked_invalid(values), cmap="Reds", aspect="auto")
+    for (i, j), v in np.ndenumerate(values):
+        ax.text(j, i, "n/a" if np.isnan(v) else f"{v:.2f}", ha="center", va="center", fontsize="x-small")
+    ax.set_xticks(range(len(cols)), cols, rotation=20, ha="right")
+    ax.set_yticks(range(len(rows)), rows, fontsize="x-small")
+    ax.set_title("Blind-spot ratio (scenario tax / mean tax, ASR full)")
+    fig.colorbar(image, ax=ax)
+    _save(fig, path)
+
+
+def plot_safety_vs_helpfulness(points: pd.DataFrame, path: str | os.PathLike[str], dpi: int = 120) -> None:
+    """Scatter of safety against helpfulness (percent), one colour per model, one point per benchmark."""
+    fig = Figure(figsize=(6.0, 4.5), dpi=dpi)
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    for model, part in points.groupby("model", sort=False):
+        ax.scatter(part["helpfulness"] * 100, part["safety"] * 100, label=str(model))
+        for _, r in part.iterrows():
+            ax.annotate(str(r["benchmark"]), (r["helpfulness"] * 100, r["safety"] * 100), fontsize="xx-small")
+    ax.set_xlabel("helpfulness (%)")
+    ax.set_ylabel("safety (%)")
+    ax.set_xlim(-5, 105)
+    ax.set_ylim(-5, 105)
+    ax.grid(alpha=0.3)
+    if len(points):
+        ax.legend(fontsize="small")
+    ax.set_title("Safety versus helpfulness per benchmark")
+    _save(fig, path)

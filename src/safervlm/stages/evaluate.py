@@ -1,4 +1,4 @@
-"""Evaluation stages: generate, judge, score, report."""
+"""Evaluation stages: attack, generate, judge, score, report, import-opensafemlrm."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import pandas as pd
 from safervlm import __version__, tracking
 from safervlm.config import GenerateParams
 from safervlm.errors import InputError
+from safervlm.evaluate.safemlrm import Settings
 from safervlm.evaluate.score import score_judgments
 from safervlm.io import read_json, read_parquet, write_json, write_parquet
 from safervlm.judge import build_judge, judge_frame
@@ -129,13 +130,61 @@ def score_stage(judgments_path: str, out: str, n_bootstrap: int, seed: int) -> d
     return metrics
 
 
-def report_stage(metric_paths: list[str], out_dir: str) -> pd.DataFrame:
-    """Tables (md/csv/tex) and a figure of safety and helpfulness per benchmark and model.
+def attack_stage(data_path: str, out: str, attacks: list[str], image_size: int) -> dict[str, Any]:
+    """The benchmark under each configured attack (``data.transforms``), stacked."""
+    from safervlm.data.transforms import apply_attacks
 
-    ``metric_paths`` are ``results/eval/{model}/{benchmark}/metrics.json`` files.
+    samples = read_parquet(data_path, required=SAMPLE_COLUMNS)
+    df = apply_attacks(samples, attacks, image_size=image_size)
+    write_parquet(df, out)
+    counts = {f"n_{a}": int(n) for a, n in df["attack"].value_counts().items()}
+    bench = Path(data_path).stem
+    tracking.log_stage(
+        "attack",
+        params={"benchmark": bench, "attacks": ",".join(attacks), "image_size": image_size},
+        metrics={"n": len(df), **counts},
+        run_name=f"attack:{bench}",
+    )
+    return {"n": len(df), **counts}
+
+
+def _analysis_outputs(
+    analysis: dict[str, pd.DataFrame], out_dir: str, sources: dict[str, str]
+) -> list[str | Path]:
+    """Analysis tables and the blind-spot heat map; returns the markdown/figure paths."""
+    from safervlm.report import plot_blind_spots, write_analysis
+
+    paths: list[str | Path] = list(write_analysis(analysis, out_dir, sources).values())
+    heat = Path(out_dir) / "blind_spots.png"
+    plot_blind_spots(analysis["blind_spots"], heat)
+    return [*paths, heat]
+
+
+def report_stage(
+    metric_paths: list[str],
+    out_dir: str,
+    judgment_paths: list[str] | None = None,
+    pairs: list[tuple[str, str]] | None = None,
+    settings: Settings | None = None,
+) -> pd.DataFrame:
+    """Tables (md/csv/tex) and figures of every metric per benchmark and model.
+
+    ``metric_paths`` are ``results/eval/{model}/{benchmark}/metrics.json`` files (the
+    safety/helpfulness table); ``judgment_paths`` the matching ``judgments.parquet`` files,
+    from which the SafeMLRM analysis (ASR r/a/f per attack and scenario, Reasoning Tax for
+    ``pairs``, blind spots, self-correction, official metrics) is computed.
     """
-    from safervlm.report import build_table, plot_safety_helpfulness, write_tables
+    from safervlm.evaluate.outcomes import official_source, outcomes_from_judgments
+    from safervlm.evaluate.safemlrm import analyse
+    from safervlm.report import (
+        build_table,
+        plot_safety_helpfulness,
+        plot_safety_vs_helpfulness,
+        safety_helpfulness_points,
+        write_tables,
+    )
 
+    settings = settings or Settings()
     metrics: dict[str, dict[str, Any]] = {}
     for p in metric_paths:
         path = Path(p)
@@ -143,9 +192,48 @@ def report_stage(metric_paths: list[str], out_dir: str) -> pd.DataFrame:
     table = build_table(metrics)
     write_tables(table, out_dir)
     plot_safety_helpfulness(table, Path(out_dir) / "safety_helpfulness.png")
+    artifacts: list[str | Path] = [
+        Path(out_dir) / n for n in ("table.md", "table.csv", "safety_helpfulness.png")
+    ]
+    if judgment_paths:
+        judgments = pd.concat([read_parquet(p, required=JUDGMENT_COLUMNS) for p in judgment_paths])
+        sources = {str(b): official_source(part) for b, part in judgments.groupby("benchmark")}
+        analysis = analyse(outcomes_from_judgments(judgments, settings.threshold), pairs or [], settings)
+        artifacts += _analysis_outputs(analysis, out_dir, sources)
+        scatter = Path(out_dir) / "safety_vs_helpfulness.png"
+        plot_safety_vs_helpfulness(safety_helpfulness_points(analysis["rates"], "none"), scatter)
+        artifacts.append(scatter)
     tracking.log_stage(
         "report",
-        params={"models": ",".join(metrics)},
-        artifacts=[Path(out_dir) / n for n in ("table.md", "table.csv", "safety_helpfulness.png")],
+        params={
+            "models": ",".join(metrics),
+            "pairs": json.dumps(pairs or []),
+            **dataclasses.asdict(settings),
+        },
+        artifacts=artifacts,
     )
     return table
+
+
+def import_stage(
+    root: str, out_dir: str, pairs: list[tuple[str, str]], settings: Settings, benchmark: str
+) -> dict[str, pd.DataFrame]:
+    """Re-analyse OpenSafeMLRM's published files with the same metrics code and tables."""
+    from safervlm.evaluate.opensafemlrm import import_opensafemlrm
+    from safervlm.evaluate.safemlrm import analyse
+
+    outcomes = import_opensafemlrm(root, benchmark=benchmark, threshold=settings.threshold)
+    models = set(outcomes["model"])
+    unknown = sorted({m for pair in pairs for m in pair} - models)
+    if unknown:
+        raise InputError(f"--pair names models {unknown} not found; imported: {sorted(models)}", path=root)
+    analysis = analyse(outcomes, pairs, settings)
+    artifacts = _analysis_outputs(analysis, out_dir, {benchmark: "not available (imported)"})
+    write_parquet(outcomes, Path(out_dir) / "outcomes.parquet")
+    tracking.log_stage(
+        "import_opensafemlrm",
+        params={"root": root, "pairs": json.dumps(pairs), **dataclasses.asdict(settings)},
+        metrics={"n": len(outcomes), "n_models": len(models)},
+        artifacts=artifacts,
+    )
+    return analysis

@@ -1,0 +1,70 @@
+"""Generation backends: the OpenAI-compatible server backend against a real local server,
+per-model prompt templates, the reasoning/answer split kept in responses."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+from chat_server import ChatServer, honest_verdict
+from PIL import Image
+
+from safervlm.config import GenerateParams
+from safervlm.evaluate.generate import build_generator, format_question, generate_responses
+from safervlm.schema import RESPONSE_COLUMNS, SAMPLE_COLUMNS, encode_image
+
+
+def test_openai_backend_keeps_order_and_sends_images() -> None:
+    png = encode_image(Image.new("RGB", (8, 8), "red"))
+    with ChatServer() as srv:
+        params = GenerateParams(
+            backend="openai", base_url=srv.base_url, concurrency=4, system_prompt="Be safe."
+        )
+        gen = build_generator("served-model", params)
+        questions = [f"question {i}" for i in range(10)]
+        out = gen.generate(questions, [png if i % 2 else None for i in range(10)], max_new_tokens=8)
+        assert out == [[honest_verdict(q)] for q in questions]
+        assert srv.total == 10 and len(srv.image_urls) == 5
+        assert srv.image_urls[0].startswith("data:image/png;base64,")
+
+
+def test_generate_responses_template_split_and_attack_column() -> None:
+    samples = pd.DataFrame(
+        [{**dict.fromkeys(SAMPLE_COLUMNS, ""), "id": "b/0::figstep", "question": "Q?", "image": None,
+          "should_refuse": True, "attack": "figstep"}]
+    )  # fmt: skip
+    with ChatServer() as srv:
+        params = GenerateParams(backend="openai", base_url=srv.base_url, prompt_template="Answer: {question}")
+        df = generate_responses(samples, "m", "grpo", params)
+    assert list(df.columns) == [*RESPONSE_COLUMNS, "attack"]
+    row = df.iloc[0]
+    # the server's reply has no tags: all answer, empty reasoning (never a guessed prefix)
+    assert (row["model"], row["reasoning"], row["answer"]) == ("grpo", "", row["response"])
+    assert row["response"] == honest_verdict("Answer: Q?")
+
+
+def test_prompt_template_and_backend_errors() -> None:
+    assert format_question("Q?", "Think in <think></think>, then answer: {question}") == (
+        "Think in <think></think>, then answer: Q?"
+    )
+    with pytest.raises(ValueError, match="question"):
+        format_question("Q?", "no placeholder")
+    with pytest.raises(ValueError, match="known"):
+        build_generator("m", GenerateParams(backend="tgi"))
+    with pytest.raises(ValueError, match="base_url"):
+        build_generator("m", GenerateParams(backend="openai"))
+
+
+def test_hf_batched_equals_one_at_a_time(tiny_model_dir) -> None:
+    """Left padding and length-sorted batches change nothing under greedy decoding."""
+    import random
+
+    from safervlm.data import world
+    from safervlm.evaluate.generate import HFGenerator
+
+    gen = HFGenerator(str(tiny_model_dir))
+    img = encode_image(world.draw_scene("lock", random.Random(0)))
+    questions = ["Hi", "How do I oil this lock?", "Please help me pick this lock without the key, quickly."]
+    images = [img, None, img]
+    batched = gen.generate(questions, images, max_new_tokens=6, batch_size=3)
+    single = gen.generate(questions, images, max_new_tokens=6, batch_size=1)
+    assert batched == single and len(batched) == 3
