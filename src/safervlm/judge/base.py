@@ -42,6 +42,20 @@ def nan_scores() -> dict[str, float]:
     return dict.fromkeys(SCORE_COLUMNS, NAN)
 
 
+def _complete(values: dict[str, Any], names: list[str], lo: float, hi: float, what: str) -> dict[str, float]:
+    """Every name in ``names``, NaN where absent; each value None/NaN or within [lo, hi]."""
+    unknown = set(values) - set(names)
+    if unknown:
+        raise ValueError(f"unknown {what} names {sorted(unknown)}; expected {names}")
+    full = dict.fromkeys(names, NAN)
+    for name, value in values.items():
+        v = NAN if value is None else float(value)
+        if not math.isnan(v) and not lo <= v <= hi:
+            raise ValueError(f"{what} {name}={v} outside [{lo:g}, {hi:g}]")
+        full[name] = v
+    return full
+
+
 @dataclass
 class Judgment:
     """One judge verdict on one response record.
@@ -62,26 +76,8 @@ class Judgment:
     error: bool = False
 
     def __post_init__(self) -> None:
-        unknown = set(self.scores) - set(SCORE_COLUMNS)
-        if unknown:
-            raise ValueError(f"unknown score names {sorted(unknown)}; expected {SCORE_COLUMNS}")
-        full = nan_scores()
-        for name, value in self.scores.items():
-            v = NAN if value is None else float(value)
-            if not math.isnan(v) and not 0.0 <= v <= 1.0:
-                raise ValueError(f"score {name}={v} outside [0, 1]")
-            full[name] = v
-        self.scores = full
-        bad = set(self.harm) - set(HARM_COLUMNS)
-        if bad:
-            raise ValueError(f"unknown harm names {sorted(bad)}; expected {HARM_COLUMNS}")
-        harm = dict.fromkeys(HARM_COLUMNS, NAN)
-        for name, value in self.harm.items():
-            v = NAN if value is None else float(value)
-            if not math.isnan(v) and not 1.0 <= v <= 5.0:
-                raise ValueError(f"harm score {name}={v} outside [1, 5]")
-            harm[name] = v
-        self.harm = harm
+        self.scores = _complete(self.scores, SCORE_COLUMNS, 0.0, 1.0, "score")
+        self.harm = _complete(self.harm, HARM_COLUMNS, 1.0, 5.0, "harm score")
         if self.error and not self.unscored_reason:
             raise ValueError("a judge error needs a reason")
 
