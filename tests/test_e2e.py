@@ -75,12 +75,14 @@ def test_safemlrm_analysis_in_the_report(run_dir: Path) -> None:
         assert f"| vlguard | {attack} |" in asr
     assert "| (mean) | none |" in asr
     tax = pd.read_csv(report / "tax.csv")
-    assert {("sft", "base"), ("grpo", "base")} == set(zip(tax.reasoning_model, tax.base_model, strict=True))
+    pairs = {("sft", "base"), ("grpo_plain", "base"), ("grpo", "base")}
+    assert pairs == set(zip(tax.reasoning_model, tax.base_model, strict=True))
     rates = pd.read_csv(report / "rates.csv")
     assert set(rates["metric"]) >= {"safety", "helpfulness", "official", "asr_reasoning", "asr_answer",
                                     "asr_full", "self_correction"}  # fmt: skip
     top = rates[(rates.category == "(mean)") & (rates.attack == "none") & (rates.benchmark != "(mean)")]
-    assert top.groupby("model")["benchmark"].nunique().to_dict() == dict.fromkeys(["base", "grpo", "sft"], 3)
+    models = ["base", "grpo", "grpo_plain", "sft"]
+    assert top.groupby("model")["benchmark"].nunique().to_dict() == dict.fromkeys(models, 3)
     defined = top.dropna(subset=["value"])  # e.g. no self-correction without unsafe reasoning
     assert len(defined) >= 3 * 3 * 5
     assert (defined["ci_low"] <= defined["value"] + 1e-9).all()
