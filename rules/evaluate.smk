@@ -36,6 +36,8 @@ rule judge:
         f"{R}/benchmarks/judge/{{model}}/{{bench}}.tsv"
     conda:
         "../envs/safervlm.yaml"
+    resources:
+        gpu=judge_gpus(),
     params:
         judge=config["judge"]["name"],
         judge_params=as_json(config["judge"]["params"]),

@@ -17,7 +17,8 @@ rule sft:
         sft=as_json(config["sft"]),
         seed=config["seed"],
     shell:
-        "safervlm sft --model {input.model} --data {input.data} --out {output}"
+        train_launch("sft")
+        + " --model {input.model} --data {input.data} --out {output}"
         " --params '{params.sft}' --seed {params.seed} > {log} 2>&1"
 
 
@@ -47,6 +48,7 @@ rule grpo:
         judge_params=as_json(config["judge"]["params"]),
         seed=config["seed"],
     shell:
-        "safervlm grpo --model {input.model} --data {input.data} --out {output}"
+        train_launch("grpo")
+        + " --model {input.model} --data {input.data} --out {output}"
         " --params '{params.grpo}' --judge {params.judge} --judge-params '{params.judge_params}'"
         " --seed {params.seed} > {log} 2>&1"
