@@ -97,11 +97,12 @@ def test_gpu_rules_get_more_memory_and_time_on_each_retry() -> None:
             assert second > first, (rule, key, res[key])
 
 
-def launch(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+def launch(*args: str, echo: bool = True, **env: str) -> subprocess.CompletedProcess[str]:
+    """Run train-launch outside any Slurm job or GPU setting, plus ``env``."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "CUDA_"))}
     clean["PATH"] = f"{BIN}:{clean['PATH']}"
-    full_env = {**clean, "SAFERVLM_LAUNCH_ECHO": "1", **env}
-    return subprocess.run([str(LAUNCH), *args], capture_output=True, text=True, env=full_env)
+    clean["SAFERVLM_LAUNCH_ECHO"] = "1" if echo else "0"
+    return subprocess.run([str(LAUNCH), *args], capture_output=True, text=True, env={**clean, **env})
 
 
 def test_launch_without_gpus_runs_the_plain_command() -> None:
@@ -109,9 +110,7 @@ def test_launch_without_gpus_runs_the_plain_command() -> None:
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith("safervlm sft --params ")
     # Really runs it (exec), exit status included.
-    env = {k: v for k, v in os.environ.items() if k != "SAFERVLM_LAUNCH_ECHO"}
-    done = subprocess.run([str(LAUNCH), "sh", "-c", "exit 3"], env={**env, "CUDA_VISIBLE_DEVICES": ""})
-    assert done.returncode == 3
+    assert launch("sh", "-c", "exit 3", echo=False, CUDA_VISIBLE_DEVICES="").returncode == 3
 
 
 def test_launch_one_process_per_gpu_of_the_allocation() -> None:
