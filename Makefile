@@ -28,12 +28,13 @@ profiles: $(STAMP)
 	mkdir -p "$$dir"; \
 	for p in local slurm; do \
 	  link="$$dir/$$p"; target="$(CURDIR)/workflow/profiles/$$p"; \
-	  if [ -L "$$link" ] && [ "$$(readlink "$$link")" = "$$target" ]; then continue; fi; \
-	  case "$$(readlink "$$link" 2>/dev/null)" in \
-	    */workflow/profiles/$$p|"") if [ -L "$$link" ] || [ ! -e "$$link" ]; then \
-	        ln -sfn "$$target" "$$link" && echo "profile '$$p': $$link -> $$target"; continue; fi;; \
+	  case "$$(readlink "$$link")" in \
+	    "$$target") ;; \
+	    */workflow/profiles/$$p) ln -sfn "$$target" "$$link" && echo "profile '$$p': $$link -> $$target";; \
+	    *) if [ -e "$$link" ] || [ -L "$$link" ]; then \
+	         echo "profile '$$p': kept your own $$link; use --profile workflow/profiles/$$p"; \
+	       else ln -s "$$target" "$$link" && echo "profile '$$p': $$link -> $$target"; fi;; \
 	  esac; \
-	  echo "profile '$$p': kept your own $$link; use --profile workflow/profiles/$$p"; \
 	done
 
 demo: install  ## run the whole DAG on the embedded default -> results/report/
