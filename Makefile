@@ -7,9 +7,9 @@ export PATH := $(abspath $(BIN)):$(PATH)
 STAMP := $(VENV)/.installed
 SNAKEMAKE := $(BIN)/snakemake --profile workflow/profiles/local
 
-.PHONY: install demo test test-fast lint rulegraph clean
+.PHONY: install profiles demo test test-fast test-slurm slurm-up slurm-down lint rulegraph clean
 
-install: $(STAMP)
+install: $(STAMP) profiles
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || python3 -m venv $(VENV)
@@ -18,6 +18,24 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/pip install --quiet -e '.[dev,cluster]'
 	touch $@
+
+# `snakemake --profile local|slurm` looks a profile name up in the working directory, then
+# in Snakemake's user config dir (~/.config/snakemake): link this checkout's profiles
+# there. A link into another checkout's workflow/profiles is re-pointed here; anything
+# else under that name is the user's own profile and is left alone.
+profiles: $(STAMP)
+	@dir=$$($(BIN)/python -c 'from snakemake.common import get_appdirs; print(get_appdirs().user_config_dir)'); \
+	mkdir -p "$$dir"; \
+	for p in local slurm; do \
+	  link="$$dir/$$p"; target="$(CURDIR)/workflow/profiles/$$p"; \
+	  case "$$(readlink "$$link")" in \
+	    "$$target") ;; \
+	    */workflow/profiles/$$p) ln -sfn "$$target" "$$link" && echo "profile '$$p': $$link -> $$target";; \
+	    *) if [ -e "$$link" ] || [ -L "$$link" ]; then \
+	         echo "profile '$$p': kept your own $$link; use --profile workflow/profiles/$$p"; \
+	       else ln -s "$$target" "$$link" && echo "profile '$$p': $$link -> $$target"; fi;; \
+	  esac; \
+	done
 
 demo: install  ## run the whole DAG on the embedded default -> results/report/
 	$(SNAKEMAKE) all
@@ -28,6 +46,15 @@ test: install  ## unit, contract, workflow and end-to-end tests
 
 test-fast: install  ## everything but the end-to-end DAG run
 	$(BIN)/pytest -q -m "not slow"
+
+slurm-up:  ## start a single-node Slurm on localhost for the tests (root; Debian packages)
+	.ci/slurm-cluster start
+
+slurm-down:  ## stop exactly the daemons slurm-up started
+	.ci/slurm-cluster stop
+
+test-slurm: install  ## the Slurm tests against the running cluster (fail, not skip, without one)
+	SAFERVLM_REQUIRE_SLURM=1 $(BIN)/pytest -q tests/test_slurm.py tests/test_slurm_profile.py
 
 lint: install
 	$(BIN)/ruff check .

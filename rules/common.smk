@@ -187,3 +187,20 @@ def eval_data(wildcards):
     if attacks_for(wildcards.bench) == ["none"]:
         return f"{R}/data/bench/{wildcards.bench}.parquet"
     return f"{R}/data/attack/{wildcards.bench}.parquet"
+
+
+# Launch lines and resources for clusters (issue #8: Slurm, multi-GPU) ---------------
+TRAIN_LAUNCH = f"{workflow.basedir}/workflow/scripts/train-launch"
+# Judges that load a model inside the job (not an HTTP endpoint, not rules) need a GPU.
+LOCAL_MODEL_JUDGES = ("hf",)
+
+
+def train_launch(stage):
+    """`safervlm <stage>` on every GPU of the job (accelerate), or one plain process."""
+    ds = config[stage]["deepspeed"]
+    return f"{TRAIN_LAUNCH} {f'--deepspeed {ds} ' if ds else ''}safervlm {stage}"
+
+
+def judge_gpus():
+    """GPUs a judge job requests: 1 when the configured judge runs a local model."""
+    return int(config["judge"]["name"] in LOCAL_MODEL_JUDGES)

@@ -52,6 +52,8 @@ rule judge:
         f"{R}/benchmarks/judge/{{model}}/{{bench}}.tsv"
     conda:
         "../envs/safervlm.yaml"
+    resources:
+        gpu=judge_gpus(),
     params:
         judge=judge_cli("judge"),
     shell:

@@ -17,7 +17,8 @@ rule sft:
         sft=as_json(config["sft"]),
         seed=config["seed"],
     shell:
-        "safervlm sft --model {input.model} --data {input.data} --out {output}"
+        train_launch("sft")
+        + " --model {input.model} --data {input.data} --out {output}"
         " --params '{params.sft}' --seed {params.seed} > {log} 2>&1"
 
 
@@ -51,7 +52,8 @@ rule grpo:
         # Checkpoints live outside the output: Snakemake deletes a failed job's outputs.
         state=f"{R}/checkpoints/{{grpo_variant}}.partial",
     shell:
-        "safervlm grpo --model {input.model} --data {input.data} --out {output}"
+        train_launch("grpo")
+        + " --model {input.model} --data {input.data} --out {output}"
         " --params '{params.grpo}' {params.judge} --seed {params.seed}"
         " --state-dir {params.state} > {log} 2>&1"
 
