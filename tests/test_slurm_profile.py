@@ -15,7 +15,9 @@ from helpers import BIN, ROOT, RULES, snakemake
 PROFILE = ROOT / "workflow" / "profiles" / "slurm"
 LAUNCH = ROOT / "workflow" / "scripts" / "train-launch"
 GPU_RULES = {"sft", "grpo", "qi_score", "generate"}
-CPU_RULES = set(RULES) - GPU_RULES - {"fixtures", "tiny_model"}  # those two: not in the paper run
+# Not in the paper run: fixtures and tiny_model (real data and model), grpo_compare (the
+# paper evaluates base, SFT and safety-aware GRPO only, not the plain-GRPO ablation).
+CPU_RULES = set(RULES) - GPU_RULES - {"fixtures", "tiny_model", "grpo_compare"}
 
 
 def paper_config(tmp_path: Path, judge: str = "reference") -> Path:
@@ -30,6 +32,10 @@ def paper_config(tmp_path: Path, judge: str = "reference") -> Path:
     for stage in ("sft", "grpo"):
         cfg[stage]["deepspeed"] = str(ROOT / cfg[stage]["deepspeed"])
     cfg["judge"]["name"] = judge
+    for section in ("judge", "reward_judge"):  # local judge models (the paper's GRM) must exist
+        if cfg[section]["name"] == "hf":
+            cfg[section]["params"]["model_path"] = str(tmp_path / f"{section}_model")
+            (tmp_path / f"{section}_model").mkdir()
     path = tmp_path / "paper.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
