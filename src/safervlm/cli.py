@@ -10,6 +10,7 @@ import json
 import logging
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from safervlm import __version__
@@ -197,6 +198,41 @@ def cmd_import_opensafemlrm(a: argparse.Namespace) -> Any:
     return import_stage(a.dir, a.out, _pairs(a.pair), _settings(a), a.benchmark)
 
 
+def cmd_audit(a: argparse.Namespace) -> Any:
+    from safervlm import audit
+
+    pairs = _pairs(a.pair)
+    if a.pin:
+        if not a.models or not a.benchmarks:
+            raise SafervlmError("--pin needs --models and --benchmarks")
+        cells = audit.demo_cells(Path(a.results), a.models, a.benchmarks, pairs, a.threshold, a.missing)
+        if not cells:
+            raise SafervlmError(f"no judgments under {a.results}/eval to pin numbers from")
+        audit.write_pins(a.pin, cells, a.note)
+        log.info("pinned %d cells to %s", len(cells), a.pin)
+        return cells
+    if not a.expected:
+        raise SafervlmError("--expected names no expectations file")
+    result = audit.run_audit(
+        a.results, a.expected, pairs=pairs, audit_pairs=_pairs(a.audit_pair), threshold=a.threshold,
+        missing=a.missing, dvc_lock=a.dvc_lock, report_rates=a.report_rates,
+    )  # fmt: skip
+    if a.out_dir:
+        audit.write_audit(result, a.out_dir, a.expected)
+    counts = result.counts()
+    print(
+        ", ".join(f"{n} {v}" for v, n in counts.items())
+        + f"; report values cross-checked: {len(result.report)}"
+    )
+    for cell in result.mismatches:
+        print(f"MISMATCH {cell}", file=sys.stderr)
+    if a.strict and result.mismatches:
+        raise audit.AuditFailed(
+            f"{len(result.mismatches)} cell(s) do not match: {', '.join(result.mismatches[:10])}"
+        )
+    return result
+
+
 def _add(sub: Any, name: str, fn: Callable[[argparse.Namespace], Any], help_: str) -> argparse.ArgumentParser:
     p: argparse.ArgumentParser = sub.add_parser(name, help=help_, description=help_)
     p.set_defaults(func=fn)
@@ -319,6 +355,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-dir", required=True)
     _analysis_args(p)
 
+    p = _add(sub, "audit", cmd_audit, "recompute every reported number from the judgments and compare")
+    p.add_argument(
+        "--results", default="results", help="results folder (eval/{model}/{bench}/judgments.parquet)"
+    )
+    p.add_argument("--expected", nargs="*", default=[], help="expectation YAML files (config/audit/*.yaml)")
+    p.add_argument("--out-dir", help="write audit.md / audit.csv / audit.json here")
+    p.add_argument("--report-rates", help="the report's rates.csv, cross-checked value by value")
+    p.add_argument("--dvc-lock", help="dvc.lock whose pinned hashes the artifacts are checked against")
+    p.add_argument("--strict", action="store_true", help="exit 1 when any cell does not match")
+    p.add_argument("--audit-pair", nargs="*", default=[], metavar="REASONING=BASE",
+                   help="pairs that published cells with 'pairs: config' refer to")  # fmt: skip
+    p.add_argument("--pin", help="write the run's numbers as expectations to this YAML instead")
+    p.add_argument("--models", nargs="*", default=[], help="models to pin (with --pin)")
+    p.add_argument("--benchmarks", nargs="*", default=[], help="benchmarks to pin (with --pin)")
+    p.add_argument("--note", default="", help="provenance note stored with pinned numbers")
+    _analysis_args(p)
+
     p = _add(sub, "import-opensafemlrm", cmd_import_opensafemlrm,
              "re-analyse OpenSafeMLRM's per-sample judged files and histograms")  # fmt: skip
     p.add_argument("dir", help="folder of OpenSafeMLRM result files")
@@ -355,7 +408,7 @@ def main(argv: list[str] | None = None) -> int:
     except SafervlmError as exc:
         log.error("%s", exc)
         print(f"safervlm {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+        return int(getattr(exc, "exit_code", 2))
     return 0
 
 
