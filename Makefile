@@ -7,7 +7,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 STAMP := $(VENV)/.installed
 SNAKEMAKE := $(BIN)/snakemake --profile workflow/profiles/local
 
-.PHONY: install profiles demo test test-fast test-slurm slurm-up slurm-down lint rulegraph clean
+.PHONY: install profiles demo audit pin restore test test-fast test-slurm slurm-up slurm-down lint rulegraph clean
 
 install: $(STAMP) profiles
 
@@ -40,6 +40,17 @@ profiles: $(STAMP)
 demo: install  ## run the whole DAG on the embedded default -> results/report/
 	$(SNAKEMAKE) all
 	@echo "Report: results/report/table.md, results/report/safety_helpfulness.png"
+
+audit: install  ## recompute every reported number from the judgments -> results/audit/audit.md
+	$(SNAKEMAKE) audit
+	@echo "Audit: results/audit/audit.md"
+
+pin: install  ## pin this run's numbers as the embedded default's expectations (config/audit/demo.yaml)
+	$(BIN)/safervlm audit --pin config/audit/demo.yaml --config config/config.yaml \
+	  --note "make pin at $$(git rev-parse --short HEAD) on $$(date -u +%Y-%m-%d)"
+
+restore: install  ## after a fresh clone: dvc pull the pinned run and mark it up to date
+	PATH="$(CURDIR)/$(BIN):$$PATH" workflow/scripts/restore-pins
 
 test: install  ## unit, contract, workflow and end-to-end tests
 	$(BIN)/pytest -q

@@ -20,6 +20,7 @@ include: "rules/curate.smk"
 include: "rules/train.smk"
 include: "rules/evaluate.smk"
 include: "rules/report.smk"
+include: "rules/audit.smk"
 
 
 rule all:

@@ -198,9 +198,30 @@ def cmd_import_opensafemlrm(a: argparse.Namespace) -> Any:
     return import_stage(a.dir, a.out, _pairs(a.pair), _settings(a), a.benchmark)
 
 
+def _audit_args_from_config(a: argparse.Namespace) -> None:
+    import yaml
+
+    try:
+        cfg = yaml.safe_load(Path(a.config).read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise SafervlmError(f"{a.config}: cannot read the config: {exc}") from exc
+    ev = cfg.get("eval") or {}
+    a.results = cfg.get("results", a.results)
+    a.models = a.models or ev.get("models", [])
+    a.benchmarks = a.benchmarks or ev.get("benchmarks", [])
+    a.pair = a.pair or [f"{r}={b}" for r, b in ev.get("pairs", [])]
+    a.threshold = (ev.get("safemlrm") or {}).get("threshold", a.threshold)
+    a.missing = (ev.get("safemlrm") or {}).get("missing", a.missing)
+    audit_cfg = cfg.get("audit") or {}
+    a.expected = a.expected or audit_cfg.get("expected", [])
+    a.audit_pair = a.audit_pair or [f"{r}={b}" for r, b in audit_cfg.get("pairs", [])]
+
+
 def cmd_audit(a: argparse.Namespace) -> Any:
     from safervlm import audit
 
+    if a.config:  # results, models, benchmarks, pairs and analysis settings from a config file
+        _audit_args_from_config(a)
     pairs = _pairs(a.pair)
     if a.pin:
         if not a.models or not a.benchmarks:
@@ -370,6 +391,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--models", nargs="*", default=[], help="models to pin (with --pin)")
     p.add_argument("--benchmarks", nargs="*", default=[], help="benchmarks to pin (with --pin)")
     p.add_argument("--note", default="", help="provenance note stored with pinned numbers")
+    p.add_argument("--config", help="take results, models, benchmarks, pairs and settings from this config")
     _analysis_args(p)
 
     p = _add(sub, "import-opensafemlrm", cmd_import_opensafemlrm,
