@@ -30,7 +30,7 @@ BIN = Path(sys.executable).parent
 
 def run(workdir: Path, *args: str) -> tuple[float, str]:
     env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}
-    cmd = [str(BIN / "snakemake"), "-s", str(ROOT / "Snakefile"), "-d", str(workdir), *args, "all"]
+    cmd = [str(BIN / "snakemake"), "-s", str(ROOT / "Snakefile"), "-d", str(workdir), "all", *args]
     start = time.perf_counter()
     r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - start
@@ -75,14 +75,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--jobs", type=int, default=2, help="concurrent jobs (local: cores)")
     parser.add_argument("--keep", type=Path, default=None, help="run under DIR instead of a temp dir")
+    parser.add_argument("--configfile", type=Path, default=None, help="a reduced config, not the demo")
     args = parser.parse_args()
+    extra = ["--configfile", str(args.configfile.resolve())] if args.configfile else []
     base = args.keep or Path(tempfile.mkdtemp(prefix="safervlm-slurm-bench-"))
     local_dir, slurm_dir = base / "local", base / "slurm"
     since = time.strftime("%Y-%m-%dT%H:%M:%S")
 
     local_wall, _ = run(local_dir, "--profile", str(ROOT / "workflow/profiles/local"),
-                        "--cores", str(args.jobs))  # fmt: skip
-    slurm_wall, log = run(slurm_dir, "--profile", "slurm", "--jobs", str(args.jobs))
+                        "--cores", str(args.jobs), *extra)  # fmt: skip
+    slurm_wall, log = run(slurm_dir, "--profile", "slurm", "--jobs", str(args.jobs), *extra)
     same = (local_dir / "results/report/table.md").read_bytes() == (
         slurm_dir / "results/report/table.md"
     ).read_bytes()

@@ -1,0 +1,69 @@
+"""Time of a no-op ``snakemake all`` and of the audit on a finished demo run.
+
+Against a working directory where the embedded-default DAG has run (``make demo``, or
+``--workdir`` of a ``snakemake -d`` run), medians of ``--repeat`` runs of:
+
+* ``snakemake --version``: interpreter + Snakemake start-up, the baseline of the ratios;
+* ``snakemake all`` with nothing to do (parses the Snakefile, builds the DAG, checks every
+  output's mtime and metadata);
+* ``snakemake --forcerun audit audit``: the audit job as a user runs it (one job);
+* ``safervlm audit`` called directly (load judgments, recompute, compare, write).
+
+Usage::
+
+    .venv/bin/python bench/noop_audit.py --workdir /path/to/run [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def timed(cmd: list[str], cwd: Path, env: dict[str, str], expect: str = "") -> float:
+    start = time.perf_counter()
+    r = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    out = r.stdout + r.stderr
+    if r.returncode != 0 or expect not in out:
+        sys.exit(f"{' '.join(cmd)} failed (rc {r.returncode}; wanted {expect!r}):\n{out[-3000:]}")
+    return wall
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--workdir", type=Path, default=ROOT, help="a finished run of the DAG")
+    parser.add_argument("--repeat", type=int, default=3)
+    a = parser.parse_args()
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "SAFERVLM_MLFLOW": "0"}
+    smk = [str(BIN / "snakemake"), "-s", str(ROOT / "Snakefile"), "-d", str(a.workdir), "--cores", "2"]
+    cfg = ROOT / "config" / "config.yaml"
+    audit = [str(BIN / "safervlm"), "audit", "--config", str(cfg), "--out-dir", "results/audit"]
+    audit += ["--report-rates", "results/report/rates.csv"]
+    cases = {
+        "snakemake --version (baseline)": ([str(BIN / "snakemake"), "--version"], ""),
+        "no-op snakemake all": ([*smk, "all"], "Nothing to be done"),
+        "snakemake audit (forced, 1 job)": ([*smk, "--forcerun", "audit", "audit"], ""),
+        "safervlm audit (direct)": (audit, "match"),
+    }
+    times: dict[str, list[float]] = {k: [] for k in cases}
+    for _ in range(a.repeat):  # interleaved, so load changes hit every case alike
+        for name, (cmd, expect) in cases.items():
+            times[name].append(timed(cmd, a.workdir, env, expect))
+    base = statistics.median(times["snakemake --version (baseline)"])
+    print("| step | median wall (s) | runs | ratio to snakemake start-up |\n|---|---:|---:|---:|")
+    for name, ts in times.items():
+        med = statistics.median(ts)
+        print(f"| {name} | {med:.2f} | {len(ts)} | {med / base:.1f}x |")
+
+
+if __name__ == "__main__":
+    main()
