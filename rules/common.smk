@@ -68,9 +68,11 @@ def _check_config():
 
 _check_config()
 os.environ.update(tracking_env(config, basedir=workflow.basedir))
-# A tracking server that is down fails the run here, before any job computes anything
-# (not in a dry run, nor again in each job of a cluster run).
-if workflow.is_main_process and not workflow.dryrun:
+
+
+# A tracking server that is down fails the run before any job computes anything. onstart:
+# only when there are jobs to run, never in a dry run nor inside a job of a cluster run.
+onstart:
     _why = tracking_server_error(dict(os.environ))
     if _why:
         raise WorkflowError(_why)

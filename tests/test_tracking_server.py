@@ -209,6 +209,11 @@ def test_workflow_refuses_to_start_when_the_server_is_down(tmp_path: Path) -> No
             "-d", str(tmp_path), "--cores", "1", "results/fixtures", "--configfile", config, tracking=True
         )  # fmt: skip
         took = time.monotonic() - start
+        # A dry run computes nothing and asks nothing of the server.
+        dry = snakemake(
+            "-d", str(tmp_path), "-n", "results/fixtures", "--configfile", config, tracking=True
+        )  # fmt: skip
+    assert dry.returncode == 0, (dry.stdout + dry.stderr)[-3000:]
     assert r.returncode != 0
     assert f"MLflow tracking server at {url} does not answer" in r.stdout + r.stderr
     assert not (tmp_path / "results" / "fixtures").exists(), "a job ran although tracking could not work"
