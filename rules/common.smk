@@ -4,7 +4,7 @@ import os
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-from safervlm.workflow_support import missing_paths, tracking_env
+from safervlm.workflow_support import missing_paths, tracking_env, tracking_server_error
 
 validate(config, "../workflow/schemas/config.schema.yaml", set_default=True)
 
@@ -67,7 +67,15 @@ def _check_config():
 
 
 _check_config()
-os.environ.update(tracking_env(config))
+os.environ.update(tracking_env(config, basedir=workflow.basedir))
+
+
+# A tracking server that is down fails the run before any job computes anything. onstart:
+# only when there are jobs to run, never in a dry run nor inside a job of a cluster run.
+onstart:
+    _why = tracking_server_error(dict(os.environ))
+    if _why:
+        raise WorkflowError(_why)
 
 
 def as_json(section):

@@ -8,7 +8,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 
-from safervlm.workflow_support import missing_paths, tracking_env  # noqa: E402
+from safervlm.workflow_support import missing_paths, tracking_env, tracking_server_error  # noqa: E402
 
 
 def _config() -> dict:
@@ -40,3 +40,26 @@ def test_tracking_env_resolves_sqlite_and_respects_user_env(tmp_path: Path, monk
     assert user["MLFLOW_TRACKING_URI"] == "http://127.0.0.1:5000"
     cfg["sft"]["epochs"] = 99
     assert tracking_env(cfg, environ={})["SAFERVLM_CONFIG_HASH"] != env["SAFERVLM_CONFIG_HASH"]
+
+
+def test_tracking_env_points_at_the_workflows_dvc_lock(tmp_path: Path) -> None:
+    cfg = _config()
+    assert "SAFERVLM_DVC_LOCK" not in tracking_env(cfg, environ={})
+    env = tracking_env(cfg, environ={}, basedir=tmp_path)
+    assert env["SAFERVLM_DVC_LOCK"] == str(tmp_path / "dvc.lock")
+    mine = tracking_env(cfg, environ={"SAFERVLM_DVC_LOCK": "/elsewhere/dvc.lock"}, basedir=tmp_path)
+    assert mine["SAFERVLM_DVC_LOCK"] == "/elsewhere/dvc.lock"
+
+
+def test_tracking_server_error_only_for_a_server_that_does_not_answer() -> None:
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on: bound, never listening
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        down = {"MLFLOW_TRACKING_URI": f"http://127.0.0.1:{port}", "SAFERVLM_MLFLOW": "1"}
+        why = tracking_server_error(down, timeout=5)
+        assert why is not None and f"http://127.0.0.1:{port}" in why
+        assert tracking_server_error({**down, "SAFERVLM_MLFLOW": "0"}) is None
+    local = {"MLFLOW_TRACKING_URI": "sqlite:////nowhere/db", "SAFERVLM_MLFLOW": "1"}
+    assert tracking_server_error(local) is None

@@ -9,6 +9,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +40,11 @@ def missing_paths(config: dict[str, Any]) -> list[str]:
     return missing
 
 
-def tracking_env(config: dict[str, Any], environ: dict[str, str] | None = None) -> dict[str, str]:
-    """Environment for every job: MLflow URI/experiment/artifacts and the config hash.
+def tracking_env(
+    config: dict[str, Any], environ: dict[str, str] | None = None, basedir: str | Path | None = None
+) -> dict[str, str]:
+    """Environment for every job: MLflow URI/experiment/artifacts, the config hash and, given
+    the workflow's ``basedir``, the path of its ``dvc.lock`` (whose md5 each run is tagged with).
 
     Passed through the environment rather than the shell command, so changing where runs
     are logged does not invalidate results. Variables already set by the user win.
@@ -57,6 +62,30 @@ def tracking_env(config: dict[str, Any], environ: dict[str, str] | None = None) 
         "SAFERVLM_MLFLOW_ARTIFACTS": str(Path(config["mlflow"]["artifact_location"]).resolve()),
         "SAFERVLM_MLFLOW": "1" if config["mlflow"]["enabled"] else "0",
     }
+    if basedir is not None:
+        defaults["SAFERVLM_DVC_LOCK"] = str(Path(basedir).resolve() / "dvc.lock")
     out = {k: env.get(k, v) for k, v in defaults.items()}
     out["SAFERVLM_CONFIG_HASH"] = hashlib.sha256(blob).hexdigest()[:12]
     return out
+
+
+def tracking_server_error(env: dict[str, str], timeout: float = 10.0) -> str | None:
+    """None if tracking is off, not a server, or the server answers ``GET /health``;
+    otherwise why not, naming the URI. The Snakefile calls it before scheduling any job,
+    so a server that is down costs no computed result."""
+    from safervlm.tracking import is_server, redact
+
+    uri = env["MLFLOW_TRACKING_URI"]
+    if env.get("SAFERVLM_MLFLOW", "1") == "0" or not is_server(uri):
+        return None
+    try:
+        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout):
+            return None
+    except urllib.error.HTTPError:
+        return None  # it answered (an auth proxy may refuse /health): the server is up
+    except (OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        return (
+            f"the MLflow tracking server at {redact(uri)} does not answer ({reason}). Start it "
+            "(README: 'Experiment tracking'), fix mlflow.tracking_uri, or set SAFERVLM_MLFLOW=0."
+        )
