@@ -7,7 +7,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 STAMP := $(VENV)/.installed
 SNAKEMAKE := $(BIN)/snakemake --profile workflow/profiles/local
 
-.PHONY: install profiles demo test test-fast test-slurm slurm-up slurm-down lint rulegraph clean
+.PHONY: install profiles demo report test test-fast test-slurm slurm-up slurm-down lint rulegraph clean
 
 install: $(STAMP) profiles
 
@@ -40,6 +40,10 @@ profiles: $(STAMP)
 demo: install  ## run the whole DAG on the embedded default -> results/report/
 	$(SNAKEMAKE) all
 	@echo "Report: results/report/table.md, results/report/safety_helpfulness.png"
+
+report: install  ## the HTML report of the default results (run `make demo` first) -> results/report.html
+	$(SNAKEMAKE) all --report results/report.html
+	@echo "Report: results/report.html"
 
 test: install  ## unit, contract, workflow and end-to-end tests
 	$(BIN)/pytest -q
