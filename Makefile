@@ -7,7 +7,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 STAMP := $(VENV)/.installed
 SNAKEMAKE := $(BIN)/snakemake --profile workflow/profiles/local
 
-.PHONY: install profiles demo audit pin restore test test-fast test-slurm slurm-up slurm-down lint rulegraph clean
+.PHONY: install profiles demo report audit pin restore test test-fast test-slurm slurm-up slurm-down lint rulegraph clean
 
 install: $(STAMP) profiles
 
@@ -51,6 +51,10 @@ pin: install  ## pin this run's numbers as the embedded default's expectations (
 
 restore: install  ## after a fresh clone: dvc pull the pinned run and mark it up to date
 	PATH="$(CURDIR)/$(BIN):$$PATH" workflow/scripts/restore-pins
+
+report: install  ## the HTML report of the default results (run `make demo` first) -> results/report.html
+	$(SNAKEMAKE) all --report results/report.html
+	@echo "Report: results/report.html"
 
 test: install  ## unit, contract, workflow and end-to-end tests
 	$(BIN)/pytest -q

@@ -7,6 +7,9 @@ min_version("9.0")
 configfile: f"{workflow.basedir}/config/config.yaml"
 
 
+report: "workflow/report/workflow.rst"
+
+
 include: "rules/common.smk"
 
 
@@ -28,3 +31,4 @@ rule all:
     input:
         rules.report.output,
         rules.grpo_compare.output if COMPARE_GRPO else [],
+        rules.mlflow_runs.output,

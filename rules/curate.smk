@@ -86,12 +86,14 @@ rule qi_select:
             f"{R}/data/qi_safe.datasheet.md",
             caption="../workflow/report/datasheet.rst",
             category="Data",
+            subcategory="QI-Safe",
         ),
         datasheet_json=f"{R}/data/qi_safe.datasheet.json",
         figure=report(
             f"{R}/data/qi_safe.datasheet.png",
             caption="../workflow/report/datasheet_figure.rst",
             category="Data",
+            subcategory="QI-Safe",
         ),
     log:
         f"{R}/logs/qi_select.log",

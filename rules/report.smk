@@ -16,6 +16,7 @@ rule report:
             f"{R}/report/table.md",
             caption="../workflow/report/table.rst",
             category="Results",
+            subcategory="Safety and helpfulness",
         ),
         csv=f"{R}/report/table.csv",
         tex=f"{R}/report/table.tex",
@@ -23,26 +24,55 @@ rule report:
             f"{R}/report/safety_helpfulness.png",
             caption="../workflow/report/figure.rst",
             category="Results",
+            subcategory="Safety and helpfulness",
         ),
         asr=report(
             f"{R}/report/asr.md",
             caption="../workflow/report/asr.rst",
             category="SafeMLRM",
+            subcategory="Attack success rate",
         ),
         tax=report(
             f"{R}/report/tax.md",
             caption="../workflow/report/tax.rst",
             category="SafeMLRM",
+            subcategory="Reasoning Tax",
         ),
         blind_spots=report(
             f"{R}/report/blind_spots.png",
             caption="../workflow/report/blind_spots.rst",
             category="SafeMLRM",
+            subcategory="Blind spots",
         ),
         scatter=report(
             f"{R}/report/safety_vs_helpfulness.png",
             caption="../workflow/report/scatter.rst",
             category="Results",
+            subcategory="Safety and helpfulness",
+        ),
+        blind_spots_table=report(
+            f"{R}/report/blind_spots.md",
+            caption="../workflow/report/blind_spots_table.rst",
+            category="SafeMLRM",
+            subcategory="Blind spots",
+        ),
+        self_correction=report(
+            f"{R}/report/self_correction.md",
+            caption="../workflow/report/self_correction.rst",
+            category="SafeMLRM",
+            subcategory="Self-correction",
+        ),
+        official=report(
+            f"{R}/report/official.md",
+            caption="../workflow/report/official.rst",
+            category="SafeMLRM",
+            subcategory="Official metrics",
+        ),
+        counts=report(
+            f"{R}/report/counts.md",
+            caption="../workflow/report/counts.rst",
+            category="SafeMLRM",
+            subcategory="Counts",
         ),
         tables=multiext(
             f"{R}/report/",
@@ -50,14 +80,10 @@ rule report:
             "asr.tex",
             "tax.csv",
             "tax.tex",
-            "blind_spots.md",
             "blind_spots.csv",
-            "self_correction.md",
             "self_correction.csv",
-            "official.md",
             "official.csv",
             "rates.csv",
-            "counts.md",
             "counts.csv",
         ),
     log:
@@ -78,3 +104,27 @@ rule report:
         " --out-dir {params.out_dir} --pair {params.pairs} --n-bootstrap {params.n_bootstrap}"
         " --seed {params.seed} --threshold {params.threshold} --missing {params.missing}"
         " > {log} 2>&1"
+
+
+# After every stage of the DAG (its inputs are the targets of `all`): reruns whenever they do.
+rule mlflow_runs:
+    input:
+        rules.report.output,
+        rules.grpo_compare.output if COMPARE_GRPO else [],
+        code=code("stages/provenance.py", "report/mlflow_runs.py"),
+    output:
+        md=report(
+            f"{R}/report/mlflow_runs.md",
+            caption="../workflow/report/mlflow_runs.rst",
+            category="Provenance",
+            subcategory="MLflow runs",
+        ),
+        csv=f"{R}/report/mlflow_runs.csv",
+    log:
+        f"{R}/logs/mlflow_runs.log",
+    benchmark:
+        f"{R}/benchmarks/mlflow_runs.tsv"
+    conda:
+        "../envs/safervlm.yaml"
+    shell:
+        "safervlm mlflow-runs --out {output.md} --csv {output.csv} > {log} 2>&1"

@@ -72,11 +72,13 @@ rule grpo_compare:
             f"{R}/report/grpo_comparison.md",
             caption="../workflow/report/grpo_comparison.rst",
             category="GRPO",
+            subcategory="Plain vs safety-aware",
         ),
         figure=report(
             f"{R}/report/grpo_safety_per_step.png",
             caption="../workflow/report/grpo_safety_per_step.rst",
             category="GRPO",
+            subcategory="Plain vs safety-aware",
         ),
     log:
         f"{R}/logs/grpo_compare.log",

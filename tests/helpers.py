@@ -27,6 +27,7 @@ RULES = (
     "judge",
     "score",
     "report",
+    "mlflow_runs",
 )
 
 

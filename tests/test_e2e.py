@@ -3,11 +3,15 @@ targeted rerun after a params change. Slow (a few minutes on 2 cores)."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import io
 import json
 import re
 import sqlite3
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -151,3 +155,156 @@ def test_params_change_reruns_only_dependents(run_dir: Path) -> None:
     for untouched in ("rule sft:", "rule fixtures:", "rule prepare:", "rule qi_score:"):
         assert untouched not in plan
     assert "results/eval/base/" not in plan.split("Job stats")[0].replace("results/models/base", "")
+
+
+SAFEMLRM_TABLES = {
+    "asr": "Attack success rate",
+    "tax": "Reasoning Tax",
+    "self_correction": "Self-correction",
+    "official": "Official metrics",
+    "counts": "Counts",
+    "blind_spots": "Blind spots",
+}
+
+
+def _report_data(html: str) -> dict[str, Any]:
+    """The data Snakemake 9 embeds in its self-contained HTML report.
+
+    Each ``<script id="X">var name = JSON;</script>`` holds one JSON value; results are
+    keyed by path, each file inlined base64 in ``data_uri`` with its rendered caption.
+    """
+    names = {"results": "results", "categories": "categories", "workflow-desc": "workflow_desc"}
+    out = {}
+    for script_id, var in names.items():
+        m = re.search(rf'<script id="{script_id}">\s*var {var} = ', html)
+        assert m, f"no {script_id} data in the report"
+        out[var] = json.JSONDecoder().raw_decode(html, m.end())[0]
+    return out
+
+
+def _decode(data_uri: str) -> bytes:
+    head, payload = data_uri.split(",", 1)
+    assert head.startswith("data:") and head.endswith(";base64"), head
+    return base64.b64decode(payload)
+
+
+def _md_rows(md: str) -> dict[str, list[str]]:
+    """First cell -> the other cells, for every row of the Markdown tables in ``md``."""
+    rows = {}
+    for line in md.splitlines():
+        if line.startswith("| ") and not line.startswith("|---"):
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            rows[cells[0]] = cells[1:]
+    return rows
+
+
+@pytest.fixture(scope="module")
+def html_report(run_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    out = tmp_path_factory.mktemp("html") / "report.html"
+    r = smk(run_dir, "--report", str(out))
+    assert r.returncode == 0, (r.stdout + r.stderr)[-5000:]
+    html = out.read_text()
+    assert "Please enable Javascript" in html  # Snakemake's report app, data inlined
+    return _report_data(html)
+
+
+def test_html_report_has_the_results_table_and_figure(run_dir: Path, html_report: dict[str, Any]) -> None:
+    results = html_report["results"]
+    table = results["results/report/table.md"]
+    md = _decode(table["data_uri"]).decode()
+    assert md == (run_dir / "results/report/table.md").read_text()
+    rows = _md_rows(md)
+    csv = pd.read_csv(run_dir / "results/report/table.csv", index_col="benchmark")
+    header = rows["benchmark"]
+    assert header == [c.replace("/", " ") for c in csv.columns]
+    assert list(csv.index) == [*BENCHES, "average"]
+    for bench, values in csv.iterrows():
+        expected = [f"{100 * v:.1f}" for v in values]
+        assert rows[str(bench)] == expected, bench
+        # the caption shows the same table
+        assert f"| {bench} | {' | '.join(expected)} |" in table["caption"]
+    fig = results["results/report/safety_helpfulness.png"]
+    assert fig["mime_type"] == "image/png"
+    png = _decode(fig["data_uri"])
+    assert png == (run_dir / "results/report/safety_helpfulness.png").read_bytes()
+    with Image.open(io.BytesIO(png)) as img:
+        assert img.size[0] > 100 and img.size[1] > 100
+    cats = html_report["categories"]
+    assert set(cats["Results"]["Safety and helpfulness"]) >= {
+        "results/report/table.md",
+        "results/report/safety_helpfulness.png",
+    }
+
+
+def test_html_report_has_safemlrm_tables_and_datasheet(run_dir: Path, html_report: dict[str, Any]) -> None:
+    results, cats = html_report["results"], html_report["categories"]
+    for name, sub in SAFEMLRM_TABLES.items():
+        path = f"results/report/{name}.md"
+        assert path in cats["SafeMLRM"][sub]
+        assert _decode(results[path]["data_uri"]).decode() == (run_dir / path).read_text()
+    asr = _md_rows(_decode(results["results/report/asr.md"]["data_uri"]).decode())
+    assert asr["benchmark"][:4] == ["attack", "base R", "base A", "base F"]
+    assert {"vlguard", "mssbench", "figstep", "(mean)"} <= set(asr)
+    datasheet = "results/data/qi_safe.datasheet.md"
+    assert set(cats["Data"]["QI-Safe"]) == {datasheet, "results/data/qi_safe.datasheet.png"}
+    sheet = _decode(results[datasheet]["data_uri"]).decode()
+    sha = hashlib.sha256((run_dir / "results/data/qi_safe.parquet").read_bytes()).hexdigest()
+    assert sheet.startswith("# QI-Safe datasheet") and sha in sheet
+    png = _decode(results["results/data/qi_safe.datasheet.png"]["data_uri"])
+    assert png == (run_dir / "results/data/qi_safe.datasheet.png").read_bytes()
+
+
+def test_html_report_captions_and_workflow_description(html_report: dict[str, Any]) -> None:
+    results = html_report["results"]
+    for path, res in results.items():
+        assert res["caption"].startswith("<p>"), f"{path} has no caption"
+        assert "{{" not in res["caption"] and "System Message" not in res["caption"], path
+    caption = {path: " ".join(res["caption"].split()) for path, res in results.items()}
+    table = caption["results/report/table.md"]
+    # templated from the config: the judge and the models
+    assert "Safety and helpfulness (%) per benchmark" in table
+    assert 'given by the <tt class="docutils literal">reference</tt> judge' in table
+    assert "(base, sft, grpo_plain, grpo)" in table
+    assert "harm score is at least 4 (of 5)" in caption["results/report/asr.md"]
+    assert "from 2 sampled answers" in caption["results/data/qi_safe.datasheet.md"]
+    assert 'experiment <tt class="docutils literal">e2e</tt>' in caption["results/report/mlflow_runs.md"]
+    desc = " ".join(html_report["workflow_desc"].split())
+    assert "SaFeR-VLM pipeline" in desc and "benchmarks: vlguard, mssbench, figstep;" in desc
+    assert "System Message" not in desc
+
+
+def test_html_report_lists_the_mlflow_run_of_every_stage(run_dir: Path, html_report: dict[str, Any]) -> None:
+    from mlflow.tracking import MlflowClient
+
+    path = "results/report/mlflow_runs.md"
+    res = html_report["results"][path]
+    assert path in html_report["categories"]["Provenance"]["MLflow runs"]
+    md = _decode(res["data_uri"]).decode()
+    assert md == (run_dir / path).read_text()
+    uri = f"sqlite:///{(run_dir / 'results/mlflow/mlflow.db').resolve()}"
+    assert f"Tracking URI: `{uri}`; experiment: `e2e`" in md
+    table = [line.strip("|").split("|") for line in md.splitlines() if line.startswith("| ")]
+    assert [c.strip() for c in table[0]] == [
+        "stage", "run name", "MLflow run id", "start time (UTC)", "git commit", "config hash"
+    ]  # fmt: skip
+    listed = {cells[2]: cells for cells in ([c.strip() for c in row] for row in table[1:])}
+    assert len(listed) == len(table) - 1  # one row per run
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name("e2e")
+    assert exp is not None
+    runs = client.search_runs([exp.experiment_id], max_results=5000)
+    # Every job of the DAG ran once: the listing is every run but the listing's own.
+    own = [r for r in runs if r.data.tags["stage"] == "mlflow_runs"]
+    assert len(own) == 1
+    stage_runs = {r.info.run_id: r for r in runs if r.data.tags["stage"] != "mlflow_runs"}
+    assert set(listed) == set(stage_runs)
+    assert len({(c[0], c[1]) for c in listed.values()}) == len(listed) > len(RULES)  # names distinct
+    for run_id, (stage, run_name, _, _start, commit, config_hash) in listed.items():
+        run = stage_runs[run_id]
+        assert (stage, run_name) == (run.data.tags["stage"], run.info.run_name)
+        assert (commit, config_hash) == (run.data.tags["git_commit"], run.data.tags["config_hash"])
+        assert config_hash == own[0].data.tags["config_hash"]
+        assert run_id in res["caption"]  # shown in the report, not only downloadable
+    assert {s for s, *_ in listed.values()} == set(RULES) - {"mlflow_runs"}
+    csv = pd.read_csv(run_dir / "results/report/mlflow_runs.csv")
+    assert set(csv["run_id"]) == set(listed) and set(csv["tracking_uri"]) == {uri}

@@ -143,7 +143,7 @@ def test_judge_param_change_reruns_judge_score_report_only(pinned: tuple[Path, P
     )
     jobs = plan(repo, "all", "--configfile", "config/config.yaml", cfg)
     n = len(MODELS) * len(BENCHES)
-    assert jobs == Counter({"judge": n, "score": n, "report": 1}), jobs
+    assert jobs == Counter({"judge": n, "score": n, "report": 1, "mlflow_runs": 1}), jobs
 
 
 def test_grpo_param_change_reruns_grpo_and_downstream_only(pinned: tuple[Path, Path]) -> None:
@@ -152,7 +152,9 @@ def test_grpo_param_change_reruns_grpo_and_downstream_only(pinned: tuple[Path, P
     cfg = _override(repo, "grpo_override.yaml", "grpo", {**grpo, "learning_rate": grpo["learning_rate"] * 2})
     jobs = plan(repo, "all", "--configfile", "config/config.yaml", cfg)
     n = len(BENCHES)  # only the grpo model is generated, judged and scored again
-    assert jobs == Counter({"grpo": 1, "generate": n, "judge": n, "score": n, "report": 1}), jobs
+    assert jobs == Counter(
+        {"grpo": 1, "generate": n, "judge": n, "score": n, "report": 1, "mlflow_runs": 1}
+    ), jobs
 
 
 def test_package_module_change_reruns_its_stage_and_downstream(pinned: tuple[Path, Path]) -> None:
@@ -165,7 +167,7 @@ def test_package_module_change_reruns_its_stage_and_downstream(pinned: tuple[Pat
     finally:
         module.write_text(text)
         os.utime(module, ns=(st.st_atime_ns, st.st_mtime_ns))
-    assert jobs == Counter({"score": len(MODELS) * len(BENCHES), "report": 1}), jobs
+    assert jobs == Counter({"score": len(MODELS) * len(BENCHES), "report": 1, "mlflow_runs": 1}), jobs
     assert plan(repo, "all") == Counter()
 
 

@@ -192,6 +192,12 @@ def cmd_report(a: argparse.Namespace) -> Any:
     return report_stage(a.metrics, a.out_dir, a.judgments, _pairs(a.pair), _settings(a))
 
 
+def cmd_mlflow_runs(a: argparse.Namespace) -> Any:
+    from safervlm.stages.provenance import mlflow_runs_stage
+
+    return mlflow_runs_stage(a.out, a.csv)
+
+
 def cmd_import_opensafemlrm(a: argparse.Namespace) -> Any:
     from safervlm.stages.evaluate import import_stage
 
@@ -393,6 +399,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--note", default="", help="provenance note stored with pinned numbers")
     p.add_argument("--config", help="take results, models, benchmarks, pairs and settings from this config")
     _analysis_args(p)
+
+    p = _add(sub, "mlflow-runs", cmd_mlflow_runs,
+             "list the MLflow run of each stage (current config hash) for the report")  # fmt: skip
+    p.add_argument("--out", required=True, help="Markdown listing")
+    p.add_argument("--csv", required=True, help="CSV listing")
 
     p = _add(sub, "import-opensafemlrm", cmd_import_opensafemlrm,
              "re-analyse OpenSafeMLRM's per-sample judged files and histograms")  # fmt: skip

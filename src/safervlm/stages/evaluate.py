@@ -101,7 +101,8 @@ def judge_stage(
             "responses": responses_path,
         },
         metrics=summary,
-        run_name=f"judge:{Path(responses_path).parent.name}",
+        # results/eval/{model}/{bench}/responses.parquet: one run name per model and benchmark
+        run_name=f"judge:{Path(responses_path).parent.parent.name}:{Path(responses_path).parent.name}",
     )
     return summary
 
@@ -125,7 +126,7 @@ def score_stage(judgments_path: str, out: str, n_bootstrap: int, seed: int) -> d
         params={"judgments": judgments_path, "n_bootstrap": n_bootstrap},
         metrics={k: v for k, v in metrics.items() if k != "provenance"},
         artifacts=[out],
-        run_name=f"score:{model}",
+        run_name=f"score:{model}:{Path(judgments_path).parent.name}",
     )
     return metrics
 

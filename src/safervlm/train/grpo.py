@@ -188,5 +188,6 @@ def run_grpo(
         metrics=metrics,
         step_metrics=step_logs(trainer),
         artifacts=[Path(out) / "train_log.json"],
+        run_name=f"grpo:{Path(out).name}",  # grpo and grpo_plain: one run name each
     )
     return metrics
