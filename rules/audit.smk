@@ -3,14 +3,6 @@
 # (`snakemake audit`), after `dvc pull` restored the pinned artifacts.
 
 
-def audit_expected():
-    return [f"{workflow.basedir}/{p}" for p in config["audit"]["expected"]]
-
-
-def pair_args(pairs):
-    return " ".join(f"{a}={b}" for a, b in pairs)
-
-
 rule audit:
     input:
         judgments=eval_outputs("judgments.parquet"),
@@ -38,8 +30,10 @@ rule audit:
         missing=config["eval"]["safemlrm"]["missing"],
         strict="--strict" if config["audit"]["strict"] else "",
         dvc_lock=f"{workflow.basedir}/dvc.lock",
+        out_dir=lambda w, output: os.path.dirname(output.md),
+        results=lambda w, output: os.path.dirname(os.path.dirname(output.md)),
     shell:
-        "safervlm audit --results {R} --expected {input.expected} --report-rates {input.rates}"
+        "safervlm audit --results {params.results} --expected {input.expected} --report-rates {input.rates}"
         " --pair {params.pairs} --audit-pair {params.audit_pairs} --threshold {params.threshold}"
-        " --missing {params.missing} --dvc-lock {params.dvc_lock} --out-dir {R}/audit {params.strict}"
+        " --missing {params.missing} --dvc-lock {params.dvc_lock} --out-dir {params.out_dir} {params.strict}"
         " > {log} 2>&1"

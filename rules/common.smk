@@ -212,3 +212,14 @@ def train_launch(stage):
 def judge_gpus():
     """GPUs a judge job requests: 1 when the configured judge runs a local model."""
     return int(config["judge"]["name"] in LOCAL_MODEL_JUDGES)
+
+
+# The audit (rules/audit.smk) ------------------------------------------------------
+
+
+def audit_expected():
+    return [f"{workflow.basedir}/{p}" for p in config["audit"]["expected"]]
+
+
+def pair_args(pairs):
+    return " ".join(f"{a}={b}" for a, b in pairs)
