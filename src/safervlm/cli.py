@@ -219,7 +219,13 @@ def _audit_args_from_config(a: argparse.Namespace) -> None:
     a.threshold = (ev.get("safemlrm") or {}).get("threshold", a.threshold)
     a.missing = (ev.get("safemlrm") or {}).get("missing", a.missing)
     audit_cfg = cfg.get("audit") or {}
-    a.expected = a.expected or audit_cfg.get("expected", [])
+    # Relative expectation paths are relative to the workflow folder (the config's parent's
+    # parent, as for config/config.yaml) unless they exist from the working directory.
+    root = Path(a.config).resolve().parent.parent
+    a.expected = a.expected or [
+        p if Path(p).is_absolute() or Path(p).exists() else str(root / p)
+        for p in audit_cfg.get("expected", [])
+    ]
     a.audit_pair = a.audit_pair or [f"{r}={b}" for r, b in audit_cfg.get("pairs", [])]
 
 
