@@ -4,7 +4,12 @@ import os
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-from safervlm.workflow_support import missing_paths, tracking_env, tracking_server_error
+from safervlm.workflow_support import (
+    code_closure,
+    missing_paths,
+    tracking_env,
+    tracking_server_error,
+)
 
 validate(config, "../workflow/schemas/config.schema.yaml", set_default=True)
 
@@ -89,8 +94,16 @@ def pick(section, *keys):
 
 
 def code(*modules):
-    """Package modules a job runs, as inputs; editing them reruns the job."""
-    return [f"{PY}/{m}" for m in ("cli.py", "io.py", "tracking.py", *modules)]
+    """Package modules a job runs, as inputs; editing them reruns the job.
+
+    ``modules``: the stage's entry points, including what its function imports lazily; the
+    modules they import are added (``code_closure``). tests/test_e2e.py checks the result
+    against the modules each job really loaded.
+    """
+    closure = code_closure(
+        PY, ["cli.py", "config.py", "io.py", "tracking.py", *modules]
+    )
+    return [f"{PY}/{m}" for m in closure]
 
 
 JUDGE_MODULES = {

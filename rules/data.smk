@@ -1,6 +1,7 @@
 rule fixtures:
     input:
         code=code(
+            "stages/data.py",
             "data/fixtures.py",
             "data/fixtures_common.py",
             "data/fixtures_json.py",

@@ -138,6 +138,36 @@ def test_every_stage_logged_to_mlflow(run_dir: Path) -> None:
     assert n_step_metrics >= 2  # per-step training loss
 
 
+def planned_code_inputs(run_dir: Path) -> dict[str, set[str]]:
+    """Rule -> the package modules its jobs list as inputs (union over its jobs)."""
+    r = smk(run_dir, "-n", "--forceall", "all")
+    assert r.returncode == 0, r.stderr[-3000:]
+    pkg = str(ROOT / "src" / "safervlm") + "/"
+    out: dict[str, set[str]] = {}
+    for m in re.finditer(r"^rule (\w+):\n((?:    .*\n)+)", r.stdout, re.M):
+        inputs = re.search(r"^    input: (.*)$", m.group(2), re.M)
+        files = inputs.group(1).split(", ") if inputs else []
+        out.setdefault(m.group(1), set()).update(f[len(pkg) :] for f in files if f.startswith(pkg))
+    return out
+
+
+def test_every_module_a_stage_ran_is_a_code_input_of_its_rule(run_dir: Path) -> None:
+    """Editing any package module a job imported must rerun that job: each MLflow run's
+    ``code_modules`` (what the process really loaded) are inputs of its rule."""
+    planned = planned_code_inputs(run_dir)
+    con = sqlite3.connect(run_dir / "results/mlflow/mlflow.db")
+    rows = con.execute(
+        "select s.value, m.value from tags s join tags m on m.run_uuid = s.run_uuid "
+        "where s.key = 'stage' and m.key = 'code_modules'"
+    ).fetchall()
+    checked = set()
+    for stage, modules in rows:
+        missing = set(modules.split(",")) - planned[stage]
+        assert not missing, f"rule {stage} ran {sorted(missing)} but does not list them as code inputs"
+        checked.add(stage)
+    assert checked >= set(RULES), sorted(set(RULES) - checked)
+
+
 def test_rerun_does_nothing(run_dir: Path) -> None:
     r = smk(run_dir, "all")
     assert r.returncode == 0

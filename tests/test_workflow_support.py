@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,3 +64,39 @@ def test_tracking_server_error_only_for_a_server_that_does_not_answer() -> None:
         assert tracking_server_error({**down, "SAFERVLM_MLFLOW": "0"}) is None
     local = {"MLFLOW_TRACKING_URI": "sqlite:////nowhere/db", "SAFERVLM_MLFLOW": "1"}
     assert tracking_server_error(local) is None
+
+
+def _package(root: Path, files: dict[str, str]) -> Path:
+    pkg = root / "safervlm"
+    for rel, text in files.items():
+        (pkg / rel).parent.mkdir(parents=True, exist_ok=True)
+        (pkg / rel).write_text(text)
+    return pkg
+
+
+def test_code_closure_follows_imports_the_way_python_runs_them(tmp_path: Path) -> None:
+    from safervlm.workflow_support import code_closure
+
+    pkg = _package(
+        tmp_path,
+        {
+            "__init__.py": "",
+            "cli.py": "from safervlm import io\n\ndef cmd():\n    from safervlm.stages import big\n",
+            "io.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from safervlm import typed\n",
+            "typed.py": "",
+            "stages/__init__.py": "",
+            "stages/big.py": "import safervlm.lib.a\n\ndef other_stage():\n    from safervlm.lib import b\n",
+            "lib/__init__.py": "def __getattr__(name):\n    from safervlm.lib import lazy\n",
+            "lib/a.py": "def f():\n    from safervlm.lib.c import g\n",
+            "lib/b.py": "",
+            "lib/c.py": "",
+            "lib/lazy.py": "",
+        },
+    )
+    got = code_closure(pkg, ["cli.py", "stages/big.py"])
+    # glue (cli, stages/, __init__): module level only; library modules: any import;
+    # every package __init__ on the way; TYPE_CHECKING imports never run.
+    assert got == ["__init__.py", "cli.py", "io.py", "lib/__init__.py", "lib/a.py", "lib/c.py",
+                   "stages/__init__.py", "stages/big.py"]  # fmt: skip
+    with pytest.raises(FileNotFoundError, match="nope.py"):
+        code_closure(pkg, ["nope.py"])

@@ -29,6 +29,7 @@ import numbers
 import os
 import re
 import subprocess
+import sys
 import urllib.parse
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -136,6 +137,21 @@ def _db_lock(uri: str) -> Iterator[None]:
         yield
 
 
+def loaded_modules() -> list[str]:
+    """The package's modules this process has imported, as paths relative to the package.
+
+    Logged with every stage (tag ``code_modules``): a test checks that each rule lists all
+    of them as code inputs, so editing any module a stage ran reruns that stage.
+    """
+    pkg = Path(safervlm.__file__).resolve().parent
+    out = []
+    for name, module in list(sys.modules.items()):
+        path = getattr(module, "__file__", None)
+        if (name == "safervlm" or name.startswith("safervlm.")) and path:
+            out.append(Path(path).resolve().relative_to(pkg).as_posix())
+    return sorted(out)
+
+
 def log_stage(
     stage: str,
     *,
@@ -209,6 +225,7 @@ def _log_run(
         "config_hash": os.environ.get("SAFERVLM_CONFIG_HASH", "unknown"),
         "dvc_lock_md5": dvc_lock_md5(),
         "safervlm_version": safervlm.__version__,
+        "code_modules": ",".join(loaded_modules()),
     }
     with mlflow.start_run(run_name=run_name or stage, tags=tags) as run:
         flat = {_key(k): str(v)[:MAX_PARAM_LEN] for k, v in flatten(params or {}).items()}

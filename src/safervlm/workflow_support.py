@@ -6,6 +6,7 @@ workflow files stay declarations.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -89,3 +90,72 @@ def tracking_server_error(env: dict[str, str], timeout: float = 10.0) -> str | N
             f"the MLflow tracking server at {redact(uri)} does not answer ({reason}). Start it "
             "(README: 'Experiment tracking'), fix mlflow.tracking_uri, or set SAFERVLM_MLFLOW=0."
         )
+
+
+def _module_file(pkg: Path, dotted: str) -> Path | None:
+    """``safervlm.a.b`` -> ``a/b.py`` or ``a/b/__init__.py`` under ``pkg`` (None if neither)."""
+    path = pkg.joinpath(*dotted.split(".")[1:])
+    for candidate in (path.with_suffix(".py"), path / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+@functools.cache
+def _imports(pkg: Path, path: Path, top_level_only: bool) -> frozenset[Path]:
+    """Package modules ``path`` imports: at module level only, or anywhere in it.
+
+    ``if TYPE_CHECKING:`` blocks are skipped (annotations only, never run).
+    """
+    import ast
+
+    tree = ast.parse(path.read_text(), filename=str(path))
+    nodes: list[ast.AST] = []
+    todo: list[ast.AST] = list(tree.body)
+    while todo:
+        node = todo.pop()
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            todo.extend(node.orelse)
+            continue
+        nodes.append(node)
+        if top_level_only and isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            continue
+        todo.extend(ast.iter_child_nodes(node))
+    found: set[Path | None] = set()
+    for node in nodes:
+        if isinstance(node, ast.Import):
+            found |= {_module_file(pkg, a.name) for a in node.names if a.name.split(".")[0] == pkg.name}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == pkg.name:
+            found.add(_module_file(pkg, node.module))
+            found |= {_module_file(pkg, f"{node.module}.{a.name}") for a in node.names}
+    return frozenset(p for p in found if p is not None)
+
+
+def code_closure(
+    pkg: str | os.PathLike[str], modules: list[str], glue: tuple[str, ...] = ("cli.py", "stages/")
+) -> list[str]:
+    """The package modules a job runs: ``modules`` and every module they import, transitively.
+
+    Glue modules (the CLI, ``stages/``, package ``__init__`` files) serve several stages from
+    one file, so only their module-level imports count and each rule names the modules its
+    own stage imports lazily;
+    for every other module an import anywhere in it counts. Every package ``__init__.py`` on
+    the way to a module counts (Python runs it first). Returns paths relative to ``pkg``.
+    """
+    root = Path(pkg)
+    seen: set[Path] = set()
+    todo = [root / m for m in modules]
+    for path in todo:
+        if not path.is_file():
+            raise FileNotFoundError(f"code module {path} does not exist")
+    while todo:
+        path = todo.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        rel = path.relative_to(root).as_posix()
+        top_level_only = rel.startswith(glue) or rel.endswith("__init__.py")
+        todo.extend(_imports(root, path, top_level_only=top_level_only) - seen)
+        # Importing a.b.c runs a/__init__.py and a/b/__init__.py first.
+        todo.extend(p / "__init__.py" for p in path.parents if p == root or root in p.parents)
+    return sorted(p.relative_to(root).as_posix() for p in seen)

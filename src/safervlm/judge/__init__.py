@@ -1,6 +1,8 @@
 """Judges: the protocol and registry, the rule-based reference judge, model judges (HTTP, local
 HF) over versioned rubrics, the injection-resistant reply parser and the reply cache."""
 
+from typing import Any
+
 from safervlm.judge.base import (
     SCORE_MARKER,
     Judge,
@@ -13,7 +15,17 @@ from safervlm.judge.base import (
     parse_scores,
     register_judge,
 )
-from safervlm.judge.reference import ReferenceJudge
+
+
+def __getattr__(name: str) -> Any:
+    # The reference judge is imported on first use, like every other judge (base._LAZY):
+    # modules that only need markers or the protocol do not load (and depend on) it.
+    if name == "ReferenceJudge":
+        from safervlm.judge.reference import ReferenceJudge
+
+        return ReferenceJudge
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "SCORE_MARKER",

@@ -1,4 +1,9 @@
-"""Evaluation stages: attack, generate, judge, score, report, import-opensafemlrm."""
+"""Evaluation stages: attack, generate, judge, score, report, import-opensafemlrm.
+
+Each stage imports its library modules inside its function: a rule lists the modules its
+stage runs as code inputs (``rules/common.smk``), so a module imported here at the top would
+make every evaluation rule rerun when it changes.
+"""
 
 from __future__ import annotations
 
@@ -7,17 +12,14 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from safervlm import __version__, tracking
 from safervlm.config import GenerateParams
 from safervlm.errors import InputError
-from safervlm.evaluate.safemlrm import Settings
-from safervlm.evaluate.score import score_judgments
 from safervlm.io import read_json, read_parquet, write_json, write_parquet
-from safervlm.judge import build_judge, judge_frame
 from safervlm.schema import (
     JUDGE_STATUSES,
     JUDGMENT_COLUMNS,
@@ -25,6 +27,9 @@ from safervlm.schema import (
     SAMPLE_COLUMNS,
     SCORE_COLUMNS,
 )
+
+if TYPE_CHECKING:
+    from safervlm.evaluate.safemlrm import Settings
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +78,8 @@ def judge_stage(
     the SQLite reply cache of model judges. Every sample ends ``scored``, ``unscored`` (with
     a reason) or ``error``; the three counts add up to ``n``.
     """
+    from safervlm.judge import build_judge, judge_frame
+
     df = read_parquet(responses_path, required=RESPONSE_COLUMNS)
     if data_path:
         images = read_parquet(data_path, required=["id", "image"])[["id", "image"]]
@@ -109,6 +116,8 @@ def judge_stage(
 
 def score_stage(judgments_path: str, out: str, n_bootstrap: int, seed: int) -> dict[str, Any]:
     """Aggregate judgments into metrics (means, ASR on reasoning/answer/full, CIs)."""
+    from safervlm.evaluate.score import score_judgments
+
     df = read_parquet(judgments_path, required=JUDGMENT_COLUMNS)
     metrics = score_judgments(df, n_bootstrap=n_bootstrap, seed=seed)
     model = df["model"].iloc[0] if len(df) else "unknown"
@@ -176,7 +185,7 @@ def report_stage(
     ``pairs``, blind spots, self-correction, official metrics) is computed.
     """
     from safervlm.evaluate.outcomes import official_source, outcomes_from_judgments
-    from safervlm.evaluate.safemlrm import analyse
+    from safervlm.evaluate.safemlrm import Settings, analyse
     from safervlm.report import (
         build_table,
         plot_safety_helpfulness,
