@@ -187,3 +187,11 @@ def test_cli_strict_exits_1_and_writes_the_audit(tmp_path: Path, capsys: pytest.
         == 0
     )
     assert "**absent**" in (out / "audit.md").read_text()  # absent is reported, not a failure
+
+
+def test_run_audit_names_an_unreadable_report(tmp_path: Path) -> None:
+    csv = tmp_path / "rates.csv"
+    csv.write_text("benchmark,value\nb,1\n")
+    with pytest.raises(InputError, match="cannot read the report's rates") as err:
+        audit.run_audit(tmp_path, [write(tmp_path, [cell()])], report_rates=csv)
+    assert str(csv) in str(err.value)

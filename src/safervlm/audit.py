@@ -433,7 +433,10 @@ def run_audit(
     all_pairs = list(dict.fromkeys([*pairs, *(p for c in known for p in c.sides() if p[1])]))
     models = {m for c in known for m in c.models()} | {m for p in pairs for m in p}
     if report_rates and Path(report_rates).is_file():
-        models |= set(pd.read_csv(report_rates, usecols=["model"])["model"].astype(str))
+        try:
+            models |= set(pd.read_csv(report_rates, usecols=["model"])["model"].astype(str))
+        except (ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+            raise InputError(f"cannot read the report's rates: {exc}", path=report_rates) from exc
     look = RateLookup(recompute_rates(load_judgments(root, all_pairs, models), all_pairs, threshold, missing))
     pins = dvc_pins(dvc_lock, Path(dvc_lock).resolve().parent if dvc_lock else Path.cwd())
     table = audit_cells(cells, look, Artifacts(root), pins)
