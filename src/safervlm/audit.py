@@ -43,7 +43,7 @@ import pandas as pd
 import yaml
 
 from safervlm.errors import InputError, SafervlmError
-from safervlm.io import atomic_path, write_json, write_text
+from safervlm.io import atomic_path, md5_file, write_json, write_text
 
 log = logging.getLogger(__name__)
 
@@ -180,15 +180,6 @@ def load_cells(
 
 
 # --- artifacts and their hashes -------------------------------------------------------
-
-
-def md5_file(path: str | os.PathLike[str]) -> str:
-    """md5 of a file's bytes: the hash DVC records for a file."""
-    h = hashlib.md5()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def judgments_path(results: Path, model: str, bench: str) -> Path:
@@ -354,23 +345,33 @@ def _pin_status(
     return "pinned" if same else "differs from pin"
 
 
-def cross_check_report(rates_csv: Path, look: RateLookup) -> pd.DataFrame:
-    """Every value the report's ``rates.csv`` states, recomputed from the judgments."""
-    cols = ["id", "expected", "recomputed", "verdict"]
-    if not rates_csv.is_file():
-        return pd.DataFrame(columns=cols)
+REPORT_KEYS = ("model", "benchmark", "attack", "category", "metric")
+CHECK_COLUMNS = ["id", "expected", "recomputed", "verdict"]
+
+
+def read_report_rates(rates_csv: Path | None) -> pd.DataFrame:
+    """The report's ``rates.csv`` (empty when there is none), its columns checked."""
+    if rates_csv is None or not rates_csv.is_file():
+        return pd.DataFrame(columns=[*REPORT_KEYS, "value"])
     try:
         reported = pd.read_csv(rates_csv)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise InputError(f"cannot read CSV: {exc}", path=rates_csv) from exc
-    lacking = [
-        c for c in ("model", "benchmark", "attack", "category", "metric", "value") if c not in reported
-    ]
+        raise InputError(f"cannot read the report's rates: {exc}", path=rates_csv) from exc
+    lacking = [c for c in (*REPORT_KEYS, "value") if c not in reported]
     if lacking:
-        raise InputError(f"missing columns {lacking}", path=rates_csv)
+        raise InputError(f"cannot read the report's rates: missing columns {lacking}", path=rates_csv)
+    return reported
+
+
+def cross_check_report(rates_csv: Path | None, look: RateLookup) -> pd.DataFrame:
+    """Every value the report's ``rates.csv`` states, recomputed from the judgments."""
+    return _cross_check(read_report_rates(rates_csv), look, rates_csv)
+
+
+def _cross_check(reported: pd.DataFrame, look: RateLookup, rates_csv: Path | None) -> pd.DataFrame:
     rows = []
     for i, r in enumerate(reported.to_dict("records")):
-        key = tuple(str(r[k]) for k in ("model", "benchmark", "attack", "category", "metric"))
+        key = tuple(str(r[k]) for k in REPORT_KEYS)
         try:
             expected = float(r["value"]) if pd.notna(r["value"]) else math.nan
         except (TypeError, ValueError) as exc:
@@ -390,7 +391,7 @@ def cross_check_report(rates_csv: Path, look: RateLookup) -> pd.DataFrame:
                 "verdict": verdict,
             }
         )
-    return pd.DataFrame(rows, columns=cols)
+    return pd.DataFrame(rows, columns=CHECK_COLUMNS)
 
 
 # --- the audit as a whole -------------------------------------------------------------
@@ -432,20 +433,13 @@ def run_audit(
     known = [c for c in cells if not c.unresolved]
     all_pairs = list(dict.fromkeys([*pairs, *(p for c in known for p in c.sides() if p[1])]))
     models = {m for c in known for m in c.models()} | {m for p in pairs for m in p}
-    if report_rates and Path(report_rates).is_file():
-        try:
-            models |= set(pd.read_csv(report_rates, usecols=["model"])["model"].astype(str))
-        except (ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-            raise InputError(f"cannot read the report's rates: {exc}", path=report_rates) from exc
+    rates_csv = Path(report_rates) if report_rates else None
+    reported = read_report_rates(rates_csv)
+    models |= set(reported["model"].astype(str))
     look = RateLookup(recompute_rates(load_judgments(root, all_pairs, models), all_pairs, threshold, missing))
     pins = dvc_pins(dvc_lock, Path(dvc_lock).resolve().parent if dvc_lock else Path.cwd())
     table = audit_cells(cells, look, Artifacts(root), pins)
-    report = (
-        cross_check_report(Path(report_rates), look)
-        if report_rates
-        else pd.DataFrame(columns=["id", "expected", "recomputed", "verdict"])
-    )
-    return AuditResult(table, report)
+    return AuditResult(table, _cross_check(reported, look, rates_csv))
 
 
 def _fmt(v: Any) -> str:

@@ -7,6 +7,7 @@ or failed stage never leaves a file that looks valid.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -82,3 +83,12 @@ def read_json(path: str | os.PathLike[str]) -> Any:
         return json.loads(p.read_text())
     except json.JSONDecodeError as exc:
         raise InputError(f"invalid JSON: {exc}", path=p) from exc
+
+
+def md5_file(path: str | os.PathLike[str]) -> str:
+    """md5 of a file's bytes (the hash DVC records for a file)."""
+    h = hashlib.md5()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

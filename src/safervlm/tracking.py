@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import logging
 import numbers
 import os
@@ -37,6 +36,7 @@ from typing import Any
 
 import safervlm
 from safervlm.errors import SafervlmError
+from safervlm.io import md5_file
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +92,7 @@ def dvc_lock_md5() -> str:
         except (OSError, subprocess.CalledProcessError):
             return "none"
     try:
-        return hashlib.md5(Path(path).read_bytes()).hexdigest()
+        return md5_file(path)
     except FileNotFoundError:
         return "none"
 
