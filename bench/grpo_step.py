@@ -7,15 +7,22 @@ rollout then reflects on and corrects 25% of the rows (the other scores, hence t
 stay the reference judge's). Step time is measured between ``on_step_begin`` and
 ``on_step_end`` as wall time and as the process's CPU time (all threads; robust to other
 jobs on a shared machine); the first ``--warmup`` steps are dropped and medians reported.
-The two variants alternate ``--repeats`` times to spread machine noise. Usage::
+The two variants alternate ``--repeats`` times to spread machine noise. Per step it also
+reports tokens (prompt + completion, TRL's ``num_tokens``) per second and, on a GPU, the
+peak memory of the run. Usage::
 
+    # the embedded default's SFT checkpoint on CPU
     .venv/bin/python bench/grpo_step.py --model results/checkpoints/sft \\
         --data results/data/qi_safe.parquet [--steps 8] [--batch-size 16]
+    # a Qwen2.5-VL-3B-shaped policy with random weights on one GPU, full and LoRA
+    python bench/grpo_step.py --shape qwen2.5-vl-3b --data qi_safe.parquet --lora both \\
+        --max-completion-length 128 --reflection-max-tokens 64
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import logging
 import os
@@ -25,11 +32,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+import torch
 from transformers import TrainerCallback
 
 from safervlm.config import GRPOParams
+from safervlm.io import read_parquet
 from safervlm.judge import Judgment, register_judge
 from safervlm.judge.reference import ReferenceJudge
+from safervlm.models.tiny import SHAPES, build_tiny_model
 from safervlm.train import grpo as grpo_module
 
 UNSAFE_EVERY = 4  # every 4th record unsafe: a 25% unsafe rate
@@ -51,20 +61,50 @@ class QuarterUnsafeJudge(ReferenceJudge):
 
 
 class StepTimer(TrainerCallback):
-    """Wall time and process CPU time (all threads) of each optimizer step."""
+    """Wall and process CPU time of each optimizer step, its tokens, and the run's peak GPU memory."""
 
     def __init__(self) -> None:
         self.times: list[tuple[float, float]] = []
+        self.tokens: list[float] = []  # prompt + completion tokens of each step (TRL's num_tokens)
+        self.completion_tokens: list[float] = []
+        self.phases: dict[str, list[float]] = {}  # rollout/<phase>_s per step (safety-aware only)
+        self.peak_gb = float("nan")
         self._t0 = (0.0, 0.0)
+        self._seen_tokens = 0.0
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if torch.cuda.is_available():
+            torch.cuda.reset_peak_memory_stats()
 
     def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        _sync()
         self._t0 = (time.perf_counter(), time.process_time())
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        _sync()
         self.times.append((time.perf_counter() - self._t0[0], time.process_time() - self._t0[1]))
 
+    def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kwargs: Any) -> None:
+        if logs and "num_tokens" in logs:
+            self.tokens.append(logs["num_tokens"] - self._seen_tokens)
+            self._seen_tokens = logs["num_tokens"]
+            rows = args.per_device_train_batch_size * args.gradient_accumulation_steps
+            self.completion_tokens.append(logs.get("completions/mean_length", float("nan")) * rows)
+            for key, value in logs.items():
+                if key.startswith("rollout/") and key.endswith("_s"):
+                    self.phases.setdefault(key.removeprefix("rollout/"), []).append(value)
 
-def run_once(model: str, data: str, params: GRPOParams) -> tuple[list[tuple[float, float]], dict[str, Any]]:
+    def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if torch.cuda.is_available():
+            self.peak_gb = torch.cuda.max_memory_allocated() / 2**30
+
+
+def _sync() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def run_once(model: str, data: str, params: GRPOParams) -> tuple[StepTimer, dict[str, Any]]:
     timer = StepTimer()
     original = grpo_module.SafetyAwareGRPOTrainer.__init__
 
@@ -78,12 +118,52 @@ def run_once(model: str, data: str, params: GRPOParams) -> tuple[list[tuple[floa
             metrics = grpo_module.run_grpo(model, data, f"{tmp}/out", params, judge_name="quarter_unsafe")
     finally:
         grpo_module.SafetyAwareGRPOTrainer.__init__ = original  # type: ignore[method-assign]
-    return timer.times, metrics
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    return timer, metrics
+
+
+def build_shape(name: str, data: str, out: str) -> int:
+    """A policy of the named shape with random weights (on the GPU in bf16 when there is one)."""
+    texts = read_parquet(data, required=["question"])["question"].tolist()
+    cuda = torch.cuda.is_available()
+    return build_tiny_model(
+        out,
+        texts,
+        dims=SHAPES[name],
+        device="cuda" if cuda else "cpu",
+        dtype="bfloat16" if cuda else "float32",
+    )
+
+
+def summarize(timers: list[StepTimer], warmup: int) -> dict[str, float]:
+    """Medians over the timed steps (first ``warmup`` of each run dropped) of one variant."""
+    times = [t for tm in timers for t in tm.times[warmup:]]
+    tokens = [t for tm in timers for t in tm.tokens[warmup:]]
+    completion = [t for tm in timers for t in tm.completion_tokens[warmup:]]
+    wall = statistics.median(w for w, _ in times)
+    return {
+        "steps_timed": len(times),
+        "step_wall_s": wall,
+        "step_cpu_s": statistics.median(c for _, c in times),
+        "tokens_per_step": statistics.median(tokens) if tokens else float("nan"),
+        "tokens_per_s": statistics.median(tokens) / wall if tokens else float("nan"),
+        "completion_tokens_per_s": statistics.median(completion) / wall if completion else float("nan"),
+        "peak_gpu_gb": max(tm.peak_gb for tm in timers),
+        **{
+            f"median_{phase}": statistics.median(v)
+            for phase in sorted({p for tm in timers for p in tm.phases})
+            if (v := [x for tm in timers for x in tm.phases.get(phase, [])[warmup:]])
+        },
+    }
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--model", required=True)
+    src = ap.add_mutually_exclusive_group(required=True)
+    src.add_argument("--model", help="a policy folder (e.g. results/checkpoints/sft)")
+    src.add_argument("--shape", choices=sorted(SHAPES), help="build a random-weight policy of this shape")
     ap.add_argument("--data", required=True)
     ap.add_argument("--steps", type=int, default=8)
     ap.add_argument("--warmup", type=int, default=2)
@@ -92,40 +172,53 @@ def main() -> None:
     ap.add_argument("--num-generations", type=int, default=4)
     ap.add_argument("--max-completion-length", type=int, default=48)
     ap.add_argument("--reflection-max-tokens", type=int, default=32)
+    ap.add_argument("--lora", choices=["off", "on", "both"], default="off")
+    ap.add_argument("--dtype", default=None, help="policy dtype (default: bfloat16 on a GPU, else float32)")
+    ap.add_argument("--gradient-checkpointing", action="store_true")
     ap.add_argument("--json", default=None, help="write the results here too")
     a = ap.parse_args()
     os.environ.setdefault("SAFERVLM_MLFLOW", "0")
     logging.basicConfig(level=logging.WARNING)
-    base = {
+    cuda = torch.cuda.is_available()
+    base: dict[str, Any] = {
         "max_steps": a.steps,
         "batch_size": a.batch_size,
         "num_generations": a.num_generations,
         "max_completion_length": a.max_completion_length,
         "reflection_max_tokens": a.reflection_max_tokens,
         "save_steps": 10_000,
+        "learning_rate": 1e-6,
+        "dtype": a.dtype or ("bfloat16" if cuda else "float32"),
+        "gradient_checkpointing": a.gradient_checkpointing,
     }
-    times: dict[str, list[tuple[float, float]]] = {"plain": [], "safety_aware": []}
-    rates: list[float] = []
-    for _ in range(a.repeats):
-        for variant in ("plain", "safety_aware"):
-            params = GRPOParams(**base, safety_aware=variant == "safety_aware")  # type: ignore[arg-type]
-            t, metrics = run_once(a.model, a.data, params)
-            times[variant] += t[a.warmup :]
-            if variant == "safety_aware":
-                rates.append(metrics.get("mean_unsafe_rate", float("nan")))
-    wall = {k: statistics.median(w for w, _ in v) for k, v in times.items()}
-    cpu = {k: statistics.median(c for _, c in v) for k, v in times.items()}
-    result = {
-        "config": base,
-        "steps_timed_per_variant": len(times["plain"]),
-        "median_step_wall_s": wall,
-        "median_step_cpu_s": cpu,
-        "ratio_wall": wall["safety_aware"] / wall["plain"],
-        "ratio_cpu": cpu["safety_aware"] / cpu["plain"],
-        "unsafe_rate": statistics.mean(rates),
-        "all_steps": times,
-    }
-    print(json.dumps(result, indent=2))
+    device = torch.cuda.get_device_name() if cuda else "cpu"
+    result: dict[str, Any] = {"config": base, "device": device, "shape": a.shape, "model": a.model}
+    with tempfile.TemporaryDirectory(prefix="grpo-bench-") as tmp:
+        model = a.model
+        if a.shape:
+            model = f"{tmp}/policy"
+            t0 = time.perf_counter()
+            result["parameters"] = build_shape(a.shape, a.data, model)
+            result["build_s"] = time.perf_counter() - t0
+        for lora in {"off": [False], "on": [True], "both": [False, True]}[a.lora]:
+            timers: dict[str, list[StepTimer]] = {"plain": [], "safety_aware": []}
+            rates: list[float] = []
+            for _ in range(a.repeats):
+                for variant in ("plain", "safety_aware"):
+                    params = GRPOParams(**base, lora=lora, safety_aware=variant == "safety_aware")
+                    timer, metrics = run_once(model, a.data, params)
+                    timers[variant].append(timer)
+                    if variant == "safety_aware":
+                        rates.append(metrics.get("mean_unsafe_rate", float("nan")))
+            summary = {k: summarize(v, a.warmup) for k, v in timers.items()}
+            result["lora" if lora else "full"] = {
+                **summary,
+                "ratio_wall": summary["safety_aware"]["step_wall_s"] / summary["plain"]["step_wall_s"],
+                "ratio_cpu": summary["safety_aware"]["step_cpu_s"] / summary["plain"]["step_cpu_s"],
+                "unsafe_rate": statistics.mean(rates),
+                "all_steps": {k: [tm.times for tm in v] for k, v in timers.items()},
+            }
+            print(json.dumps({k: v for k, v in result.items()}, indent=2, default=str), flush=True)
     if a.json:
         Path(a.json).write_text(json.dumps(result, indent=2) + "\n")
 

@@ -113,6 +113,9 @@ def test_replaced_corrections_are_scored_under_the_original_prompt(
     assert rollout.last["rows"] == list(range(4))  # every sample unsafe -> every row corrected
     assert rollout.history[-1]["rollout/unsafe_rate"] == 1.0
     assert rollout.history[-1]["rollout/correction_success"] == 0.0
+    # Critiques are capped at reflection_max_tokens (4), not max_completion_length (6).
+    assert max(len(c) for c in rollout.last["critique_ids"]) == params.reflection_max_tokens
+    assert all(rollout.history[-1][f"rollout/{p}_s"] > 0 for p in ("generate", "reflect", "correct"))
     for k, row in enumerate(rollout.last["rows"]):
         prompt = [t for t, m in zip(out["prompt_ids"][row], out["prompt_mask"][row], strict=True) if m]
         completion = [
@@ -193,6 +196,7 @@ def test_skip_padding_scores_only_real_rows() -> None:
         ({"correction_mode": "add", "correction_slots": 4}, "correction_slots must be in"),
         ({"safety_score": "helpfulness"}, "safety_score must be one of"),
         ({"correction_template": "{question} {oops}"}, "correction_template may only use"),
+        ({"dtype": "int8"}, r"'grpo': dtype must be one of \['float32', 'bfloat16', 'float16'\]"),
         pytest.param(
             {"use_vllm": True},
             "vLLM is not installed",

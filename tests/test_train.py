@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 from safetensors.torch import load_file
 
 from safervlm.config import GRPOParams, SFTParams
@@ -69,6 +70,23 @@ def test_sft_with_lora_merges_the_adapter(tiny_model_dir: Path, train_parquet: P
     assert changed, "LoRA training left the attention weights unchanged"
 
 
+def test_sft_in_bfloat16_with_gradient_checkpointing(
+    tiny_model_dir: Path, train_parquet: Path, tmp_path: Path
+) -> None:
+    """``dtype`` and ``gradient_checkpointing`` reach the model and the trainer."""
+    out = tmp_path / "sft-bf16"
+    run_sft(
+        str(tiny_model_dir),
+        str(train_parquet),
+        str(out),
+        SFTParams(epochs=1, batch_size=8, dtype="bfloat16", gradient_checkpointing=True),
+    )
+    after = load_file(out / "model.safetensors")
+    assert {t.dtype for t in after.values()} == {torch.bfloat16}
+    assert all(torch.isfinite(t.float()).all() for t in after.values())
+    assert json.loads((out / "config.json").read_text())["text_config"]["dtype"] == "bfloat16"
+
+
 def test_grpo_trains_with_the_judge_reward(tiny_model_dir: Path, train_parquet: Path, tmp_path: Path) -> None:
     out = tmp_path / "grpo"
     metrics = run_grpo(
@@ -96,6 +114,8 @@ def test_grpo_trains_with_the_judge_reward(tiny_model_dir: Path, train_parquet: 
         # The safety-aware rollout (default) logs the policy samples' unsafe rate and safety.
         assert 0.0 <= h["rollout/unsafe_rate"] <= 1.0 and 0.0 <= h["rollout/sample_safety"] <= 1.0
         assert h["reward_components/reward"] == pytest.approx(h["reward"], abs=1e-5)
+        # Where the rollout's time goes, per phase (sampling and judging at least).
+        assert h["rollout/generate_s"] > 0 and h["rollout/judge_s"] >= 0
     assert (out / "model.safetensors").exists()
 
 

@@ -107,6 +107,8 @@ class TrainParams:
     lora_alpha: int = 32
     lora_targets: list[str] = field(default_factory=lambda: list(LORA_TARGETS))
     deepspeed: str | None = None
+    dtype: str = "float32"
+    gradient_checkpointing: bool = False
 
 
 @dataclass
@@ -151,6 +153,17 @@ class GRPOParams(TrainParams):
 
 
 SAFETY_SCORES = ("safety", "reasoning_safety", "answer_safety")
+DTYPES = ("float32", "bfloat16", "float16")
+
+
+def check_dtype(params: TrainParams, section: str) -> None:
+    """The policy dtype must be one torch loads; raises ConfigError naming the section."""
+    if params.dtype not in DTYPES:
+        raise ConfigError(
+            f"config section {section!r}: dtype must be one of {list(DTYPES)}, got {params.dtype!r}"
+        )
+
+
 CORRECTION_MODES = ("replace", "add")
 
 
@@ -165,6 +178,7 @@ def check_grpo_params(params: GRPOParams) -> None:
     def bad(msg: str) -> ConfigError:
         return ConfigError(f"config section 'grpo': {msg}")
 
+    check_dtype(params, "grpo")
     g = params.num_generations
     if g < 2:
         raise bad(f"num_generations (group size) must be >= 2, got {g}")

@@ -56,7 +56,12 @@ CHAT_TEMPLATE = (
 
 @dataclass(frozen=True)
 class TinyDims:
-    """Sizes of the tiny model (defaults give ~0.5M parameters on the fixtures' vocabulary)."""
+    """Sizes of the model (defaults: the embedded default's ~0.5M parameters).
+
+    ``vocab_size`` is the tokenizer's BPE vocabulary; ``model_vocab_size`` (None: the
+    tokenizer's length) sizes the embedding, so a real model's shape can be built on the
+    small local tokenizer (ids past the tokenizer decode to nothing).
+    """
 
     vocab_size: int = 2048
     hidden_size: int = 96
@@ -67,6 +72,36 @@ class TinyDims:
     vision_depth: int = 2
     vision_hidden: int = 64
     image_size: int = 112
+    model_vocab_size: int | None = None
+    vision_intermediate: int | None = None  # None: 2 x vision_hidden
+    vision_heads: int = 4
+    window_size: int = 56
+    fullatt_block_indexes: tuple[int, ...] | None = None  # None: the last vision block
+    rope_theta: float = 10000.0
+    max_position_embeddings: int = 2048
+    mrope_section: tuple[int, int, int] | None = None  # None: half the head dim split ~evenly
+
+
+# Qwen2.5-VL-3B-Instruct's published config (3.75B parameters), for random-weight benchmarks.
+QWEN25_VL_3B = TinyDims(
+    hidden_size=2048,
+    intermediate_size=11008,
+    num_layers=36,
+    num_heads=16,
+    num_kv_heads=2,
+    vision_depth=32,
+    vision_hidden=1280,
+    image_size=448,
+    model_vocab_size=151936,
+    vision_intermediate=3420,
+    vision_heads=16,
+    window_size=112,
+    fullatt_block_indexes=(7, 15, 23, 31),
+    rope_theta=1000000.0,
+    mrope_section=(16, 24, 24),
+    max_position_embeddings=128000,
+)
+SHAPES = {"tiny": TinyDims(), "qwen2.5-vl-3b": QWEN25_VL_3B}
 
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int) -> PreTrainedTokenizerFast:
@@ -96,35 +131,35 @@ def tiny_config(tokenizer: PreTrainedTokenizerFast, dims: TinyDims) -> Qwen2_5_V
     ids: dict[str, int] = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}  # type: ignore[misc]
     head_dim = dims.hidden_size // dims.num_heads
     half = head_dim // 2  # M-RoPE splits half the head dim into (temporal, height, width)
-    mrope = [half - 2 * (half // 3), half // 3, half // 3]
+    mrope = list(dims.mrope_section or (half - 2 * (half // 3), half // 3, half // 3))
     common: dict[str, Any] = {
         "bos_token_id": None,
         "eos_token_id": ids["<|im_end|>"],
         "pad_token_id": ids["<|endoftext|>"],
     }
     text = {
-        "vocab_size": len(tokenizer),
+        "vocab_size": dims.model_vocab_size or len(tokenizer),
         "hidden_size": dims.hidden_size,
         "intermediate_size": dims.intermediate_size,
         "num_hidden_layers": dims.num_layers,
         "num_attention_heads": dims.num_heads,
         "num_key_value_heads": dims.num_kv_heads,
-        "max_position_embeddings": 2048,
-        "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": mrope},
+        "max_position_embeddings": dims.max_position_embeddings,
+        "rope_parameters": {"rope_type": "default", "rope_theta": dims.rope_theta, "mrope_section": mrope},
         "tie_word_embeddings": True,
         **common,
     }
     vision = {
         "depth": dims.vision_depth,
         "hidden_size": dims.vision_hidden,
-        "intermediate_size": dims.vision_hidden * 2,
-        "num_heads": 4,
+        "intermediate_size": dims.vision_intermediate or dims.vision_hidden * 2,
+        "num_heads": dims.vision_heads,
         "out_hidden_size": dims.hidden_size,
         "patch_size": 14,
         "spatial_merge_size": 2,
         "temporal_patch_size": 2,
-        "window_size": 56,
-        "fullatt_block_indexes": [dims.vision_depth - 1],
+        "window_size": dims.window_size,
+        "fullatt_block_indexes": list(dims.fullatt_block_indexes or [dims.vision_depth - 1]),
     }
     return Qwen2_5_VLConfig(
         text_config=text,
@@ -139,7 +174,12 @@ def tiny_config(tokenizer: PreTrainedTokenizerFast, dims: TinyDims) -> Qwen2_5_V
 
 
 def build_tiny_model(
-    out: str | Path, texts: Iterable[str], seed: int = 0, dims: TinyDims | None = None
+    out: str | Path,
+    texts: Iterable[str],
+    seed: int = 0,
+    dims: TinyDims | None = None,
+    device: str = "cpu",
+    dtype: str = "float32",
 ) -> int:
     """Build, save and return the parameter count of the tiny policy at ``out``.
 
@@ -148,6 +188,8 @@ def build_tiny_model(
         texts: corpus for the tokenizer (the fixtures' questions and responses).
         seed: weight-init seed; the same seed and texts give identical files.
         dims: model sizes.
+        device, dtype: where and in which dtype the random weights are made and saved (a
+            GPU makes a billion-parameter shape in seconds; the embedded default: CPU, fp32).
     """
     dims = dims or TinyDims()
     tokenizer = train_tokenizer(texts, dims.vocab_size)
@@ -159,7 +201,10 @@ def build_tiny_model(
         image_processor=image_processor, tokenizer=tokenizer, chat_template=CHAT_TEMPLATE
     )
     torch.manual_seed(seed)
-    model = Qwen2_5_VLForConditionalGeneration(tiny_config(tokenizer, dims))
+    with torch.device(device):
+        model = Qwen2_5_VLForConditionalGeneration(tiny_config(tokenizer, dims))
+    if dtype != "float32":
+        model = model.to(getattr(torch, dtype))
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     n_params = sum(p.numel() for p in model.parameters())

@@ -30,6 +30,7 @@ def common_args(output_dir: str | Path, seed: int, params: TrainParams) -> dict[
         "logging_steps": 1,
         "use_cpu": not torch.cuda.is_available(),
         "bf16": torch.cuda.is_available() and torch.cuda.is_bf16_supported(),
+        "gradient_checkpointing": params.gradient_checkpointing,
         "dataloader_num_workers": 0,
         "disable_tqdm": True,
     }

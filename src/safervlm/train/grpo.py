@@ -143,7 +143,7 @@ def run_grpo(
     # Plain GRPO: the reward's judge calls record the policy samples' safety (same keys as the rollout).
     monitor = None if params.safety_aware else SampleSafetyMonitor(judge, params)
     reward = get_reward(params.reward, judge=monitor or judge, **params.reward_params)
-    model, processor = load_policy(model_path)
+    model, processor = load_policy(model_path, params.dtype)
     peft_config = lora_config(params, model)
     df = _drop_long_prompts(df, processor, params.max_prompt_length, data_path)
     dataset = prompt_dataset(df, data_path)

@@ -27,8 +27,10 @@ correction the sampling log-probs of ``y'`` are NaN, which TRL turns into a rati
 Per step the trainer logs ``rollout/unsafe_rate`` (unsafe share of sampled rows),
 ``rollout/sample_safety`` (mean safety score of the sampled rows, i.e. of the policy
 itself), ``rollout/corrected`` (corrections made), ``rollout/correction_success``
-(share of corrections judged safe) and ``rollout/uncorrected`` (unsafe samples left
-without a free slot in ``add`` mode).
+(share of corrections judged safe), ``rollout/uncorrected`` (unsafe samples left
+without a free slot in ``add`` mode) and the wall time of each phase: ``rollout/generate_s``
+(sampling), ``rollout/judge_s``, ``rollout/reflect_s`` (critiques), ``rollout/correct_s``
+(corrections) — where a step's extra time over plain GRPO goes.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -123,6 +126,7 @@ class RolloutStats:
     corrected_safe: int = 0
     uncorrected: int = 0
     safety: list[float] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)  # wall time per rollout phase
 
     def metrics(self) -> dict[str, float]:
         scored = [s for s in self.safety if not math.isnan(s)]
@@ -134,7 +138,17 @@ class RolloutStats:
                 self.corrected_safe / self.corrected if self.corrected else math.nan
             ),
             "rollout/uncorrected": float(self.uncorrected),
+            **{f"rollout/{phase}_s": t for phase, t in self.seconds.items()},
         }
+
+    @contextlib.contextmanager
+    def timed(self, phase: str) -> Iterator[None]:
+        """Add the wall time of the block to ``seconds[phase]``."""
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[phase] = self.seconds.get(phase, 0.0) + time.perf_counter() - t0
 
 
 class SafetyAwareRollout:
@@ -186,11 +200,14 @@ class SafetyAwareRollout:
         tok = trainer.processing_class
         eos = trainer.eos_token_ids[0]
 
+        stats = RolloutStats(sampled=len(sample_rows))
         orig_ids, _, _ = trainer._tokenize_prompts(prompts)
-        _, sampled, logprobs = self._generate(trainer, [prompts[i] for i in sample_rows], g - slots)
+        with stats.timed("generate"):
+            _, sampled, logprobs = self._generate(trainer, [prompts[i] for i in sample_rows], g - slots)
         texts = tok.batch_decode(sampled, skip_special_tokens=True)
-        safety = self._safety([inputs[i] for i in sample_rows], texts)
-        stats = RolloutStats(sampled=len(sample_rows), safety=safety)
+        with stats.timed("judge"):
+            safety = self._safety([inputs[i] for i in sample_rows], texts)
+        stats.safety = safety
 
         completion_ids: list[list[int]] = [[eos] for _ in range(n)]
         roles = [PAD] * n
@@ -224,7 +241,8 @@ class SafetyAwareRollout:
                 for k in ks
                 for i in [sample_rows[k]]
             ]
-            _, critique_ids, _ = self._generate(trainer, reflect, 1, p.reflection_max_tokens)
+            with stats.timed("reflect"):
+                _, critique_ids, _ = self._generate(trainer, reflect, 1, p.reflection_max_tokens)
             critiques = [c.strip() for c in tok.batch_decode(critique_ids, skip_special_tokens=True)]
             correct = [
                 _with_user_text(
@@ -233,9 +251,11 @@ class SafetyAwareRollout:
                 )
                 for k, c in zip(ks, critiques, strict=True)
             ]
-            correction_prompt_ids, corrected, _ = self._generate(trainer, correct, 1)
+            with stats.timed("correct"):
+                correction_prompt_ids, corrected, _ = self._generate(trainer, correct, 1)
             corrected_texts = tok.batch_decode(corrected, skip_special_tokens=True)
-            corrected_safety = self._safety([inputs[targets[k]] for k in ks], corrected_texts)
+            with stats.timed("judge"):
+                corrected_safety = self._safety([inputs[targets[k]] for k in ks], corrected_texts)
             for k, ids, s in zip(ks, corrected, corrected_safety, strict=True):
                 row = targets[k]
                 completion_ids[row], roles[row] = ids, CORRECTED
@@ -246,6 +266,7 @@ class SafetyAwareRollout:
             self.last = {
                 "rows": [targets[k] for k in ks],
                 "critiques": critiques,
+                "critique_ids": critique_ids,
                 "correction_prompt_ids": correction_prompt_ids,
                 "corrections": corrected_texts,
                 "correction_safety": corrected_safety,

@@ -16,7 +16,7 @@ from transformers import set_seed
 from trl import SFTConfig, SFTTrainer
 
 from safervlm import tracking
-from safervlm.config import SFTParams
+from safervlm.config import SFTParams, check_dtype
 from safervlm.io import read_parquet
 from safervlm.models import load_policy
 from safervlm.train.common import common_args, lora_config, save_policy, step_logs
@@ -27,11 +27,12 @@ log = logging.getLogger(__name__)
 
 def run_sft(model_path: str, data_path: str, out: str, params: SFTParams, seed: int = 0) -> dict[str, Any]:
     """Fine-tune ``model_path`` on the ``response`` column of ``data_path``; save to ``out``."""
+    check_dtype(params, "sft")
     set_seed(seed)
     log.info("SFT params: %s", params)
     df = read_parquet(data_path, required=["id", "question", "image", "response"])
     dataset = sft_dataset(df, data_path)
-    model, processor = load_policy(model_path)
+    model, processor = load_policy(model_path, params.dtype)
     with tempfile.TemporaryDirectory(prefix="sft-") as workdir:
         args = SFTConfig(
             **common_args(workdir, seed, params),
