@@ -31,8 +31,8 @@ RULES = (
 )
 
 
-def snakemake(*args: str, tracking: bool = False) -> subprocess.CompletedProcess[str]:
-    """Run this repository's Snakefile with the venv's tools on PATH.
+def snakemake_command(*args: str, tracking: bool = False) -> tuple[list[str], dict[str, str]]:
+    """Command line and environment that run this repository's Snakefile with the venv's tools.
 
     With ``tracking`` False, MLflow logging is off; with True, the config decides.
     """
@@ -42,5 +42,10 @@ def snakemake(*args: str, tracking: bool = False) -> subprocess.CompletedProcess
         env.pop("SAFERVLM_MLFLOW", None)
     else:
         env["SAFERVLM_MLFLOW"] = "0"
-    cmd = [str(BIN / "snakemake"), "-s", str(ROOT / "Snakefile"), *args]
+    return [str(BIN / "snakemake"), "-s", str(ROOT / "Snakefile"), *args], env
+
+
+def snakemake(*args: str, tracking: bool = False) -> subprocess.CompletedProcess[str]:
+    """Run this repository's Snakefile (see :func:`snakemake_command`) to completion."""
+    cmd, env = snakemake_command(*args, tracking=tracking)
     return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env)

@@ -12,8 +12,11 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import psutil
 import pytest
 import torch
+import yaml
+from helpers import ROOT, snakemake, snakemake_command
 from safetensors.torch import load_file
 
 from safervlm.data.fixtures import build_fixtures
@@ -102,6 +105,77 @@ def test_killed_grpo_resumes_and_matches_an_uninterrupted_run(
             assert a.get(key) == pytest.approx(b.get(key), abs=1e-6), (key, a["step"])
     w1, w2 = load_file(out / "model.safetensors"), load_file(ref_out / "model.safetensors")
     assert all(torch.equal(w1[k], w2[k]) for k in w1)
+
+
+def _grpo_job(snakemake_proc: subprocess.Popen[str]) -> psutil.Process | None:
+    """The `safervlm grpo` process Snakemake started for the grpo job, if it runs."""
+    try:
+        children = psutil.Process(snakemake_proc.pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return None
+    for child in children:
+        try:
+            cmdline = child.cmdline()
+        except psutil.NoSuchProcess:
+            continue
+        if "grpo" in cmdline and "--state-dir" in cmdline and "bash" not in Path(cmdline[0]).name:
+            return child
+    return None
+
+
+@pytest.mark.slow
+def test_grpo_job_killed_under_snakemake_resumes_when_snakemake_reruns_it(tmp_path: Path) -> None:
+    """SIGKILL the grpo job Snakemake runs; Snakemake fails the job but keeps the run state
+    (it lives outside the job's output); the rerun resumes from the last checkpoint and ends
+    where a run from step 0 ends (same log history, same weights)."""
+    cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    cfg["fixtures"].update(n_per_benchmark=4, n_train_per_source=16)
+    cfg["curate"].update(k_samples=2, max_new_tokens=8, min_instability=0.0, target_size=None)
+    cfg["sft"].update(epochs=1)
+    cfg["grpo"].update(PARAMS)
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
+    args = ["-d", str(tmp_path), "--cores", "2", "--configfile", str(tmp_path / "config.yaml")]
+    target = "results/checkpoints/grpo"
+    out, state = tmp_path / target, tmp_path / f"{target}.partial"
+    up = snakemake(*args[:-2], "results/checkpoints/sft", *args[-2:])
+    assert up.returncode == 0, (up.stdout + up.stderr)[-4000:]
+
+    cmd, env = snakemake_command(*args[:-2], target, *args[-2:])
+    with open(tmp_path / "first.log", "w") as log:
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, text=True, env=env)
+        deadline = time.monotonic() + 600
+        while _marker_step(state) < 2 and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        job = _grpo_job(proc)
+        assert job is not None, (tmp_path / "first.log").read_text()[-3000:]
+        job.send_signal(signal.SIGKILL)
+        proc.wait(timeout=300)
+    first = (tmp_path / "first.log").read_text()
+    killed_at = _marker_step(state)
+    assert proc.returncode != 0 and "Error in rule grpo" in first, first[-3000:]
+    assert 2 <= killed_at < PARAMS["max_steps"], killed_at
+    assert not out.exists()  # Snakemake removed the failed job's output ...
+    assert list(state.glob(f"*/checkpoint-{killed_at}"))  # ... and left the run state alone
+
+    second = snakemake(*args[:-2], target, *args[-2:])
+    assert second.returncode == 0, (second.stdout + second.stderr)[-4000:]
+    job_log = (tmp_path / "results" / "logs" / "grpo.log").read_text()
+    assert "resuming from" in job_log and f"checkpoint-{killed_at}" in job_log, job_log[-3000:]
+    metrics = json.loads((out / "train_log.json").read_text())["metrics"]
+    assert metrics["resumed_from_step"] == killed_at and metrics["steps"] == PARAMS["max_steps"]
+    resumed, resumed_weights = _history(out), load_file(out / "model.safetensors")
+
+    # The same job from step 0 (Snakemake reruns it; the finished run left no state behind).
+    third = snakemake(*args[:-2], "--forcerun", "grpo", target, *args[-2:])
+    assert third.returncode == 0, (third.stdout + third.stderr)[-4000:]
+    assert "starting from step 0" in (tmp_path / "results" / "logs" / "grpo.log").read_text()
+    uninterrupted = _history(out)
+    assert [h["step"] for h in resumed] == [h["step"] for h in uninterrupted] == list(range(1, 7))
+    for a, b in zip(resumed, uninterrupted, strict=True):
+        for key in ("reward", "rollout/unsafe_rate", "reward_components/safety", "loss"):
+            assert a.get(key) == pytest.approx(b.get(key), abs=1e-6), (key, a["step"])
+    final = load_file(out / "model.safetensors")
+    assert all(torch.equal(resumed_weights[k], final[k]) for k in final)
 
 
 def test_changed_config_does_not_resume_a_stale_run(tmp_path: Path) -> None:
