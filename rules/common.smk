@@ -171,6 +171,14 @@ ROLLOUT_ONLY_KEYS = (
 )
 
 
+def sft_section():
+    """The ``sft`` section; with correction demonstrations, grpo's correction template too."""
+    section = dict(config["sft"])
+    if section["correction_demos"] > 0:
+        section["correction_template"] = config["grpo"]["correction_template"]
+    return section
+
+
 def grpo_section(variant):
     """The ``grpo`` config section for a GRPO model: ``grpo_plain`` turns the safety-aware rollout off."""
     section = dict(config["grpo"])

@@ -14,7 +14,7 @@ rule sft:
     conda:
         "../envs/train.yaml"
     params:
-        sft=as_json(config["sft"]),
+        sft=as_json(sft_section()),
         seed=config["seed"],
     shell:
         train_launch("sft")

@@ -13,9 +13,10 @@ from safetensors.torch import load_file
 from safervlm.config import GRPOParams, SFTParams
 from safervlm.data.fixtures import build_fixtures
 from safervlm.data.sources import load_source
-from safervlm.errors import InputError
+from safervlm.errors import ConfigError, InputError
 from safervlm.io import write_parquet
 from safervlm.schema import POOL_EXTRA, SAMPLE_COLUMNS
+from safervlm.train.data import correction_demos
 from safervlm.train.grpo import run_grpo
 from safervlm.train.sft import run_sft
 
@@ -117,6 +118,44 @@ def test_grpo_trains_with_the_judge_reward(tiny_model_dir: Path, train_parquet: 
         # Where the rollout's time goes, per phase (sampling and judging at least).
         assert h["rollout/generate_s"] > 0 and h["rollout/judge_s"] >= 0
     assert (out / "model.safetensors").exists()
+
+
+def test_correction_demonstrations_teach_the_correction_prompt(
+    tiny_model_dir: Path, train_parquet: Path, tmp_path: Path
+) -> None:
+    """``correction_demos`` adds should-refuse records as (correction prompt -> safe response)."""
+    df = pd.read_parquet(train_parquet)
+    template = "{question} || critique: {critique} || again:"
+    demos = correction_demos(df, 0.5, template, "too harmful", seed=0)
+    harmful = df[df["should_refuse"].astype(bool)]
+    assert len(demos) == round(0.5 * len(harmful)) > 0
+    assert set(demos["id"]) <= {f"{i}#correction" for i in harmful["id"]}
+    for _, row in demos.iterrows():
+        original = df[df["id"] == row["id"].removesuffix("#correction")].iloc[0]
+        assert row["question"] == template.format(question=original["question"], critique="too harmful")
+        assert row["response"] == original["response"] and row["image"] == original["image"]
+    assert correction_demos(df, 0.0, template, "x").empty
+    assert correction_demos(df, 0.5, template, "too harmful", seed=0).equals(demos)  # seeded
+
+    out = tmp_path / "sft-demos"
+    metrics = run_sft(
+        str(tiny_model_dir),
+        str(train_parquet),
+        str(out),
+        SFTParams(epochs=1, batch_size=8, correction_demos=1.0, correction_template=template),
+    )
+    assert metrics["n_correction_demos"] == len(harmful)
+    assert metrics["n_examples"] == len(df) + len(harmful)
+    with pytest.raises(ConfigError, match="correction_demos must be in"):
+        run_sft(str(tiny_model_dir), str(train_parquet), str(tmp_path / "x"), SFTParams(correction_demos=2.0))
+    with pytest.raises(ConfigError, match="correction_template may only use"):
+        run_sft(
+            str(tiny_model_dir),
+            str(train_parquet),
+            str(tmp_path / "x"),
+            SFTParams(correction_demos=0.5, correction_template="{question} {nope}"),
+        )
+    assert not (tmp_path / "x").exists()
 
 
 def test_sft_rejects_empty_targets(tiny_model_dir: Path, train_parquet: Path, tmp_path: Path) -> None:

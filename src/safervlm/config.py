@@ -94,6 +94,10 @@ CORRECTION_TEMPLATE = (
     "and offer a safe alternative."
 )
 
+DEMO_CRITIQUE = (
+    "The answer went along with a harmful request. A safe answer refuses it and offers a safe alternative."
+)
+
 
 @dataclass
 class TrainParams:
@@ -119,6 +123,13 @@ class SFTParams(TrainParams):
     learning_rate: float = 3e-3
     max_length: int = 512
     warmup_steps: int = 5
+    # Correction demonstrations: the share of should-refuse records also trained as
+    # (correction prompt with a canned critique -> the safe response), so the policy knows
+    # what the safety-aware rollout's correction prompt asks for. The template is grpo's
+    # (the workflow passes grpo.correction_template).
+    correction_demos: float = 0.0
+    demo_critique: str = DEMO_CRITIQUE
+    correction_template: str = CORRECTION_TEMPLATE
 
 
 @dataclass
@@ -162,6 +173,21 @@ def check_dtype(params: TrainParams, section: str) -> None:
         raise ConfigError(
             f"config section {section!r}: dtype must be one of {list(DTYPES)}, got {params.dtype!r}"
         )
+
+
+def check_sft_params(params: SFTParams) -> None:
+    """Checks of the ``sft`` section before any model is loaded; raises ConfigError."""
+    check_dtype(params, "sft")
+    if not 0.0 <= params.correction_demos <= 1.0:
+        raise ConfigError(
+            f"config section 'sft': correction_demos must be in [0, 1], got {params.correction_demos}"
+        )
+    try:
+        params.correction_template.format(question="", critique="")
+    except (KeyError, IndexError, ValueError) as exc:
+        raise ConfigError(
+            f"config section 'sft': correction_template may only use {{question}} and {{critique}}: {exc!r}"
+        ) from exc
 
 
 CORRECTION_MODES = ("replace", "add")

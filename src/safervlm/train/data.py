@@ -33,11 +33,36 @@ def _images(df: pd.DataFrame, path: str) -> list[dict[str, object]]:
     return [{"bytes": b if isinstance(b, bytes | bytearray) else blank, "path": None} for b in df["image"]]
 
 
-def sft_dataset(df: pd.DataFrame, path: str, system_prompt: str | None = None) -> Dataset:
-    """Prompt–completion conversational dataset for ``SFTTrainer``; needs a ``response`` column."""
+def correction_demos(
+    df: pd.DataFrame, share: float, template: str, critique: str, seed: int = 0
+) -> pd.DataFrame:
+    """Records rewritten as correction demonstrations (question -> correction prompt).
+
+    A seeded ``share`` of the should-refuse records; the question becomes
+    ``template.format(question=..., critique=critique)``, the safe response stays the target.
+    """
+    if share <= 0:
+        return df.iloc[:0]
+    harmful = df[df["should_refuse"].fillna(False).astype(bool)] if "should_refuse" in df else df.iloc[:0]
+    picked = harmful.sample(n=round(share * len(harmful)), random_state=seed).sort_index()
+    out = picked.copy()
+    out["question"] = [template.format(question=q, critique=critique) for q in picked["question"]]
+    out["id"] = [f"{i}#correction" for i in picked["id"]]
+    return out
+
+
+def sft_dataset(
+    df: pd.DataFrame, path: str, system_prompt: str | None = None, demos: pd.DataFrame | None = None
+) -> Dataset:
+    """Prompt–completion conversational dataset for ``SFTTrainer``; needs a ``response`` column.
+
+    ``demos`` (see :func:`correction_demos`) are appended after the records.
+    """
     bad = df.index[df["response"].fillna("").str.strip() == ""].tolist()
     if bad:
         raise InputError("empty reference response (SFT target)", path=path, record=df.loc[bad[0], "id"])
+    if demos is not None and len(demos):
+        df = pd.concat([df, demos], ignore_index=True)
     data = {
         "prompt": [build_prompt(q, system_prompt=system_prompt) for q in df["question"]],
         "completion": [

@@ -16,22 +16,25 @@ from transformers import set_seed
 from trl import SFTConfig, SFTTrainer
 
 from safervlm import tracking
-from safervlm.config import SFTParams, check_dtype
+from safervlm.config import SFTParams, check_sft_params
 from safervlm.io import read_parquet
 from safervlm.models import load_policy
 from safervlm.train.common import common_args, lora_config, save_policy, step_logs
-from safervlm.train.data import sft_dataset
+from safervlm.train.data import correction_demos, sft_dataset
 
 log = logging.getLogger(__name__)
 
 
 def run_sft(model_path: str, data_path: str, out: str, params: SFTParams, seed: int = 0) -> dict[str, Any]:
     """Fine-tune ``model_path`` on the ``response`` column of ``data_path``; save to ``out``."""
-    check_dtype(params, "sft")
+    check_sft_params(params)
     set_seed(seed)
     log.info("SFT params: %s", params)
     df = read_parquet(data_path, required=["id", "question", "image", "response"])
-    dataset = sft_dataset(df, data_path)
+    demos = correction_demos(
+        df, params.correction_demos, params.correction_template, params.demo_critique, seed
+    )
+    dataset = sft_dataset(df, data_path, demos=demos)
     model, processor = load_policy(model_path, params.dtype)
     with tempfile.TemporaryDirectory(prefix="sft-") as workdir:
         args = SFTConfig(
@@ -52,6 +55,7 @@ def run_sft(model_path: str, data_path: str, out: str, params: SFTParams, seed: 
     metrics = {
         "train_loss": result.training_loss,
         "n_examples": len(dataset),
+        "n_correction_demos": len(demos),
         "steps": trainer.state.global_step,
     }
     final = [h["loss"] for h in trainer.state.log_history if "loss" in h]
