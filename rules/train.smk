@@ -14,7 +14,7 @@ rule sft:
     conda:
         "../envs/train.yaml"
     params:
-        sft=as_json(sft_section()),
+        sft=lambda w: as_json(sft_section()),  # a function: the template holds braces
         seed=config["seed"],
     shell:
         train_launch("sft")

@@ -338,3 +338,19 @@ def test_html_report_lists_the_mlflow_run_of_every_stage(run_dir: Path, html_rep
     assert {s for s, *_ in listed.values()} == set(RULES) - {"mlflow_runs"}
     csv = pd.read_csv(run_dir / "results/report/mlflow_runs.csv")
     assert set(csv["run_id"]) == set(listed) and set(csv["tracking_uri"]) == {uri}
+
+
+def test_pins_include_the_safety_aware_gain(run_dir: Path) -> None:
+    """`make pin` pins grpo - grpo_plain (the rollout's claim) next to each model's averages."""
+    from safervlm.audit import demo_cells
+
+    cfg = reduced_config()
+    pairs = [tuple(p) for p in cfg["eval"]["pairs"]]
+    cells = {c["id"]: c for c in demo_cells(run_dir / "results", cfg["eval"]["models"], BENCHES, pairs)}
+    for metric in ("safety", "helpfulness"):
+        gain = cells[f"demo.safety_aware_gain.{metric}"]
+        assert (gain["kind"], gain["model"], gain["versus"]) == ("difference", "grpo", "grpo_plain")
+        expected = (
+            cells[f"demo.grpo.avg.{metric}"]["expected"] - cells[f"demo.grpo_plain.avg.{metric}"]["expected"]
+        )
+        assert gain["expected"] == pytest.approx(expected, abs=1e-9)

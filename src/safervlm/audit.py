@@ -543,6 +543,18 @@ def demo_cells(
                 "benchmarks": list(benchmarks),
             }
         )
+    if "grpo" in models and "grpo_plain" in models:  # SaFeR-VLM's claim: the rollout beats plain GRPO
+        for metric in ("safety", "helpfulness"):
+            specs.append(
+                {
+                    "id": f"demo.safety_aware_gain.{metric}",
+                    "kind": "difference",
+                    "metric": metric,
+                    "model": "grpo",
+                    "versus": "grpo_plain",
+                    "benchmarks": list(benchmarks),
+                }
+            )
     out = []
     for spec in specs:
         spec["scale"] = 1.0 if spec["kind"] == "ratio" else 100.0
