@@ -218,7 +218,7 @@ def main() -> None:
                 "unsafe_rate": statistics.mean(rates),
                 "all_steps": {k: [tm.times for tm in v] for k, v in timers.items()},
             }
-            print(json.dumps({k: v for k, v in result.items()}, indent=2, default=str), flush=True)
+            print(json.dumps(result, indent=2, default=str), flush=True)
     if a.json:
         Path(a.json).write_text(json.dumps(result, indent=2) + "\n")
 
