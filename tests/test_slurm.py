@@ -126,7 +126,7 @@ def _without_timings(value: Any) -> Any:
         return {
             k: _without_timings(v)
             for k, v in value.items()
-            if not k.endswith(("_runtime", "_per_second", "_time"))
+            if not k.endswith(("_runtime", "_per_second", "_time", "_s"))  # rollout/<phase>_s too
         }
     if isinstance(value, list):
         return [_without_timings(v) for v in value]
