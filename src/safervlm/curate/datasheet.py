@@ -78,6 +78,8 @@ def build_datasheet(
             "selected": _counts(selected["should_refuse"].astype("string").fillna("unknown")),
         },
         "score_stats": {"scored": _stats(scored), "selected": _stats(selected)},
+        "category_sources": pool_summary.get("category_sources", {}),
+        "unmapped_rows": pool_summary.get("unmapped_rows", {}),
     }
 
 
@@ -85,6 +87,81 @@ def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|---" + "|---:" * (len(header) - 1) + "|"]
     lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in rows]
     return [*lines, ""]
+
+
+def _cell(value: Any) -> str:
+    text = "" if value is None else str(value)
+    return "(empty)" if not text else text.replace("|", "\\|")
+
+
+def _category_sections(sheet: dict[str, Any]) -> list[str]:
+    """Where each source's categories come from, and its rows that fell to ``other``."""
+    prov, unmapped = sheet.get("category_sources") or {}, sheet.get("unmapped_rows") or {}
+    if not prov and not unmapped:
+        return []
+    lines = ["## Where categories come from", ""]
+    lines += [
+        "Each row's category comes from the first step that applies: benign (no harm label, benign "
+        "request), a `category_rules` entry (by subset, label, subcategory), `category_map` (by label), "
+        "the label being a taxonomy name; otherwise it is `other` (unmapped).",
+        "",
+    ]
+    routes = ("benign", "rule", "category_map", "taxonomy", "unmapped")
+    lines += _table(
+        [
+            "source",
+            "label from",
+            "subcategory from",
+            "rows",
+            "with label",
+            "with subcategory",
+            "benign",
+            "by rule",
+            "by category_map",
+            "taxonomy name",
+            "other (unmapped)",
+        ],
+        [
+            [
+                s,
+                p["label_field"],
+                p["subcategory_field"] or "—",
+                p["rows"],
+                p["with_label"],
+                p["with_subcategory"],
+                *(p["routes"].get(r, 0) for r in routes),
+            ]
+            for s, p in prov.items()
+        ],
+    )
+    notes = [
+        f"- {s}: no row carries a source label ({p['label_field']}); its {p['rows']} rows are `other` "
+        f"unless benign or mapped by `sources.{s}.category_rules` (e.g. by subset)."
+        for s, p in prov.items()
+        if p["rows"] and not p["with_label"]
+    ]
+    lines += [*notes, ""] if notes else []
+    lines += ["## Unmapped rows per source", ""]
+    if not any(unmapped.values()):
+        return [*lines, "None: every pool row got a taxonomy category (or an explicit `other`).", ""]
+    lines += [
+        "Rows that went to `other` because no rule, `category_map` entry or taxonomy name covers them; "
+        "add `category_rules` or `category_map` entries for the ones that have a taxonomy category.",
+        "",
+    ]
+    lines += _table(
+        ["source", "subset", "label", "subcategory", "rows"],
+        [
+            [s, _cell(g["subset"]), _cell(g["label"]), _cell(g["subcategory"]), g["n"]]
+            for s, groups in unmapped.items()
+            for g in groups
+        ],
+    )
+    for s, groups in unmapped.items():
+        total = prov.get(s, {}).get("unmapped_groups", len(groups))
+        if total > len(groups):
+            lines += [f"- {s}: the {len(groups)} largest of {total} groups are shown.", ""]
+    return lines
 
 
 def render_markdown(sheet: dict[str, Any], figure_name: str) -> str:
@@ -124,6 +201,7 @@ def render_markdown(sheet: dict[str, Any], figure_name: str) -> str:
     lines += _table(
         ["category", "pool", "clean", "selected"], [[c, *v.values()] for c, v in sheet["categories"].items()]
     )
+    lines += _category_sections(sheet)
     lines += ["## Refusal balance (should_refuse)", ""]
     values = sorted(set(sheet["should_refuse"]["clean"]) | set(sheet["should_refuse"]["selected"]))
     lines += _table(

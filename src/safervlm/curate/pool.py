@@ -1,14 +1,19 @@
 """The training pool: every configured source, capped, with categories mapped to one taxonomy.
 
 Each source keeps its own label set (BeaverTails-V harm-category configs, SPA-VL
-``class1``, VLGuard ``harmful_category``). A row's source label becomes a taxonomy
-category by the first rule that applies:
+``class1``, VLGuard ``harmful_category``); :data:`LABEL_FIELDS` says where each source's
+label and finer *subcategory* come from. A row becomes a taxonomy category by the first
+step that applies:
 
-1. the source's ``category_map`` names the label → the mapped category;
-2. the label already is a taxonomy category → itself;
-3. the label is empty and the row is benign (``should_refuse`` False) → ``benign``
-   (when the taxonomy has it);
-4. otherwise → ``other`` (counted per source and label, and logged as a warning).
+1. the label is empty and the row is benign (``should_refuse`` False) → ``benign`` (when
+   the taxonomy has it); nothing below can swallow these rows (VLGuard ``safe_safes``);
+2. the first of the source's ``category_rules`` whose ``when`` matches the row → its
+   ``category``. ``when`` holds any of ``subset``, ``label`` and ``subcategory`` (exact
+   strings; ``""`` matches an empty value) and matches when all of them do;
+3. the source's ``category_map`` names the label → the mapped category;
+4. the label already is a taxonomy category (or ``other``) → itself;
+5. otherwise → ``other``: *unmapped*, counted per source by label (``unmapped``) and by
+   (subset, label, subcategory) (``unmapped_rows``) in the summary, and logged.
 
 The source label is kept in the row's ``meta`` JSON as ``source_category``.
 """
@@ -34,12 +39,45 @@ logger = logging.getLogger(__name__)
 OTHER = "other"
 BENIGN = "benign"
 
+# source -> (where the row's label comes from, the meta field holding its subcategory or None);
+# as the readers in safervlm.data.sources put them.
+LABEL_FIELDS: dict[str, tuple[str, str | None]] = {
+    "beavertails_v": ("`category` column (the harm-category config folder when null)", None),
+    "spa_vl": ("`class1` column (harm domain)", "class2"),
+    "vlguard_train": ("`harmful_category` of unsafe images (safe images carry none)", "harmful_subcategory"),
+}
+# How a row got its category (the summary's ``category_routes``).
+ROUTES = ("benign", "rule", "category_map", "taxonomy", "unmapped")
+_UNMAPPED_KEEP = 50  # rows of ``unmapped_rows`` kept per source (largest groups first)
+
 
 @dataclass
 class PoolParams:
     """Pool settings (keys of the ``curate`` config section)."""
 
     taxonomy: list[str] = field(default_factory=lambda: [BENIGN])
+
+
+@dataclass
+class RuleWhen:
+    """The conditions of one ``category_rules`` entry (all given ones must hold)."""
+
+    subset: str | None = None
+    label: str | None = None
+    subcategory: str | None = None
+
+
+@dataclass
+class CategoryRule:
+    """One ``category_rules`` entry: rows matching ``when`` get ``category``."""
+
+    when: dict[str, Any] = field(default_factory=dict)
+    category: str = ""
+
+    def matches(self, subset: str, label: str, subcategory: str) -> bool:
+        """Whether a row with these values meets every condition of ``when``."""
+        row = {"subset": subset, "label": label, "subcategory": subcategory}
+        return all(row[k] == v for k, v in self.when.items() if v is not None)
 
 
 @dataclass
@@ -50,14 +88,42 @@ class SourceSpec:
     cap: int | None = None
     configs: list[str] | None = None
     category_map: dict[str, str] = field(default_factory=dict)
+    category_rules: list[Any] = field(default_factory=list)
+
+
+def parse_rule(name: str, index: int, entry: Any, allowed: set[str]) -> CategoryRule:
+    """Validate entry ``index`` of ``sources.<name>.category_rules``.
+
+    Raises:
+        ConfigError: naming ``sources.<name>.category_rules[<index>]``: not a mapping,
+            unknown keys, an empty or unknown ``when`` key, a non-string value, a
+            ``subcategory`` for a source whose rows carry none, or a category outside
+            the taxonomy.
+    """
+    where = f"sources.{name}.category_rules[{index}]"
+    if not isinstance(entry, dict):
+        raise ConfigError(f"{where} must be a mapping {{when: {{...}}, category: ...}}, got {entry!r}")
+    rule = from_dict(CategoryRule, entry, section=where)
+    when = from_dict(RuleWhen, rule.when, section=f"{where}.when")
+    given = {k: v for k, v in vars(when).items() if v is not None}
+    if not given:
+        raise ConfigError(f"{where}.when names no condition; use subset, label and/or subcategory")
+    if "subcategory" in given and LABEL_FIELDS.get(name, ("", None))[1] is None:
+        raise ConfigError(f"{where}.when: {name} rows carry no subcategory to match")
+    if rule.category not in allowed:
+        raise ConfigError(
+            f"{where} maps to category {rule.category!r}, which is not in curate.taxonomy {sorted(allowed)}"
+        )
+    return CategoryRule(when=given, category=rule.category)
 
 
 def parse_sources(sources: dict[str, Any], taxonomy: list[str]) -> dict[str, SourceSpec]:
     """Validate the ``sources`` section against the known sources and the taxonomy.
 
     Raises:
-        ConfigError: an unknown source, a missing root, a bad key, or a ``category_map``
-            value outside the taxonomy (the message names source and label).
+        ConfigError: an unknown source, a missing root, a bad key, a ``category_map``
+            value outside the taxonomy (the message names source and label), or a bad
+            ``category_rules`` entry (the message names source and rule index).
     """
     if not sources:
         raise ConfigError("config section 'sources' lists no training source")
@@ -75,28 +141,73 @@ def parse_sources(sources: dict[str, Any], taxonomy: list[str]) -> dict[str, Sou
                     f"sources.{name}.category_map maps {label!r} to {cat!r}, which is not in "
                     f"curate.taxonomy {sorted(allowed)}"
                 )
+        spec.category_rules = [parse_rule(name, i, r, allowed) for i, r in enumerate(spec.category_rules)]
         specs[name] = spec
     return specs
 
 
-def map_category(label: str, should_refuse: Any, spec: SourceSpec, taxonomy: set[str]) -> str:
-    """The taxonomy category of a row with source label ``label`` (module docstring rules)."""
-    if label in spec.category_map:
-        return spec.category_map[label]
-    if label in taxonomy:
-        return label
+def route_category(
+    label: str,
+    should_refuse: Any,
+    spec: SourceSpec,
+    taxonomy: set[str],
+    *,
+    subset: str = "",
+    subcategory: str = "",
+) -> tuple[str, str]:
+    """``(category, route)`` of a row (module docstring steps; route is one of :data:`ROUTES`)."""
     if not label and should_refuse is False and BENIGN in taxonomy:
-        return BENIGN
-    return OTHER
+        return BENIGN, "benign"
+    for rule in spec.category_rules:
+        if not isinstance(rule, CategoryRule):
+            rule = CategoryRule(**rule)
+        if rule.matches(subset, label, subcategory):
+            return rule.category, "rule"
+    if label in spec.category_map:
+        return spec.category_map[label], "category_map"
+    if label in taxonomy or label == OTHER:
+        return label, "taxonomy"
+    return OTHER, "unmapped"
 
 
-def _with_category(row: dict[str, Any], spec: SourceSpec, taxonomy: set[str]) -> tuple[dict[str, Any], bool]:
+def map_category(
+    label: str,
+    should_refuse: Any,
+    spec: SourceSpec,
+    taxonomy: set[str],
+    *,
+    subset: str = "",
+    subcategory: str = "",
+) -> str:
+    """The taxonomy category of a row with source label ``label`` (module docstring steps)."""
+    return route_category(label, should_refuse, spec, taxonomy, subset=subset, subcategory=subcategory)[0]
+
+
+def _text(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+def _with_category(
+    row: dict[str, Any], spec: SourceSpec, taxonomy: set[str], subcategory_field: str | None
+) -> tuple[dict[str, Any], str, str]:
+    """The row with its taxonomy category, the route taken and the row's subcategory."""
     label = str(row.get("category") or "")
-    category = map_category(label, row.get("should_refuse"), spec, taxonomy)
     meta = json.loads(row["meta"]) if row.get("meta") else {}
+    subcategory = _text(meta.get(subcategory_field)) if subcategory_field else ""
+    category, route = route_category(
+        label,
+        row.get("should_refuse"),
+        spec,
+        taxonomy,
+        subset=_text(row.get("subset")),
+        subcategory=subcategory,
+    )
     meta["source_category"] = label
-    mapped = category != OTHER or label == OTHER or label in spec.category_map
-    return {**row, "category": category, "meta": json.dumps(meta, sort_keys=True, default=str)}, mapped
+    return (
+        {**row, "category": category, "meta": json.dumps(meta, sort_keys=True, default=str)},
+        route,
+        subcategory,
+    )
 
 
 def build_pool(
@@ -107,7 +218,11 @@ def build_pool(
     Returns:
         ``(pool, summary)``: pool rows in ``SAMPLE_COLUMNS + POOL_EXTRA`` order (sources in
         config order, rows in file order); the summary holds counts per source, per
-        category, per source and category, and the unmapped labels per source.
+        category, per source and category, the unmapped labels per source (``unmapped``),
+        the unmapped rows per source by (subset, label, subcategory) (``unmapped_rows``,
+        largest groups first) and per source where its categories came from
+        (``category_sources``: label and subcategory fields, rows carrying a label or
+        subcategory, rows per route of :data:`ROUTES`).
 
     Raises:
         InputError: a bad source copy (from the readers) or ids repeated across sources.
@@ -115,23 +230,56 @@ def build_pool(
     tax = set(taxonomy)
     frames = []
     unmapped: dict[str, dict[str, int]] = {}
+    unmapped_rows: dict[str, list[dict[str, Any]]] = {}
+    provenance: dict[str, dict[str, Any]] = {}
     for name, spec in specs.items():
         rows = load_source(name, Path(str(spec.root)), spec.cap, seed=seed, configs=spec.configs)
-        mapped_rows, missing = [], Counter[str]()
+        label_field, sub_field = LABEL_FIELDS.get(name, ("`category`", None))
+        mapped_rows, missing, groups = [], Counter[str](), Counter[tuple[str, str, str]]()
+        routes = Counter[str]()
+        with_label = with_sub = 0
         for row in rows:
-            new, ok = _with_category(row, spec, tax)
+            new, route, sub = _with_category(row, spec, tax, sub_field)
             mapped_rows.append(new)
-            if not ok:
-                missing[str(row.get("category") or "")] += 1
+            routes[route] += 1
+            label = str(row.get("category") or "")
+            with_label += bool(label)
+            with_sub += bool(sub)
+            if route == "unmapped":
+                missing[label] += 1
+                groups[(_text(row.get("subset")), label, sub)] += 1
+        provenance[name] = {
+            "label_field": label_field,
+            "subcategory_field": sub_field,
+            "rows": len(rows),
+            "with_label": with_label,
+            "with_subcategory": with_sub,
+            "n_rules": len(spec.category_rules),
+            "routes": {r: routes.get(r, 0) for r in ROUTES},
+            "unmapped_groups": len(groups),
+        }
         if missing:
             unmapped[name] = dict(sorted(missing.items()))
+            ordered = sorted(groups.items(), key=lambda kv: (-kv[1], kv[0]))
+            unmapped_rows[name] = [
+                {"subset": s, "label": lab, "subcategory": sub, "n": n} for (s, lab, sub), n in ordered
+            ][:_UNMAPPED_KEEP]
             logger.warning(
-                "%s: %d rows have source labels outside curate.taxonomy and no category_map entry; "
-                "they go to %r: %s",
+                "%s: %d rows match no category rule, have source labels outside curate.taxonomy and no "
+                "category_map entry; they go to %r. By (subset, label, subcategory): %s",
                 name,
                 sum(missing.values()),
                 OTHER,
-                dict(missing.most_common(10)),
+                dict(ordered[:10]),
+            )
+        if rows and not with_label and not spec.category_rules:
+            logger.warning(
+                "%s: no row carries a source label (%s); its rows are %r unless benign or mapped by "
+                "sources.%s.category_rules",
+                name,
+                label_field,
+                OTHER,
+                name,
             )
         frames.append(pd.DataFrame(mapped_rows, columns=SAMPLE_COLUMNS + POOL_EXTRA))
     pool = pd.concat(frames, ignore_index=True)
@@ -145,6 +293,8 @@ def build_pool(
         "by_source_category": {n: _counts(pool.loc[pool["source"] == n, "category"]) for n in specs},
         "caps": {n: s.cap for n, s in specs.items()},
         "unmapped": unmapped,
+        "unmapped_rows": unmapped_rows,
+        "category_sources": provenance,
         "taxonomy": sorted(tax | {OTHER}),
         "seed": seed,
     }
