@@ -50,9 +50,10 @@ rule prepare:
             if config["benchmarks"][w.bench]["limit"]
             else ""
         ),
+        max_pixels=config["data"]["max_image_pixels"],
     shell:
         "safervlm prepare --benchmark {wildcards.bench} --root {params.root} --out {output.parquet}"
-        " {params.limit} > {log} 2>&1"
+        " {params.limit} --max-image-pixels {params.max_pixels} > {log} 2>&1"
 
 
 rule pool:
@@ -84,9 +85,10 @@ rule pool:
         ),
         curate=as_json(pick("curate", "taxonomy")),
         seed=config["seed"],
+        max_pixels=config["data"]["max_image_pixels"],
     shell:
         "safervlm pool --sources '{params.sources}' --params '{params.curate}' --seed {params.seed}"
-        " --out {output.pool} > {log} 2>&1"
+        " --out {output.pool} --max-image-pixels {params.max_pixels} > {log} 2>&1"
 
 
 rule tiny_model:

@@ -46,14 +46,20 @@ def cmd_tiny_model(a: argparse.Namespace) -> Any:
 def cmd_prepare(a: argparse.Namespace) -> Any:
     from safervlm.stages.data import prepare
 
-    return prepare(a.benchmark, a.root, a.out, limit=a.limit)
+    return prepare(a.benchmark, a.root, a.out, limit=a.limit, max_image_pixels=a.max_image_pixels)
 
 
 def cmd_pool(a: argparse.Namespace) -> Any:
     from safervlm.curate.pool import PoolParams
     from safervlm.stages.pool import pool_stage
 
-    return pool_stage(_json(a.sources, "--sources"), a.out, _params(PoolParams, a.params, "curate"), a.seed)
+    return pool_stage(
+        _json(a.sources, "--sources"),
+        a.out,
+        _params(PoolParams, a.params, "curate"),
+        a.seed,
+        max_image_pixels=a.max_image_pixels,
+    )
 
 
 def cmd_decontaminate(a: argparse.Namespace) -> Any:
@@ -272,6 +278,15 @@ def _add(sub: Any, name: str, fn: Callable[[argparse.Namespace], Any], help_: st
     return p
 
 
+def _max_pixels_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--max-image-pixels",
+        type=int,
+        default=None,
+        help="refuse images over this many pixels (data.max_image_pixels; default 178956970)",
+    )
+
+
 def _judge_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--judge", default="reference", help="judge registry name")
     p.add_argument("--judge-params", default="{}", help="judge parameters as JSON (never an API key)")
@@ -302,12 +317,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--root", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--limit", type=int, default=None)
+    _max_pixels_arg(p)
 
     p = _add(sub, "pool", cmd_pool, "build the training pool from the sources (capped, categories mapped)")
     p.add_argument("--sources", required=True, help="sources section as JSON: name -> {root, cap, ...}")
     p.add_argument("--params", default="{}", help="curate keys as JSON (taxonomy)")
     p.add_argument("--seed", type=int, default=0, help="seed of the per-source caps")
     p.add_argument("--out", required=True)
+    _max_pixels_arg(p)
 
     p = _add(sub, "decontaminate", cmd_decontaminate, "remove pool rows that duplicate evaluation items")
     p.add_argument("--pool", required=True)

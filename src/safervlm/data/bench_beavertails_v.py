@@ -26,7 +26,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from safervlm.data.base import BenchmarkAdapter, get_field, image_from_struct
+from safervlm.data.base import BenchmarkAdapter, get_field, image_from_struct, is_non_finite, optional_text
 from safervlm.data.hf_parquet import find_shards, is_saved_dataset, iter_split_rows
 from safervlm.data.registry import register
 from safervlm.errors import ConfigError, InputError
@@ -52,13 +52,13 @@ def truthy(value: Any) -> bool | None:
 
 def safe_response(record: Mapping[str, Any]) -> str:
     """The record's response marked safe (the safer one first), or "" if none is."""
-    if record.get("response"):
-        return str(record["response"]) if truthy(record.get("is_response_safe")) else ""
+    if optional_text(record, "response"):
+        return optional_text(record, "response") if truthy(record.get("is_response_safe")) else ""
     safer = str(record.get("safer_response_id") or "").strip()
     for rid in [safer] + [i for i in ("1", "2") if i != safer]:
-        text = record.get(f"response_{rid}")
+        text = optional_text(record, f"response_{rid}")
         if text and truthy(record.get(f"is_response_{rid}_safe")):
-            return str(text)
+            return text
     return ""
 
 
@@ -130,8 +130,10 @@ class BeaverTailsV(BenchmarkAdapter):
         pos = int(pos_s)
         source = source or root / cat
         label = f"{cat}/{pos}"
-        question = get_field(record, "question", path=source, record_id=label)
-        image, name = image_from_struct(record.get("image"), base=source.parent, path=source, record=label)
+        question = get_field(record, "question", path=source, record_id=label, allow_empty=True)
+        image, name = image_from_struct(
+            record.get("image"), root=root, base=source.parent, path=source, record=label
+        )
         severity = record.get("image_severity")
         try:
             should_refuse = True if severity is None else int(severity) > 0
@@ -140,7 +142,7 @@ class BeaverTailsV(BenchmarkAdapter):
                 f"image_severity {severity!r} is not an integer", path=source, record=label
             ) from exc
         meta = {
-            k: v
+            k: None if is_non_finite(v) else v
             for k, v in record.items()
             if k not in ("image", "question") and (v is None or isinstance(v, str | int | float | bool))
         }
@@ -152,7 +154,7 @@ class BeaverTailsV(BenchmarkAdapter):
                 question=question,
                 image=image,
                 subset=cat,
-                category=str(record.get("category") or cat),
+                category=optional_text(record, "category") or cat,
                 image_path=name or f"{source.relative_to(root).as_posix()}#{pos}",
                 should_refuse=should_refuse,
                 reference=safe_response(record),

@@ -16,7 +16,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from safervlm.data.base import BenchmarkAdapter, get_field, read_csv_rows, read_image_file
+from safervlm.data.base import (
+    BenchmarkAdapter,
+    get_field,
+    read_csv_rows,
+    read_image_file,
+    resolve_inside,
+)
 from safervlm.data.registry import register
 from safervlm.errors import InputError
 from safervlm.schema import Sample
@@ -73,12 +79,20 @@ class FigStep(BenchmarkAdapter):
         label = f"{index} ({dataset} {cid}_{tid})"
         instruction = get_field(record, "instruction", path=source, record_id=label)
         name = image_name(dataset, cid, tid)
-        found = next((Path(d) / name for d in IMAGE_DIRS if (root / d / name).is_file()), None)
+        # Containment first: names built from the row must not lead out of root.
+        found = next(
+            (
+                Path(d) / name
+                for d in IMAGE_DIRS
+                if resolve_inside(root / d / name, root=root, path=source, record=label).is_file()
+            ),
+            None,
+        )
         if found is None:
             raise InputError(
                 f"image not found (referenced from {source})", path=root / IMAGE_DIRS[0] / name, record=label
             )
-        image = read_image_file(root / found, record=label, referenced_from=source)
+        image = read_image_file(root / found, root=root, record=label, referenced_from=source)
         meta = {
             "dataset": dataset,
             "category_id": cid,

@@ -37,7 +37,8 @@ IMAGES_DIR = "imgs"
 
 
 def _key_order(key: str) -> tuple[int, str]:
-    return (int(key), key) if key.isdigit() else (1 << 30, key)
+    numeric = key.isascii() and key.isdigit() and len(key) < 19  # an int64, never a huge int
+    return (int(key), key) if numeric else (1 << 62, key)
 
 
 def sample_id(scenario: str, image_type: str, key: str) -> str:
@@ -83,6 +84,8 @@ class MMSafetyBench(BenchmarkAdapter):
             data = read_json_file(f)
             if not isinstance(data, dict):
                 raise InputError("expected an object keyed by question id", path=f)
+            if not data:
+                raise InputError("the object of questions is empty", path=f)
             for key in sorted(data, key=_key_order):
                 yield data[key], f"{f.stem}/{key}", f
 
@@ -96,9 +99,11 @@ class MMSafetyBench(BenchmarkAdapter):
         meta["key"] = key
         out: list[Sample] = []
         for image_type in self.image_types:
-            question = get_field(record, QUESTION_FIELD[image_type], path=source, record_id=key)
+            question = get_field(
+                record, QUESTION_FIELD[image_type], path=source, record_id=key, allow_empty=True
+            )
             rel = Path(IMAGES_DIR) / scenario / image_type / f"{key}.jpg"
-            image = read_image_file(root / rel, record=key, referenced_from=source)
+            image = read_image_file(root / rel, root=root, record=key, referenced_from=source)
             out.append(
                 Sample(
                     id=sample_id(scenario, image_type, key),

@@ -47,17 +47,21 @@ def sample_id(subset: str, index: int, query: int, situation: str) -> str:
 
 
 def _str_list(record: Any, plural: str, singular: str, path: Path, label: str) -> list[str]:
-    """Return ``record[plural]`` (a non-empty list of str) or ``[record[singular]]``."""
+    """Return ``record[plural]`` (a non-empty list of str) or ``[record[singular]]``.
+
+    An empty string is kept as "" (an image-only prompt).
+    """
     value = record.get(plural) if isinstance(record, dict) else None
     if value is None:
         if not isinstance(record, dict) or record.get(singular) is None:
             raise InputError(f"missing required field {plural!r} (or {singular!r})", path=path, record=label)
-        return [get_field(record, singular, path=path, record_id=label)]
-    if not isinstance(value, list) or not value or not all(isinstance(v, str) and v.strip() for v in value):
-        raise InputError(
-            f"field {plural!r} must be a non-empty list of non-empty strings", path=path, record=label
-        )
-    return value
+        return [get_field(record, singular, path=path, record_id=label, allow_empty=True)]
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+        raise InputError(f"field {plural!r} must be a non-empty list of strings", path=path, record=label)
+    return [
+        get_field({plural: v}, plural, path=path, record_id=f"{label} {plural}[{i}]", allow_empty=True)
+        for i, v in enumerate(value)
+    ]
 
 
 def _image_key(record: Any, keys: tuple[str, ...], path: Path, label: str) -> str:
@@ -129,7 +133,7 @@ class MSSBench(BenchmarkAdapter):
         for situation, rel in (("safe", safe_rel), ("unsafe", unsafe_rel)):
             p = Path(subset) / rel
             images[situation] = (
-                read_image_file(root / p, record=label, referenced_from=source),
+                read_image_file(root / p, root=root, record=label, referenced_from=source),
                 p.as_posix(),
             )
         out: list[Sample] = []

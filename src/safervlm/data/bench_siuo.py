@@ -53,10 +53,10 @@ class SIUO(BenchmarkAdapter):
         source = source or root / DATA_FILE
         qid = get_field(record, "question_id", path=source, record_id=index)
         label = f"{index} (question_id={qid})"
-        question = get_field(record, "question", path=source, record_id=label)
+        question = get_field(record, "question", path=source, record_id=label, allow_empty=True)
         name = get_field(record, "image", path=source, record_id=label)
         rel = Path(IMAGES_DIR) / name
-        image = read_image_file(root / rel, record=label, referenced_from=source)
+        image = read_image_file(root / rel, root=root, record=label, referenced_from=source)
         return [
             Sample(
                 id=sample_id(qid),

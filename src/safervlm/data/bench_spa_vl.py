@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from safervlm.data.base import BenchmarkAdapter, get_field, image_from_struct
+from safervlm.data.base import BenchmarkAdapter, get_field, image_from_struct, is_non_finite, optional_text
 from safervlm.data.hf_parquet import iter_split_rows
 from safervlm.data.registry import register
 from safervlm.errors import ConfigError
@@ -89,14 +89,16 @@ class SpaVL(BenchmarkAdapter):
         """Normalise one parquet row to one sample."""
         pos = int(index)  # type: ignore[call-overload]
         source = source or root
-        question = get_field(record, "question", path=source, record_id=pos)
-        image, name = image_from_struct(record.get("image"), base=source.parent, path=source, record=pos)
+        question = get_field(record, "question", path=source, record_id=pos, allow_empty=True)
+        image, name = image_from_struct(
+            record.get("image"), root=root, base=source.parent, path=source, record=pos
+        )
         chosen = ""
         if self.split == "train":
             chosen = get_field(record, "chosen", path=source, record_id=pos)
             get_field(record, "rejected", path=source, record_id=pos)
         meta = {
-            k: v
+            k: None if is_non_finite(v) else v
             for k, v in record.items()
             if k not in ("image", "question") and (v is None or isinstance(v, str | int | float | bool))
         }
@@ -109,7 +111,7 @@ class SpaVL(BenchmarkAdapter):
                 question=question,
                 image=image,
                 subset=self.split,
-                category=str(record.get("class1") or ""),
+                category=optional_text(record, "class1"),
                 image_path=name or f"{rel}#{pos}",
                 should_refuse=True if self.split == "evalharm" else None,
                 reference=chosen,

@@ -23,7 +23,13 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from safervlm.data.base import BenchmarkAdapter, get_field, iter_json_list, read_image_file
+from safervlm.data.base import (
+    BenchmarkAdapter,
+    get_field,
+    iter_json_list,
+    read_image_file,
+    resolve_inside,
+)
 from safervlm.data.registry import register
 from safervlm.errors import InputError
 from safervlm.schema import Sample
@@ -89,8 +95,10 @@ class VLGuard(BenchmarkAdapter):
     def _image(self, root: Path, name: str, label: str, source: Path) -> tuple[bytes, str]:
         for d in self.image_dirs:
             rel = Path(d) / name
-            if (root / rel).is_file():
-                return read_image_file(root / rel, record=label, referenced_from=source), rel.as_posix()
+            # Containment first: a path leaving root is refused before it is even stat'ed.
+            if resolve_inside(root / rel, root=root, path=source, record=label).is_file():
+                image = read_image_file(root / rel, root=root, record=label, referenced_from=source)
+                return image, rel.as_posix()
         first = root / self.image_dirs[0] / name if self.image_dirs else root / name
         raise InputError(
             f"image not found (referenced from {source}; tried {list(self.image_dirs)})",
@@ -117,7 +125,7 @@ class VLGuard(BenchmarkAdapter):
         for j, entry in enumerate(entries):
             elabel = f"{label} instr-resp[{j}]"
             subset, field, refuse = _classify(safe, entry, source, elabel)
-            question = get_field(entry, field, path=source, record_id=elabel)
+            question = get_field(entry, field, path=source, record_id=elabel, allow_empty=True)
             response = entry.get("response") or ""
             meta = {
                 "vlguard_id": rid,

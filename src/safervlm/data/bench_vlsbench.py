@@ -53,9 +53,11 @@ class VLSBench(BenchmarkAdapter):
         source = source or root / DATA_FILE
         iid = get_field(record, "instruction_id", path=source, record_id=index)
         label = f"{index} (instruction_id={iid})"
-        question = get_field(record, "instruction", path=source, record_id=label)
+        # An empty instruction is an image-only prompt (the image carries the request); the
+        # official data.json has such records.
+        question = get_field(record, "instruction", path=source, record_id=label, allow_empty=True)
         rel = get_field(record, "image_path", path=source, record_id=label)
-        image = read_image_file(root / rel, record=label, referenced_from=source)
+        image = read_image_file(root / rel, root=root, record=label, referenced_from=source)
         meta = {k: record.get(k) for k in META_FIELDS}
         meta["instruction_id"] = iid
         return [

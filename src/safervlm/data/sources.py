@@ -14,9 +14,11 @@ Each row is :meth:`Sample.to_row` plus ``source`` (the source name) and ``respon
 
 A ``cap`` keeps a seeded uniform sample of that many rows (reservoir sampling over the
 source in file order, so memory stays bounded by the cap), returned in file order.
-Missing folders, files, columns and undecodable images raise :class:`InputError` naming
-the file and the record, exactly as the benchmark adapters do. A ``safervlm_truth.json``
-sidecar is merged when present.
+Missing folders, files, columns, undecodable or oversized images, image paths that leave
+the root and malformed JSON raise :class:`InputError` naming the file and the record,
+exactly as the benchmark adapters do (they share the readers of
+:mod:`safervlm.data.base`). A row with an empty question and a valid image is an
+image-only prompt and kept. A ``safervlm_truth.json`` sidecar is merged when present.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from safervlm.data.base import BenchmarkAdapter
+from safervlm.data.base import BenchmarkAdapter, image_pixel_limit
 from safervlm.data.bench_beavertails_v import BeaverTailsV
 from safervlm.data.bench_spa_vl import SpaVL
 from safervlm.data.bench_vlguard import VLGuard
@@ -87,6 +89,7 @@ def load_source(
     *,
     seed: int = 0,
     configs: Sequence[str] | None = None,
+    max_image_pixels: int | None = None,
 ) -> list[dict[str, Any]]:
     """Read the training rows of source ``name`` from its local copy at ``root``.
 
@@ -96,6 +99,9 @@ def load_source(
         cap: Keep a seeded uniform sample of at most this many rows (all when None).
         seed: Seed of the cap's sample (the source name is mixed in).
         configs: Dataset configs to read (BeaverTails-V harm categories; all when None).
+        max_image_pixels: Pixel limit for decoding images (the one set with
+            :func:`~safervlm.data.base.image_pixel_limit`, by default
+            :data:`~safervlm.data.base.DEFAULT_MAX_IMAGE_PIXELS`, when None).
 
     Returns:
         Rows with every ``SAMPLE_COLUMNS`` field plus ``source`` and ``response``, in file order.
@@ -106,6 +112,13 @@ def load_source(
     """
     if cap is not None and cap <= 0:
         raise ConfigError(f"cap of training source {name!r} must be >= 1, got {cap}")
+    with image_pixel_limit(max_image_pixels):
+        return _load_source(name, root, cap, seed, configs)
+
+
+def _load_source(
+    name: str, root: Path | str, cap: int | None, seed: int, configs: Sequence[str] | None
+) -> list[dict[str, Any]]:
     adapter = source_adapter(name, configs)
     rng = random.Random(f"safervlm-pool/{seed}/{name}")
     kept: list[tuple[int, dict[str, Any]]] = []

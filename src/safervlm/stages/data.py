@@ -10,6 +10,7 @@ import pandas as pd
 
 from safervlm import tracking
 from safervlm.data import get_adapter, load_benchmark, world
+from safervlm.data.base import DEFAULT_MAX_IMAGE_PIXELS
 from safervlm.data.fixtures import build_fixtures
 from safervlm.io import atomic_path, read_parquet, write_json, write_parquet
 from safervlm.schema import SAMPLE_COLUMNS
@@ -32,9 +33,31 @@ def fixtures(out: str, seed: int, n_per_benchmark: int, n_train_per_source: int)
     return manifest
 
 
-def prepare(benchmark: str, root: str, out: str, limit: int | None = None) -> dict[str, Any]:
-    """Normalise one benchmark's local copy into ``out`` (parquet) plus a summary JSON."""
-    samples = load_benchmark(benchmark, Path(root), limit=limit)
+def prepare(
+    benchmark: str,
+    root: str,
+    out: str,
+    limit: int | None = None,
+    max_image_pixels: int | None = None,
+) -> dict[str, Any]:
+    """Normalise one benchmark's local copy into ``out`` (parquet) plus a summary JSON.
+
+    Nothing is written unless every record loads. Samples with an empty question and an
+    image (image-only prompts) are kept and counted as ``n_image_only``.
+
+    Args:
+        benchmark: Registry name.
+        root: The benchmark's local copy in its official format.
+        out: The parquet path (the summary goes to ``<out>.summary.json``).
+        limit: Read at most this many samples (all when None).
+        max_image_pixels: Pixel limit for decoding images (``data.max_image_pixels``;
+            :data:`~safervlm.data.base.DEFAULT_MAX_IMAGE_PIXELS` when None).
+    """
+    max_image_pixels = DEFAULT_MAX_IMAGE_PIXELS if max_image_pixels is None else max_image_pixels
+    samples = load_benchmark(benchmark, Path(root), limit=limit, max_image_pixels=max_image_pixels)
+    n_image_only = sum(1 for s in samples if not s.question.strip())
+    if n_image_only:
+        log.info("%s: %d image-only prompts (empty question, image kept)", benchmark, n_image_only)
     df = pd.DataFrame([s.to_row() for s in samples], columns=SAMPLE_COLUMNS)
     adapter = get_adapter(benchmark)
     summary = {
@@ -43,6 +66,7 @@ def prepare(benchmark: str, root: str, out: str, limit: int | None = None) -> di
         "card": adapter.card,
         "root": str(root),
         "n": len(df),
+        "n_image_only": n_image_only,
         "subsets": df["subset"].value_counts().to_dict(),
         "categories": df["category"].value_counts().to_dict(),
         "should_refuse": df["should_refuse"].astype("string").fillna("unknown").value_counts().to_dict(),
@@ -52,8 +76,8 @@ def prepare(benchmark: str, root: str, out: str, limit: int | None = None) -> di
     write_json(summary, summary_path)
     tracking.log_stage(
         "prepare",
-        params={"benchmark": benchmark, "root": root, "limit": limit},
-        metrics={"n": len(df)},
+        params={"benchmark": benchmark, "root": root, "limit": limit, "max_image_pixels": max_image_pixels},
+        metrics={"n": len(df), "n_image_only": n_image_only},
         artifacts=[summary_path],
         run_name=f"prepare:{benchmark}",
     )

@@ -8,12 +8,19 @@ from typing import Any
 
 from safervlm import tracking
 from safervlm.curate.pool import PoolParams, build_pool, parse_sources
+from safervlm.data.base import DEFAULT_MAX_IMAGE_PIXELS, image_pixel_limit
 from safervlm.io import write_json, write_parquet
 
 log = logging.getLogger(__name__)
 
 
-def pool_stage(sources: dict[str, Any], out: str, params: PoolParams, seed: int = 0) -> dict[str, Any]:
+def pool_stage(
+    sources: dict[str, Any],
+    out: str,
+    params: PoolParams,
+    seed: int = 0,
+    max_image_pixels: int | None = None,
+) -> dict[str, Any]:
     """Build the training pool at ``out`` and its summary at ``<out>.summary.json``.
 
     Args:
@@ -21,9 +28,13 @@ def pool_stage(sources: dict[str, Any], out: str, params: PoolParams, seed: int 
         out: The pool parquet path.
         params: The taxonomy the source labels are mapped to.
         seed: Seed of the per-source caps' samples.
+        max_image_pixels: Pixel limit for decoding source images (``data.max_image_pixels``;
+            :data:`~safervlm.data.base.DEFAULT_MAX_IMAGE_PIXELS` when None).
     """
+    max_image_pixels = DEFAULT_MAX_IMAGE_PIXELS if max_image_pixels is None else max_image_pixels
     specs = parse_sources(sources, params.taxonomy)
-    pool, summary = build_pool(specs, params.taxonomy, seed=seed)
+    with image_pixel_limit(max_image_pixels):  # every source reader decodes under it
+        pool, summary = build_pool(specs, params.taxonomy, seed=seed)
     summary_path = Path(out).with_suffix(".summary.json")
     write_parquet(pool, out)
     write_json(summary, summary_path)
@@ -32,6 +43,7 @@ def pool_stage(sources: dict[str, Any], out: str, params: PoolParams, seed: int 
         params={
             "seed": seed,
             "taxonomy": params.taxonomy,
+            "max_image_pixels": max_image_pixels,
             **{f"{n}.root": s.root for n, s in specs.items()},
             **{f"{n}.cap": s.cap for n, s in specs.items()},
         },
