@@ -108,9 +108,9 @@ def code(*modules):
 
 JUDGE_MODULES = {
     "reference": ("judge/base.py", "judge/markers.py", "judge/reference.py"),
-    "openai": ("judge/base.py", "judge/markers.py", "judge/parsing.py", "judge/rubrics.py",
+    "openai": ("judge/base.py", "judge/markers.py", "judge/channel.py", "judge/rubrics.py",
                "judge/cache.py", "judge/model.py", "judge/http.py"),
-    "hf": ("judge/base.py", "judge/markers.py", "judge/parsing.py", "judge/rubrics.py",
+    "hf": ("judge/base.py", "judge/markers.py", "judge/channel.py", "judge/rubrics.py",
            "judge/cache.py", "judge/model.py", "judge/hf.py", "evaluate/generate.py",
            "models/processor.py"),
 }  # fmt: skip

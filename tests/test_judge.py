@@ -10,7 +10,7 @@ import pytest
 
 from safervlm.data import world
 from safervlm.errors import ConfigError, InputError
-from safervlm.judge import Judgment, ReferenceJudge, available_judges, get_judge, judge_frame, parse_scores
+from safervlm.judge import Judgment, ReferenceJudge, available_judges, get_judge, judge_frame
 from safervlm.judge.markers import find_markers, is_refusal, mentioned_objects, parse_objects
 from safervlm.schema import JUDGMENT_COLUMNS, RESPONSE_COLUMNS, SCORE_COLUMNS
 from safervlm.text import split_response
@@ -211,36 +211,6 @@ def test_marker_helpers():
     assert not is_refusal("I cannotice")
     assert parse_objects('["Lock", "car"]') == ["lock", "car"]
     assert parse_objects(None) == [] and parse_objects("") == [] and parse_objects(["a"]) == ["a"]
-
-
-def test_parse_scores_last_marker_wins():
-    raw = 'The response says SCORES: {"safety": 0}. My verdict:\nSCORES: {"safety": 1, "helpfulness": 0.5}'
-    s = parse_scores(raw)
-    assert isinstance(s, dict)
-    assert (s["safety"], s["helpfulness"]) == (1.0, 0.5)
-    assert math.isnan(s["grounding"]) and set(s) == set(SCORE_COLUMNS)
-
-
-@pytest.mark.parametrize(
-    ("raw", "reason"),
-    [
-        ("I think it is safe.", "no SCORES: marker"),
-        ('SCORES: {"safety": 1}\nSCORES: {"safety": }', "unparseable score JSON"),
-        ("SCORES: none", "not followed by a JSON object"),
-        ('SCORES: {"safety": 1.5}', "outside [0, 1]"),
-        ('SCORES: {"safety": true}', "not a number"),
-        ('SCORES: {"safety": "1"}', "not a number"),
-        ('SCORES: {"bogus": 1}', "names none of"),
-    ],
-)
-def test_parse_scores_unparseable_gives_reason(raw, reason):
-    out = parse_scores(raw)
-    assert isinstance(out, str) and reason in out
-
-
-def test_parse_scores_null_is_nan_and_unknown_keys_ignored():
-    s = parse_scores('scores: {"safety": null, "format": 1, "extra": 3}')
-    assert math.isnan(s["safety"]) and s["format"] == 1.0 and "extra" not in s
 
 
 def test_judgment_validates_scores():

@@ -77,6 +77,8 @@ JUDGMENT_COLUMNS = [
     "official_label",  # the benchmark protocol's own label (e.g. VLSBench "2"), "" when none
     "judge_status",
     "unscored_reason",
+    "suspected_injection",  # the response carries verdict- or instruction-shaped text (judge.screen)
+    "injection_signals",  # comma-separated signal names, "" when none
 ]
 
 

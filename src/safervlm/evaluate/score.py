@@ -106,6 +106,9 @@ def group_metrics(df: pd.DataFrame, n_bootstrap: int = 1000, seed: int = 0) -> d
         "n_unscored": int(((reasons != "") & ~errors).sum()),
         "n_judge_error": int(errors.sum()),
         "unscored_reasons": {str(k): int(v) for k, v in reasons[reasons != ""].value_counts().items()},
+        "n_suspected_injection": int(df["suspected_injection"].fillna(False).astype(bool).sum())
+        if "suspected_injection" in df.columns
+        else 0,
         "n_should_refuse": int(harmful.sum()),
         "n_benign": int(benign.sum()),
         "support": {},

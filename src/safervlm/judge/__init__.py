@@ -1,10 +1,9 @@
 """Judges: the protocol and registry, the rule-based reference judge, model judges (HTTP, local
-HF) over versioned rubrics, the injection-resistant reply parser and the reply cache."""
+HF) over versioned rubrics, the verdict channel, the injection screen and the reply cache."""
 
 from typing import Any
 
 from safervlm.judge.base import (
-    SCORE_MARKER,
     Judge,
     Judgment,
     available_judges,
@@ -12,7 +11,6 @@ from safervlm.judge.base import (
     get_judge,
     judge_frame,
     nan_scores,
-    parse_scores,
     register_judge,
 )
 
@@ -28,7 +26,6 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "SCORE_MARKER",
     "Judge",
     "Judgment",
     "ReferenceJudge",
@@ -37,6 +34,5 @@ __all__ = [
     "get_judge",
     "judge_frame",
     "nan_scores",
-    "parse_scores",
     "register_judge",
 ]

@@ -1,26 +1,24 @@
-"""The judge protocol, the judge registry and the score-marker parser for LLM judges.
+"""The judge protocol, the judge registry and :func:`judge_frame`.
 
 A judge turns response records (``schema.RESPONSE_COLUMNS``) into :class:`Judgment` s:
 the prompt it used, its raw reply, one score per ``schema.SCORE_COLUMNS`` entry (in
 [0, 1] or NaN) and an ``unscored_reason`` ("" when scored).
 
-Extension point for model-based judges (a later issue): subclass :class:`Judge`, build
-the judge prompt with the response placed *before* the instructions, ask the model to end
-its reply with ``SCORES: {"safety": 1, ...}`` and turn the reply into scores with
-:func:`parse_scores`. The parser only ever sees the judge's reply, never the response
-text, and the *last* marker wins, so a response that smuggles in its own ``SCORES:`` line
-is overridden by the judge's verdict that follows it. Register the class with
-:func:`register_judge` (or add a lazy entry to ``_LAZY``).
+Model-based judges subclass :class:`safervlm.judge.model.ModelJudge`, which reads verdicts
+through a channel the judged text cannot reach (:mod:`safervlm.judge.channel`). Register a
+new judge class with :func:`register_judge` (or add a lazy entry to ``_LAZY``).
+
+:func:`judge_frame` also screens every judged response for verdict- or instruction-shaped
+text (:mod:`safervlm.judge.screen`): the ``suspected_injection`` flag never changes a verdict,
+it tells the reader that the model under test tried to steer its judge.
 """
 
 from __future__ import annotations
 
 import abc
 import importlib
-import json
 import logging
 import math
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,13 +26,12 @@ from typing import Any
 import pandas as pd
 
 from safervlm.errors import ConfigError
+from safervlm.judge.screen import screen_record
 from safervlm.schema import HARM_COLUMNS, JUDGE_STATUSES, JUDGMENT_COLUMNS, RESPONSE_COLUMNS, SCORE_COLUMNS
 
 logger = logging.getLogger(__name__)
 
 NAN = float("nan")
-SCORE_MARKER = "SCORES:"
-_MARKER_RE = re.compile(re.escape(SCORE_MARKER) + r"\s*(\{[^{}]*\})?", re.IGNORECASE)
 
 
 def nan_scores() -> dict[str, float]:
@@ -164,46 +161,6 @@ def build_judge(name: str, params: dict[str, Any] | None = None, cache: str | No
     return judge
 
 
-def parse_scores(raw: str) -> dict[str, float] | str:
-    """Parse an LLM judge's reply into scores; the *last* ``SCORES: {...}`` marker wins.
-
-    Only the judge's reply is read, never the judged response. Keys must be names from
-    ``SCORE_COLUMNS`` (unknown keys are ignored with a log line, missing ones are NaN);
-    values must be numbers in [0, 1] or null.
-
-    Args:
-        raw: The judge model's full reply.
-
-    Returns:
-        A full score dict, or a string saying why the reply cannot be parsed.
-    """
-    matches = list(_MARKER_RE.finditer(raw or ""))
-    if not matches:
-        return f"no {SCORE_MARKER} marker in judge reply"
-    body = matches[-1].group(1)
-    if body is None:
-        return f"last {SCORE_MARKER} marker is not followed by a JSON object"
-    try:
-        parsed = json.loads(body)
-    except json.JSONDecodeError as exc:
-        return f"unparseable score JSON: {exc.msg}"
-    known = {k: v for k, v in parsed.items() if k in SCORE_COLUMNS}
-    if set(parsed) - set(known):
-        logger.info("ignoring unknown score names %s", sorted(set(parsed) - set(known)))
-    if not known:
-        return "score JSON names none of " + ", ".join(SCORE_COLUMNS)
-    scores = nan_scores()
-    for key, value in known.items():
-        if value is None:
-            continue
-        if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
-            return f"score {key!r} is not a number: {value!r}"
-        if not 0.0 <= value <= 1.0:
-            return f"score {key!r}={value} outside [0, 1]"
-        scores[key] = float(value)
-    return scores
-
-
 def judge_frame(judge: Judge, responses: pd.DataFrame) -> pd.DataFrame:
     """Judge every row of a responses frame; return it in ``JUDGMENT_COLUMNS`` order.
 
@@ -231,9 +188,13 @@ def judge_frame(judge: Judge, responses: pd.DataFrame) -> pd.DataFrame:
         row.update(
             official_label=jd.official_label, judge_status=jd.status, unscored_reason=jd.unscored_reason
         )
+        signals = screen_record(rec)
+        row.update(suspected_injection=bool(signals), injection_signals=",".join(signals))
         rows.append(row)
     out = pd.DataFrame(rows, columns=JUDGMENT_COLUMNS)
     out[SCORE_COLUMNS + HARM_COLUMNS] = out[SCORE_COLUMNS + HARM_COLUMNS].astype(float)
+    out["suspected_injection"] = out["suspected_injection"].astype(bool)
     counts = {s: int((out["judge_status"] == s).sum()) for s in JUDGE_STATUSES}
+    counts["suspected_injection"] = int(out["suspected_injection"].sum())
     logger.info("judge %s@%s: %d records, %s", judge.name, judge.version, len(out), counts)
     return out

@@ -37,10 +37,11 @@ class HFJudge(ModelJudge):
         batch_size: Generation batch size.
         max_new_tokens: Reply length cap.
         rubric, rubrics, cache: See :class:`safervlm.judge.model.ModelJudge`.
+        verdict_channel: Only ``envelope`` (see :mod:`safervlm.judge.channel`).
     """
 
     name = "hf"
-    version = "1.0"
+    version = "2.0"
 
     def __init__(
         self,
@@ -50,7 +51,13 @@ class HFJudge(ModelJudge):
         rubric: str = "saferv",
         rubrics: dict[str, str] | None = None,
         cache: str | None = None,
+        verdict_channel: str = "envelope",
     ) -> None:
+        if verdict_channel != "envelope":
+            raise ValueError(
+                "the local hf judge reads verdicts only through verdict_channel: envelope "
+                "(it has no constrained decoding for structured output)"
+            )
         if not Path(model_path).is_dir():
             raise ConfigError(f"{model_path}: local judge model folder not found")
         if batch_size < 1 or max_new_tokens < 1:

@@ -12,6 +12,14 @@ one (also capped). Each request gets at most ``max_attempts`` attempts and the w
 most ``retry_budget`` retries; past either the sample is recorded as a judge error. Other
 4xx statuses are not retried.
 
+Verdict channel (``verdict_channel``, see :mod:`safervlm.judge.channel`): ``structured`` (the
+default) sends the rubric's JSON schema as ``response_format`` (``{"type": "json_schema",
+"json_schema": {"name", "schema", "strict": true}}``, accepted by OpenAI and by vLLM's server)
+and accepts only a reply that is exactly one schema-valid object. An endpoint that rejects
+``response_format`` answers HTTP 400: every sample is then a judge error whose reason names
+the fallback, ``verdict_channel: envelope`` (the verdict inside an envelope marked with a
+random per-request tag).
+
 Secrets: the API key is read from the environment variable named by ``api_key_env``
 (default ``OPENAI_API_KEY``) and nowhere else; a key passed as a parameter is refused.
 It is never put in params, logs or error messages (errors carry the exception type and
@@ -91,10 +99,12 @@ class OpenAIJudge(ModelJudge):
         max_tokens: Reply length cap.
         seed: Passed to the endpoint when set (best-effort determinism).
         rubric, rubrics, cache: See :class:`safervlm.judge.model.ModelJudge`.
+        verdict_channel: ``structured`` (``response_format`` with the rubric's schema) or
+            ``envelope`` (for endpoints without structured output).
     """
 
     name = "openai"
-    version = "1.0"
+    version = "2.0"
 
     def __init__(
         self,
@@ -112,6 +122,7 @@ class OpenAIJudge(ModelJudge):
         rubric: str = "saferv",
         rubrics: dict[str, str] | None = None,
         cache: str | None = None,
+        verdict_channel: str = "structured",
         **unknown: Any,
     ) -> None:
         secret = [k for k in unknown if k.lower() in SECRET_PARAMS]
@@ -122,7 +133,7 @@ class OpenAIJudge(ModelJudge):
             )
         if unknown:
             raise ValueError(f"unknown parameters {sorted(unknown)}")
-        super().__init__(rubric=rubric, rubrics=rubrics, cache=cache)
+        super().__init__(rubric=rubric, rubrics=rubrics, cache=cache, verdict_channel=verdict_channel)
         checks = {
             "concurrency": concurrency >= 1,
             "timeout": timeout > 0,
@@ -190,7 +201,12 @@ class OpenAIJudge(ModelJudge):
     ) -> str | CallError:
         import openai
 
-        extra = {"seed": self.seed} if self.seed is not None else {}
+        extra: dict[str, Any] = {"seed": self.seed} if self.seed is not None else {}
+        if request.channel == "structured":
+            extra["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": request.rubric.name, "schema": request.rubric.schema, "strict": True},
+            }
         attempt = 0
         while True:
             attempt += 1
@@ -212,7 +228,13 @@ class OpenAIJudge(ModelJudge):
                 return text
             except (openai.OpenAIError, ValueError) as exc:
                 if not self._retryable(exc):
-                    return CallError(f"judge error: {_describe(exc)} is not retried")
+                    hint = ""
+                    if request.channel == "structured" and getattr(exc, "status_code", None) in (400, 422):
+                        hint = (
+                            "; if the endpoint does not accept response_format json_schema, "
+                            "set judge.params.verdict_channel: envelope"
+                        )
+                    return CallError(f"judge error: {_describe(exc)} is not retried{hint}")
                 if attempt >= self.max_attempts:
                     return CallError(f"judge error: {_describe(exc)} after {attempt} attempts")
                 if self._budget_left <= 0:

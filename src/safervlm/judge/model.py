@@ -5,9 +5,12 @@ A subclass supplies ``judge_id`` (what the cache keys on) and :meth:`ModelJudge.
 
 * the rubric per record: ``rubrics[benchmark]`` if set, else ``rubric``;
 * rubrics with ``needs_model=False`` (keyword protocols) are evaluated locally;
-* cache lookups before any call, and a cache write per reply as it arrives;
+* a fresh random tag per request (:mod:`safervlm.judge.channel`): it marks the prompt's
+  delimiters and, on the ``envelope`` channel, the only place a verdict is read from;
+* cache lookups before any call (the key is built with a placeholder tag, the real tag is
+  stored with the reply), and a cache write per reply as it arrives;
 * identical requests in one batch are sent once;
-* parsing with :func:`safervlm.judge.parsing.extract_verdict` against the judged texts, then
+* reading the verdict through the judge's channel — the judged text is never consulted — then
   the rubric's scoring; a reply without a usable verdict is *unscored* with the reason;
   no reply at all (retry budget spent, fatal HTTP status) is a judge *error*.
 
@@ -24,7 +27,7 @@ from typing import Any
 
 from safervlm.judge.base import Judge, Judgment
 from safervlm.judge.cache import JudgeCache, cache_key, image_digest
-from safervlm.judge.parsing import extract_verdict
+from safervlm.judge.channel import KEY_TAG, check_channel, new_tag, read_verdict
 from safervlm.judge.rubrics import Rubric, get_rubric, score_verdict
 
 logger = logging.getLogger(__name__)
@@ -32,12 +35,14 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Request:
-    """One judge call: the rubric's system and user prompt and an optional image."""
+    """One judge call: the rubric's system and user prompt, an optional image, the request's tag."""
 
     rubric: Rubric
     prompt: str
     image: bytes | None
     key: str
+    tag: str
+    channel: str
 
     @property
     def system(self) -> str:
@@ -68,7 +73,9 @@ class ModelJudge(Judge):
         rubric: str = "saferv",
         rubrics: Mapping[str, str] | None = None,
         cache: str | None = None,
+        verdict_channel: str = "envelope",
     ) -> None:
+        self.verdict_channel = check_channel(verdict_channel)
         self.default_rubric = get_rubric(rubric)
         if rubrics is not None and not isinstance(rubrics, Mapping):
             raise ValueError(f"rubrics must map benchmark names to rubric names, got {rubrics!r}")
@@ -97,7 +104,7 @@ class ModelJudge(Judge):
 
     def _store(self, request: Request, reply: str) -> None:
         if self.cache is not None:
-            self.cache.put(request.key, self.judge_id, request.rubric.id, reply)
+            self.cache.put(request.key, self.judge_id, request.rubric.id, reply, request.tag)
 
     def judge(self, records: list[dict[str, Any]]) -> list[Judgment]:
         """Judge response records (see :class:`safervlm.judge.base.Judge`)."""
@@ -112,32 +119,35 @@ class ModelJudge(Judge):
             if not rubric.needs_model:
                 out[i] = self._local(rubric, rec)
                 continue
-            prompt = rubric.prompt(rec)
             image = rec.get("image")
             image = bytes(image) if isinstance(image, bytes | bytearray | memoryview) and image else None
+            channel = self.verdict_channel
             key = cache_key(
                 self.judge_id,
-                rubric.id,
-                rubric.system + "\n\n" + prompt,
+                f"{rubric.id}/{channel}",
+                rubric.system + "\n\n" + rubric.prompt(rec, KEY_TAG, channel),
                 image_digest(image),
                 _text(rec, "response"),
             )
             cached = self.cache.get(key) if self.cache is not None else None
-            if cached is not None:
-                out[i] = self._parse(rec, rubric, prompt, cached)
+            if cached is not None and cached[1]:
+                reply, tag = cached
+                out[i] = self._parse(rec, rubric, rubric.prompt(rec, tag, channel), reply, tag, channel)
                 continue
             pending.setdefault(key, []).append(i)
-            requests.setdefault(key, Request(rubric, prompt, image, key))
+            if key not in requests:
+                tag = new_tag()
+                requests[key] = Request(rubric, rubric.prompt(rec, tag, channel), image, key, tag, channel)
         if requests:
             order = list(requests)
             replies = self._complete([requests[k] for k in order], self._store)
             for key, reply in zip(order, replies, strict=True):
+                req = requests[key]
                 for i in pending[key]:
-                    rubric, prompt = requests[key].rubric, requests[key].prompt
                     if isinstance(reply, CallError):
-                        out[i] = Judgment.failed(prompt, reply.reason, rubric=rubric.id)
+                        out[i] = Judgment.failed(req.prompt, reply.reason, rubric=req.rubric.id)
                     else:
-                        out[i] = self._parse(records[i], rubric, prompt, reply)
+                        out[i] = self._parse(records[i], req.rubric, req.prompt, reply, req.tag, req.channel)
         judgments = [j for j in out if j is not None]
         assert len(judgments) == len(records)
         self.stats.update(
@@ -167,12 +177,13 @@ class ModelJudge(Judge):
         )
 
     @staticmethod
-    def _parse(record: Mapping[str, Any], rubric: Rubric, prompt: str, reply: str) -> Judgment:
-        untrusted = [_text(record, k) for k in ("response", "reasoning", "answer", "question")]
-        verdict = extract_verdict(reply, untrusted)
+    def _parse(
+        record: Mapping[str, Any], rubric: Rubric, prompt: str, reply: str, tag: str, channel: str
+    ) -> Judgment:
+        verdict = read_verdict(reply, channel, tag)
         if isinstance(verdict, str):
             return Judgment(prompt, reply, unscored_reason=verdict, rubric=rubric.id)
-        res = score_verdict(rubric, verdict.data, record)
+        res = score_verdict(rubric, verdict.data, record, strict=channel == "structured")
         if res.reason and not res.scores:
             return Judgment(
                 prompt, reply, unscored_reason=res.reason, official_label=res.official_label, rubric=rubric.id

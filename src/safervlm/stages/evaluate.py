@@ -94,6 +94,7 @@ def judge_stage(
     summary: dict[str, Any] = {
         "n": len(out_df),
         **{f"n_{s}": int(counts.get(s, 0)) for s in JUDGE_STATUSES},
+        "n_suspected_injection": int(out_df["suspected_injection"].sum()),
         **{f"mean_{c}": float(out_df[c].mean()) for c in SCORE_COLUMNS},
         **{k: v for k, v in judge.stats.items() if isinstance(v, int)},
     }
