@@ -24,7 +24,8 @@ def pool_stage(
     """Build the training pool at ``out`` and its summary at ``<out>.summary.json``.
 
     Args:
-        sources: The ``sources`` config section (name -> root, cap, configs, category_map).
+        sources: The ``sources`` config section (name -> root, cap, configs, category_map,
+            category_rules).
         out: The pool parquet path.
         params: The taxonomy the source labels are mapped to.
         seed: Seed of the per-source caps' samples.
