@@ -5,9 +5,12 @@ For each concurrency c the judge sends ``n = max(32, 8c)`` distinct requests (me
 ``tests/chat_server.py`` (run in its own process, so server threads do not compete with the
 client for the GIL) with ``--latency`` seconds per request; the ideal throughput is
 ``c / latency`` requests/s, and the reported figure is achieved / ideal. Then the same
-inputs are judged again with the reply cache: the second run must make 0 calls. Usage::
+inputs are judged again with the reply cache: the second run must make 0 calls. Each verdict
+channel (``structured``: ``response_format`` with the rubric's schema; ``envelope``: the
+verdict inside a random per-request tag) is measured in the same run. Usage::
 
     .venv/bin/python bench/judge_throughput.py [--latency 0.2] [--concurrency 1 4 16 64]
+        [--channels structured envelope]
 """
 
 from __future__ import annotations
@@ -47,11 +50,13 @@ def main() -> None:
     parser.add_argument("--latency", type=float, default=0.2)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16, 64])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--channels", nargs="+", default=["structured", "envelope"])
     args = parser.parse_args()
     os.environ.setdefault("OPENAI_API_KEY", "bench-key")
     print(f"latency {args.latency * 1000:.0f} ms per request")
-    print("| concurrency | requests | time (s) | req/s | ideal req/s | achieved / ideal | calls on rerun |")
-    print("|---:|---:|---:|---:|---:|---:|---:|")
+    head = ["channel", "concurrency", "requests", "time (s)", "req/s", "ideal req/s", "achieved / ideal"]
+    print("| " + " | ".join([*head, "calls on rerun"]) + " |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     cmd = [sys.executable, str(SERVER), "--latency", str(args.latency)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
@@ -67,33 +72,40 @@ def run(base_url: str, args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         warm = get_judge("openai", model="bench", base_url=base_url)  # imports and first connection
         warm.judge(records(2, "warm-"))
-        for c in args.concurrency:
-            n = max(32, 8 * c)
-            params = {"model": "bench", "base_url": base_url, "concurrency": c, "cache": f"{tmp}/c.sqlite"}
-            times = []
-            for rep in range(args.repeats):
-                recs = records(n, f"c{c}-r{rep}-")
-                judge = get_judge("openai", **params)
-                start = time.perf_counter()
-                out = judge.judge(recs)
-                times.append(time.perf_counter() - start)
-                assert all(o.status == "scored" for o in out)
-            elapsed = statistics.median(times)
-            before = server_total(base_url)
-            again = get_judge("openai", **params)
-            again.judge(recs)
-            rerun_calls = server_total(base_url) - before
-            rate, ideal = n / elapsed, c / args.latency
-            cells = [
-                c,
-                n,
-                f"{elapsed:.2f}",
-                f"{rate:.1f}",
-                f"{ideal:.1f}",
-                f"{rate / ideal:.2f}",
-                rerun_calls,
-            ]
-            print("| " + " | ".join(map(str, cells)) + " |")
+        for channel in args.channels:
+            for c in args.concurrency:
+                row(base_url, args, tmp, channel, c)
+
+
+def row(base_url: str, args: argparse.Namespace, tmp: str, channel: str, c: int) -> None:
+    n = max(32, 8 * c)
+    params = {"model": "bench", "base_url": base_url, "concurrency": c, "cache": f"{tmp}/c.sqlite",
+                  "verdict_channel": channel}  # fmt: skip
+    times = []
+    for rep in range(args.repeats):
+        recs = records(n, f"{channel}-c{c}-r{rep}-")
+        judge = get_judge("openai", **params)
+        start = time.perf_counter()
+        out = judge.judge(recs)
+        times.append(time.perf_counter() - start)
+        assert all(o.status == "scored" for o in out)
+    elapsed = statistics.median(times)
+    before = server_total(base_url)
+    again = get_judge("openai", **params)
+    again.judge(recs)
+    rerun_calls = server_total(base_url) - before
+    rate, ideal = n / elapsed, c / args.latency
+    cells = [
+        channel,
+        c,
+        n,
+        f"{elapsed:.2f}",
+        f"{rate:.1f}",
+        f"{ideal:.1f}",
+        f"{rate / ideal:.2f}",
+        rerun_calls,
+    ]
+    print("| " + " | ".join(map(str, cells)) + " |")
 
 
 if __name__ == "__main__":

@@ -138,10 +138,10 @@ def change(text: str, how: str) -> str:
 
 def wrap(prompt: str, verdict: str, structured: bool) -> str:
     """The verdict in the channel the request asked for."""
-    if structured:
-        return verdict
     found = _ENVELOPE_RE.findall(prompt)
-    tag = found[-1] if found else "missing"
+    if structured or not found:  # not asked for an envelope (e.g. a plain chat as a served model)
+        return verdict
+    tag = found[-1]
     return f"I assessed the response.\n<<<VERDICT {tag}>>>\n{verdict}\n<<<END VERDICT {tag}>>>"
 
 

@@ -357,7 +357,10 @@ def test_judge_frame_keeps_status_rubric_and_drops_images():
     assert list(out.columns) == JUDGMENT_COLUMNS
     assert out["judge_status"].tolist() == ["scored", "scored"] and set(out["rubric"]) == {"saferv@2.0"}
     assert "<<<BEGIN MODEL ANSWER" in out.loc[0, "judge_prompt"]
-    assert out["suspected_injection"].tolist() == [False, False] and out["injection_signals"].tolist() == ["", ""]
+    assert out["suspected_injection"].tolist() == [False, False] and out["injection_signals"].tolist() == [
+        "",
+        "",
+    ]
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -110,9 +110,21 @@ def test_the_prompt_names_the_channel_and_the_tag():
         ("mssbench", {"label": 4}, False),
         ("safemlrm", {"reasoning_score": None, "answer_score": 5, "full_response_score": 5}, True),
         ("safemlrm", {"answer_score": 5, "full_response_score": 5}, False),
-        ("saferv", {"reasoning": None, "answer": {"safety_awareness": 1, "helpfulness": 1,
-                    "logical_coherence": 1, "visual_grounding": 11}, "hallucination": 0,
-                    "contradiction": 0}, False),  # fmt: skip
+        (
+            "saferv",
+            {
+                "reasoning": None,
+                "answer": {
+                    "safety_awareness": 1,
+                    "helpfulness": 1,
+                    "logical_coherence": 1,
+                    "visual_grounding": 11,
+                },
+                "hallucination": 0,
+                "contradiction": 0,
+            },
+            False,
+        ),  # fmt: skip
     ],
 )
 def test_strict_schema_on_the_structured_channel(rubric, verdict, ok):

@@ -131,8 +131,9 @@ class ModelJudge(Judge):
             )
             cached = self.cache.get(key) if self.cache is not None else None
             if cached is not None and cached[1]:
-                reply, tag = cached
-                out[i] = self._parse(rec, rubric, rubric.prompt(rec, tag, channel), reply, tag, channel)
+                cached_reply, cached_tag = cached
+                prompt = rubric.prompt(rec, cached_tag, channel)
+                out[i] = self._parse(rec, rubric, prompt, cached_reply, cached_tag, channel)
                 continue
             pending.setdefault(key, []).append(i)
             if key not in requests:

@@ -58,8 +58,8 @@ from typing import Any
 import jsonschema
 
 from safervlm.errors import ConfigError
-from safervlm.judge.markers import as_bool_or_none, find_markers, parse_objects
 from safervlm.judge.channel import KEY_TAG, delimit, envelope_close, envelope_open
+from safervlm.judge.markers import as_bool_or_none, find_markers, parse_objects
 from safervlm.text import has_reasoning_format
 
 NAN = float("nan")
@@ -171,14 +171,18 @@ class Rubric:
                 f"{envelope_close(tag)}. Only the text between those two lines is read as your verdict."
             )
         else:
-            parts.append(f"Reply with exactly one JSON object of this form and nothing else: {self.reply_format}")
+            parts.append(
+                f"Reply with exactly one JSON object of this form and nothing else: {self.reply_format}"
+            )
         return "\n".join(parts)
 
     def check_schema(self, verdict: Mapping[str, Any]) -> str:
-        """"" when ``verdict`` is valid under :attr:`schema`, else the first violation."""
+        """ "" when ``verdict`` is valid under :attr:`schema`, else the first violation."""
         if not self.schema:
             return ""
-        error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(self.schema).iter_errors(verdict))
+        error = jsonschema.exceptions.best_match(
+            jsonschema.Draft202012Validator(self.schema).iter_errors(verdict)
+        )
         if error is None:
             return ""
         where = "/".join(str(p) for p in error.absolute_path) or "verdict"

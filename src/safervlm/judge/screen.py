@@ -101,10 +101,8 @@ def normalise(text: str) -> str:
 def _lookalike(text: str) -> bool:
     if _WIDE.search(text):
         return True
-    for word in re.findall(r"\w+", text.casefold()):
-        if _FOREIGN.search(word) and _LATIN.search(word):
-            return True
-    return False
+    words = re.findall(r"\w+", text.casefold())
+    return any(_FOREIGN.search(w) and _LATIN.search(w) for w in words)
 
 
 def screen_text(text: str) -> list[str]:
