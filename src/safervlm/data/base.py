@@ -28,6 +28,8 @@ import io
 import json
 import logging
 import math
+import os
+import re
 import threading
 import warnings
 from collections.abc import Iterator, Mapping
@@ -323,7 +325,12 @@ def get_field(
 
 
 def check_image_bytes(
-    data: bytes, *, image: str | Path, record: object, max_pixels: int | None = None
+    data: bytes,
+    *,
+    image: str | Path,
+    record: object,
+    max_pixels: int | None = None,
+    referenced_from: Path | None = None,
 ) -> bytes:
     """Return ``data`` if it decodes as an image within the pixel limit, else raise InputError.
 
@@ -332,9 +339,11 @@ def check_image_bytes(
         image: Where it came from (named in the message).
         record: The record it belongs to (named in the message).
         max_pixels: Pixel limit (width x height); the :func:`image_pixel_limit` in force when None.
+        referenced_from: The file whose record names the image (added to the message).
     """
     limit = current_max_image_pixels() if max_pixels is None else max_pixels
-    too_big = f"image exceeds the pixel limit of {limit:,} (data.max_image_pixels)"
+    where = f" (referenced from {referenced_from})" if referenced_from is not None else ""
+    too_big = f"exceeds the pixel limit of {limit:,} (data.max_image_pixels){where}"
     try:
         with _PIL_LOCK, warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -344,16 +353,21 @@ def check_image_bytes(
                 with Image.open(io.BytesIO(data)) as img:
                     width, height = img.size
                     if width * height > limit:  # checked on the header, before decoding pixels
-                        raise InputError(f"{too_big}: it is {width}x{height}", path=image, record=record)
+                        raise InputError(
+                            f"image of {width}x{height} pixels {too_big}", path=image, record=record
+                        )
                     img.load()
             finally:
                 Image.MAX_IMAGE_PIXELS = saved
     except InputError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise InputError(f"{too_big}: {exc}", path=image, record=record) from exc
+        # PIL checks the header's size in Image.open: "Image size (N pixels) exceeds limit ..."
+        found = re.search(r"\((\d+) pixels\)", str(exc))
+        size = f" of {int(found.group(1)):,} pixels" if found else ""
+        raise InputError(f"image{size} {too_big}", path=image, record=record) from exc
     except Exception as exc:  # PIL raises many types on hostile data (OSError, ValueError, struct.error, ...)
-        raise InputError(f"cannot decode image: {exc}", path=image, record=record) from exc
+        raise InputError(f"cannot decode image: {exc}{where}", path=image, record=record) from exc
     return data
 
 
@@ -377,10 +391,17 @@ def resolve_inside(candidate: Path, *, root: Path, path: Path | None, record: ob
             f"cannot resolve image path {str(candidate)!r}: {exc}", path=where, record=record
         ) from exc
     if not target.is_relative_to(base):
+        lexical = Path(os.path.normpath(os.path.abspath(candidate)))  # "..", no links followed
+        via_link = lexical.is_relative_to(Path(os.path.abspath(root)))
+        hint = (
+            "; a symbolic link leads out (a Hugging Face cache snapshot links its files to "
+            "../../blobs: download with --local-dir instead)"
+            if via_link
+            else ""
+        )
         raise InputError(
-            f"image path {str(candidate)!r} leaves the benchmark root {base} (it resolves to {target}); "
-            "refusing to read it (a Hugging Face cache snapshot links files to ../../blobs: "
-            "download with --local-dir instead)",
+            f"image path {str(candidate)!r} leaves the benchmark root {base} (it resolves to {target})"
+            f"{hint}; refusing to read it",
             path=where,
             record=record,
         )
@@ -400,7 +421,7 @@ def read_image_file(path: Path, *, root: Path, record: object, referenced_from: 
         data = target.read_bytes()
     except OSError as exc:
         raise InputError(f"cannot read image{where}: {exc}", path=path, record=record) from exc
-    return check_image_bytes(data, image=path, record=record)
+    return check_image_bytes(data, image=path, record=record, referenced_from=referenced_from)
 
 
 def image_from_struct(value: Any, *, root: Path, base: Path, path: Path, record: object) -> tuple[bytes, str]:
