@@ -553,6 +553,17 @@ def test_csv_nan_id_is_refused(copy_of, tmp_path: Path) -> None:
     expect_refusal(t, root, tmp_path, str(path), "[record 1", "task_id", "missing number")
 
 
+def test_csv_encoded_surrogate_is_refused(copy_of, tmp_path: Path) -> None:
+    """A UTF-8-encoded surrogate (bytes ED A0 80) is not UTF-8: the CSV is refused by name."""
+    t = next(t for t in TARGETS if t.name == "figstep")
+    root = copy_of(t)
+    path = data_file(t, root)
+    lines = path.read_bytes().split(b"\n")
+    lines[2] = lines[2].replace(b",", b",\xed\xa0\x80", 1)
+    path.write_bytes(b"\n".join(lines))
+    expect_refusal(t, root, tmp_path, str(path), "invalid CSV")
+
+
 def test_parquet_nan_in_optional_text_never_becomes_text(copy_of, tmp_path: Path) -> None:
     t = next(t for t in BENCH_TARGETS if t.name == "spa_vl")
     root = copy_of(t)
