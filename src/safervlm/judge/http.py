@@ -203,10 +203,13 @@ class OpenAIJudge(ModelJudge):
 
         extra: dict[str, Any] = {"seed": self.seed} if self.seed is not None else {}
         if request.channel == "structured":
-            extra["response_format"] = {
+            # As extra_body: the client would otherwise walk the whole schema per request to
+            # "transform" it (about 1 ms of CPU each, a fifth of the client's time at 16 in flight).
+            response_format = {
                 "type": "json_schema",
                 "json_schema": {"name": request.rubric.name, "schema": request.rubric.schema, "strict": True},
             }
+            extra["extra_body"] = {"response_format": response_format}
         attempt = 0
         while True:
             attempt += 1

@@ -49,6 +49,7 @@ rubric                 verdict JSON -> columns
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Callable, Mapping
@@ -180,13 +181,19 @@ class Rubric:
         """ "" when ``verdict`` is valid under :attr:`schema`, else the first violation."""
         if not self.schema:
             return ""
-        error = jsonschema.exceptions.best_match(
-            jsonschema.Draft202012Validator(self.schema).iter_errors(verdict)
-        )
+        error = jsonschema.exceptions.best_match(_validator(self.name, self.version).iter_errors(verdict))
         if error is None:
             return ""
         where = "/".join(str(p) for p in error.absolute_path) or "verdict"
         return f"{where}: {error.message[:200]}"
+
+
+@functools.lru_cache(maxsize=64)
+def _validator(name: str, version: str) -> Any:
+    """The checked, compiled validator of a rubric's schema, built once per rubric version."""
+    schema = RUBRICS[name].schema
+    jsonschema.Draft202012Validator.check_schema(schema)
+    return jsonschema.Draft202012Validator(schema)
 
 
 def _object(properties: Mapping[str, Any]) -> dict[str, Any]:
