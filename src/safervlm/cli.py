@@ -452,7 +452,9 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    for noisy in ("alembic", "mlflow", "httpx", "urllib3"):
+    # HTTP client transports log one INFO line per request (the judge's openai client among them).
+    # (openai 3.x sends through httpx2/httpcore2; earlier releases through httpx/httpcore.)
+    for noisy in ("alembic", "mlflow", "httpx", "httpx2", "httpcore", "httpcore2", "openai", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     log.info(
         "safervlm %s %s",

@@ -146,4 +146,7 @@ def outcomes_from_judgments(judgments: pd.DataFrame, threshold: float = 4.0) -> 
         df["suspected_injection"] if "suspected_injection" in df.columns else pd.Series(False, index=df.index)
     )
     out["injection"] = flagged.fillna(False).astype(bool).to_numpy()
-    return out[[*OUTCOME_COLUMNS, "split", "injection"]]
+    # Image-only prompts (empty text; the image carries the request, as in one VLSBench record).
+    question = df["question"] if "question" in df.columns else pd.Series("?", index=df.index)
+    out["image_only"] = question.fillna("").astype(str).str.strip().eq("").to_numpy()
+    return out[[*OUTCOME_COLUMNS, "split", "injection", "image_only"]]

@@ -258,8 +258,9 @@ def analyse(
 
 
 def count_statuses(outcomes: pd.DataFrame) -> pd.DataFrame:
-    """Per group: samples, should-refuse samples, unscored / empty counts per part, and the
-    responses flagged by the injection screen (all, and those the judge still scored safe)."""
+    """Per group: samples, should-refuse samples, unscored / empty counts per part, image-only
+    prompts, and the responses flagged by the injection screen (all, and those the judge still
+    scored safe)."""
     rows = []
     for key, part in outcomes.groupby(KEYS, sort=False):
         row: dict[str, Any] = dict(zip(KEYS, key, strict=True))
@@ -270,6 +271,8 @@ def count_statuses(outcomes: pd.DataFrame) -> pd.DataFrame:
                 row[f"n_{status}_{p}"] = int(part[f"status_{p}"].eq(status).sum())
         if "split" in part.columns:  # responses with no reasoning/answer tags (all answer)
             row["n_untagged"] = int(part["split"].eq("untagged").sum())
+        if "image_only" in part.columns:
+            row["n_image_only"] = int(part["image_only"].astype(bool).sum())
         if "injection" in part.columns:  # responses that carry judge-steering text (judge.screen)
             flagged = part["injection"].astype(bool)
             row["n_suspected_injection"] = int(flagged.sum())
