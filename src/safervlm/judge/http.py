@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import email.utils
+import json
 import logging
 import math
 import os
@@ -77,6 +78,22 @@ def retry_after_seconds(headers: Any) -> float | None:
     except ValueError:
         parsed = email.utils.parsedate_to_datetime(value) if value else None
         return None if parsed is None else max(0.0, parsed.timestamp() - time.time())
+
+
+def reply_text(raw: str) -> str:
+    """The first choice's message content of a chat-completions JSON body.
+
+    Raises:
+        ValueError: an unreadable body (cut off, not JSON, no choices): retried like a 5xx.
+    """
+    try:
+        data = json.loads(raw)
+        content = data["choices"][0]["message"].get("content")
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
+        raise ValueError(f"unreadable chat-completions body ({type(exc).__name__})") from exc
+    if content is not None and not isinstance(content, str):
+        raise ValueError("reply content is not text")
+    return content or ""
 
 
 def _describe(exc: BaseException) -> str:
@@ -201,32 +218,30 @@ class OpenAIJudge(ModelJudge):
     ) -> str | CallError:
         import openai
 
-        extra: dict[str, Any] = {"seed": self.seed} if self.seed is not None else {}
+        body: dict[str, Any] = {
+            "model": self.model,
+            "messages": self._messages(request),
+            "temperature": 0,
+            "max_tokens": self.max_tokens,
+        }
+        if self.seed is not None:
+            body["seed"] = self.seed
         if request.channel == "structured":
-            # As extra_body: the client would otherwise walk the whole schema per request to
-            # "transform" it (about 1 ms of CPU each, a fifth of the client's time at 16 in flight).
-            response_format = {
+            body["response_format"] = {
                 "type": "json_schema",
                 "json_schema": {"name": request.rubric.name, "schema": request.rubric.schema, "strict": True},
             }
-            extra["extra_body"] = {"response_format": response_format}
         attempt = 0
         while True:
             attempt += 1
             try:
                 async with sem:
                     self.stats["calls"] += 1
-                    resp = await client.chat.completions.create(
-                        model=self.model,
-                        messages=self._messages(request),
-                        temperature=0,
-                        max_tokens=self.max_tokens,
-                        **extra,
-                    )
-                choices = getattr(resp, "choices", None)
-                if not choices:
-                    raise ValueError("reply has no choices")
-                text = choices[0].message.content or ""
+                    # The client's documented raw-request path: the same transport, auth and
+                    # HTTP errors as chat.completions.create, without its per-request walk over
+                    # the typed params and the response models (half the client's CPU per request).
+                    raw = await client.post("/chat/completions", body=body, cast_to=str)
+                text = reply_text(raw)
                 on_reply(request, text)
                 return text
             except (openai.OpenAIError, ValueError) as exc:
