@@ -2,8 +2,9 @@
 
 Works with OpenAI (e.g. ``gpt-4o-mini``) and with a vLLM server hosting a reward model
 (``base_url: http://host:8000/v1``). Requests are sent with the official ``openai`` client
-(``AsyncOpenAI``, its own retries off), temperature 0, the image as a base64 data URL, at
-most ``concurrency`` in flight.
+(``AsyncOpenAI``, its own retries off) through its raw request path (``client.post`` on
+``/chat/completions``: its transport, auth and HTTP errors, without re-walking typed params
+per request), temperature 0, the image as a base64 data URL, at most ``concurrency`` in flight.
 
 Retries: 429, 408/409, 5xx, timeouts, connection errors and unreadable response bodies are
 retried with exponential backoff and full jitter (``backoff_base * 2**(attempt-1)``, capped
