@@ -161,7 +161,7 @@ def test_stages_logged_to_the_server_read_back(
     assert prep.data.params["benchmark"] == "vlguard"
     assert prep.data.params["root"].endswith("results/fixtures/vlguard")
     n = len(pd.read_parquet(workdir / "results" / "data" / "bench" / "vlguard.parquet"))
-    assert n > 0 and prep.data.metrics == {"n": float(n)}
+    assert n > 0 and prep.data.metrics == {"n": float(n), "n_image_only": 0.0}
 
     # artifacts: listed, downloaded over HTTP byte for byte, stored by the server
     assert exp.artifact_location.startswith("mlflow-artifacts:"), exp.artifact_location

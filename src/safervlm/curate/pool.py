@@ -170,17 +170,9 @@ def route_category(
     return OTHER, "unmapped"
 
 
-def map_category(
-    label: str,
-    should_refuse: Any,
-    spec: SourceSpec,
-    taxonomy: set[str],
-    *,
-    subset: str = "",
-    subcategory: str = "",
-) -> str:
-    """The taxonomy category of a row with source label ``label`` (module docstring steps)."""
-    return route_category(label, should_refuse, spec, taxonomy, subset=subset, subcategory=subcategory)[0]
+def map_category(label: str, should_refuse: Any, spec: SourceSpec, taxonomy: set[str], **where: str) -> str:
+    """The taxonomy category of a row (:func:`route_category` without the route)."""
+    return route_category(label, should_refuse, spec, taxonomy, **where)[0]
 
 
 def _text(value: Any) -> str:
