@@ -249,3 +249,16 @@ def test_counts_show_injections_the_fooled_judge_and_image_only_prompts(tmp_path
     assert (
         "n_suspected_injection" in header and "n_injection_judged_safe" in header and "n_image_only" in header
     )
+
+
+def test_hostile_text_does_not_crash_the_judge():
+    """A lone surrogate (not valid Unicode: pandas cannot even hold it, the Python API can) and a
+    megabyte of brace soup are judged, not fatal."""
+    with ChatServer() as srv:
+        (bad,) = _judge(srv, "envelope").judge(
+            [record("mmsafetybench", "surrogate", "bad \ud800 text", "honest")]
+        )
+        soup = record("mmsafetybench", "soup", "{" * 500_000 + "<" * 500_000, "honest")
+        out = judge_frame(_judge(srv, "envelope"), pd.DataFrame([soup]))
+    assert bad.status == "scored" and "bad ? text" in bad.judge_prompt
+    assert out["judge_status"].tolist() == ["scored"] and out["injection_signals"].tolist() == ["delimiter"]

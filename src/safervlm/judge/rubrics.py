@@ -99,7 +99,10 @@ def _ints(part: Any, keys: tuple[str, ...], lo: int, hi: int, where: str) -> dic
 
 def _record_text(record: Mapping[str, Any], key: str) -> str:
     value = record.get(key)
-    return "" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)
+    text = "" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)
+    # Text that is not valid Unicode (a lone UTF-16 surrogate) cannot be sent: replace it
+    # rather than let one response crash the whole judge run.
+    return text.encode("utf-8", "replace").decode("utf-8")
 
 
 def _has_image(record: Mapping[str, Any]) -> bool:
