@@ -348,6 +348,7 @@ def test_secret_never_reaches_logs_mlflow_outputs_or_cache(tmp_path):
         0,
     )
     assert KEY not in json.dumps(run.data.params) and run.data.params["judge"] == "openai"
+    assert m["n_suspected_injection"] == 0  # the screen's count is logged with the stage
 
 
 def test_judge_frame_keeps_status_rubric_and_drops_images():
