@@ -158,9 +158,7 @@ def route_category(
     """``(category, route)`` of a row (module docstring steps; route is one of :data:`ROUTES`)."""
     if not label and should_refuse is False and BENIGN in taxonomy:
         return BENIGN, "benign"
-    for rule in spec.category_rules:
-        if not isinstance(rule, CategoryRule):
-            rule = CategoryRule(**rule)
+    for rule in spec.category_rules:  # CategoryRule entries, as parse_sources leaves them
         if rule.matches(subset, label, subcategory):
             return rule.category, "rule"
     if label in spec.category_map:

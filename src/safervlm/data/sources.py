@@ -29,7 +29,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from safervlm.data.base import BenchmarkAdapter, image_pixel_limit
+from safervlm.data.base import BenchmarkAdapter
 from safervlm.data.bench_beavertails_v import BeaverTailsV
 from safervlm.data.bench_spa_vl import SpaVL
 from safervlm.data.bench_vlguard import VLGuard
@@ -89,7 +89,6 @@ def load_source(
     *,
     seed: int = 0,
     configs: Sequence[str] | None = None,
-    max_image_pixels: int | None = None,
 ) -> list[dict[str, Any]]:
     """Read the training rows of source ``name`` from its local copy at ``root``.
 
@@ -99,9 +98,6 @@ def load_source(
         cap: Keep a seeded uniform sample of at most this many rows (all when None).
         seed: Seed of the cap's sample (the source name is mixed in).
         configs: Dataset configs to read (BeaverTails-V harm categories; all when None).
-        max_image_pixels: Pixel limit for decoding images (the one set with
-            :func:`~safervlm.data.base.image_pixel_limit`, by default
-            :data:`~safervlm.data.base.DEFAULT_MAX_IMAGE_PIXELS`, when None).
 
     Returns:
         Rows with every ``SAMPLE_COLUMNS`` field plus ``source`` and ``response``, in file order.
@@ -112,13 +108,6 @@ def load_source(
     """
     if cap is not None and cap <= 0:
         raise ConfigError(f"cap of training source {name!r} must be >= 1, got {cap}")
-    with image_pixel_limit(max_image_pixels):
-        return _load_source(name, root, cap, seed, configs)
-
-
-def _load_source(
-    name: str, root: Path | str, cap: int | None, seed: int, configs: Sequence[str] | None
-) -> list[dict[str, Any]]:
     adapter = source_adapter(name, configs)
     rng = random.Random(f"safervlm-pool/{seed}/{name}")
     kept: list[tuple[int, dict[str, Any]]] = []

@@ -66,7 +66,7 @@ class JudgeCache:
         self.hits += 1
         return str(row[0]), str(row[1])
 
-    def put(self, key: str, judge_id: str, rubric_id: str, reply: str, tag: str = "") -> None:
+    def put(self, key: str, judge_id: str, rubric_id: str, reply: str, tag: str) -> None:
         """Store one reply and the tag its request carried (committed immediately)."""
         with self._lock:
             self._conn.execute(

@@ -130,7 +130,7 @@ class ModelJudge(Judge):
                 _text(rec, "response"),
             )
             cached = self.cache.get(key) if self.cache is not None else None
-            if cached is not None and cached[1]:
+            if cached is not None:
                 cached_reply, cached_tag = cached
                 prompt = rubric.prompt(rec, cached_tag, channel)
                 out[i] = self._parse(rec, rubric, prompt, cached_reply, cached_tag, channel)

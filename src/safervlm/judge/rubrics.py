@@ -180,26 +180,21 @@ class Rubric:
             )
         return "\n".join(parts)
 
+    @functools.cached_property
+    def _validator(self) -> Any:
+        """The checked, compiled validator of :attr:`schema`, built once per rubric."""
+        jsonschema.Draft202012Validator.check_schema(self.schema)
+        return jsonschema.Draft202012Validator(self.schema)
+
     def check_schema(self, verdict: Mapping[str, Any]) -> str:
         """ "" when ``verdict`` is valid under :attr:`schema`, else the first violation."""
         if not self.schema:
             return ""
-        validator = _validator(self.name, self.version)
-        if validator.is_valid(verdict):  # the common case; best_match costs ~10x more
+        if self._validator.is_valid(verdict):  # the common case; best_match costs ~10x more
             return ""
-        error = jsonschema.exceptions.best_match(validator.iter_errors(verdict))
-        if error is None:
-            return ""
+        error = jsonschema.exceptions.best_match(self._validator.iter_errors(verdict))
         where = "/".join(str(p) for p in error.absolute_path) or "verdict"
         return f"{where}: {error.message[:200]}"
-
-
-@functools.lru_cache(maxsize=64)
-def _validator(name: str, version: str) -> Any:
-    """The checked, compiled validator of a rubric's schema, built once per rubric version."""
-    schema = RUBRICS[name].schema
-    jsonschema.Draft202012Validator.check_schema(schema)
-    return jsonschema.Draft202012Validator(schema)
 
 
 def _object(properties: Mapping[str, Any]) -> dict[str, Any]:
