@@ -18,7 +18,7 @@ import pandas as pd
 
 from safervlm.data import load_benchmark
 from safervlm.data.fixtures import build_fixtures
-from safervlm.evaluate.generate import HFGenerator
+from safervlm.models.generation import HFGenerator
 
 
 def best_of(fn, repeats: int) -> float:  # type: ignore[no-untyped-def]

@@ -26,8 +26,8 @@ from safervlm.curate.scoring import QIScoreParams, answers_frame, qi_scores, sam
 from safervlm.data import world
 from safervlm.data.fixtures import build_fixtures
 from safervlm.data.sources import load_source
-from safervlm.evaluate.generate import HFGenerator
 from safervlm.judge import get_judge
+from safervlm.models.generation import HFGenerator
 from safervlm.models.tiny import TinyDims, build_tiny_model
 
 

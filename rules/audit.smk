@@ -8,13 +8,6 @@ rule audit:
         judgments=eval_outputs("judgments.parquet"),
         rates=f"{R}/report/rates.csv",
         expected=audit_expected(),
-        code=code(
-            "audit.py",
-            "evaluate/outcomes.py",
-            "evaluate/safemlrm.py",
-            "schema.py",
-            "text.py",
-        ),
     output:
         md=f"{R}/audit/audit.md",
         csv=f"{R}/audit/audit.csv",
@@ -24,16 +17,18 @@ rule audit:
     conda:
         "../envs/safervlm.yaml"
     params:
+        # The modules its job runs ({module: digest}): editing one reruns it.
+        code=code("audit"),
         pairs=pair_args(EVAL_PAIRS),
         audit_pairs=pair_args(config["audit"]["pairs"]),
         threshold=config["eval"]["safemlrm"]["threshold"],
         missing=config["eval"]["safemlrm"]["missing"],
-        strict="--strict" if config["audit"]["strict"] else "",
-        dvc_lock=f"{workflow.basedir}/dvc.lock",
+        strict=["--strict"] if config["audit"]["strict"] else [],
+        dvc_lock=os.path.relpath(f"{workflow.basedir}/dvc.lock"),
         out_dir=lambda w, output: os.path.dirname(output.md),
         results=lambda w, output: os.path.dirname(os.path.dirname(output.md)),
     shell:
-        "safervlm audit --results {params.results} --expected {input.expected} --report-rates {input.rates}"
-        " --pair {params.pairs} --audit-pair {params.audit_pairs} --threshold {params.threshold}"
-        " --missing {params.missing} --dvc-lock {params.dvc_lock} --out-dir {params.out_dir} {params.strict}"
-        " > {log} 2>&1"
+        "safervlm audit --results {params.results:q} --expected {input.expected:q} --report-rates {input.rates:q}"
+        " --pair {params.pairs:q} --audit-pair {params.audit_pairs:q} --threshold {params.threshold:q}"
+        " --missing {params.missing:q} --dvc-lock {params.dvc_lock:q} --out-dir {params.out_dir:q} {params.strict:q}"
+        " > {log:q} 2>&1"

@@ -5,8 +5,10 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from safervlm.workflow_support import (
-    code_closure,
+    code_digest,
+    judge_module,
     missing_paths,
+    stage_module,
     tracking_env,
     tracking_server_error,
 )
@@ -35,7 +37,7 @@ MODEL_PATHS = {
 EVAL_PAIRS = [tuple(p) for p in config["eval"]["pairs"]]
 # Both GRPO runs are compared when both are evaluated.
 COMPARE_GRPO = {"grpo", "grpo_plain"} <= set(EVAL_MODELS)
-# Absolute, so the workflow also runs with --directory elsewhere (tests do).
+# The package whose modules the jobs run (their digests are the rules' ``code`` params).
 PY = f"{workflow.basedir}/src/safervlm"
 
 
@@ -93,37 +95,14 @@ def pick(section, *keys):
     return {k: config[section][k] for k in keys}
 
 
-def code(*modules):
-    """Package modules a job runs, as inputs; editing them reruns the job.
+def code(command, *plugins):
+    """``{module: digest}`` of what ``safervlm <command>`` runs: the CLI, the stage module, the
+    name-keyed plugins it loads (a judge, a benchmark) and everything they import.
 
-    ``modules``: the stage's entry points, including what its function imports lazily; the
-    modules they import are added (``code_closure``). tests/test_e2e.py checks the result
-    against the modules each job really loaded.
+    A param, so editing any of these modules reruns the job and nothing else does; where the
+    checkout lives does not matter. tests/test_e2e.py checks it equals what each job loaded.
     """
-    closure = code_closure(
-        PY, ["cli.py", "config.py", "io.py", "tracking.py", *modules]
-    )
-    return [f"{PY}/{m}" for m in closure]
-
-
-JUDGE_MODULES = {
-    "reference": ("judge/base.py", "judge/markers.py", "judge/reference.py"),
-    "openai": ("judge/base.py", "judge/markers.py", "judge/channel.py", "judge/rubrics.py",
-               "judge/cache.py", "judge/model.py", "judge/http.py"),
-    "hf": ("judge/base.py", "judge/markers.py", "judge/channel.py", "judge/rubrics.py",
-           "judge/cache.py", "judge/model.py", "judge/hf.py", "evaluate/generate.py",
-           "models/processor.py"),
-}  # fmt: skip
-
-
-def judge_code(section="judge"):
-    """Package modules of the judge configured in ``config[section]`` (all of them if unknown)."""
-    name = config[section]["name"]
-    return list(
-        JUDGE_MODULES.get(
-            name, sorted({m for ms in JUDGE_MODULES.values() for m in ms})
-        )
-    )
+    return code_digest(PY, ["cli.py", stage_module(command), *plugins])
 
 
 def judge_cache():
@@ -131,10 +110,13 @@ def judge_cache():
     return config["judge"]["cache"] or f"{R}/cache/judge.sqlite"
 
 
-def judge_cli(section="judge"):
-    """``--judge NAME --judge-params JSON --judge-cache PATH`` for ``config[section]``."""
-    params = as_json(config[section]["params"])
-    return f"--judge {config[section]['name']} --judge-params '{params}' --judge-cache {judge_cache()}"
+def judge_params(section="judge"):
+    """Params ``judge``, ``judge_params`` (JSON), ``judge_cache`` for ``config[section]``."""
+    return {
+        "judge": config[section]["name"],
+        "judge_params": as_json(config[section]["params"]),
+        "judge_cache": judge_cache(),
+    }
 
 
 def adapter_module(bench):
@@ -219,15 +201,17 @@ def eval_data(wildcards):
 
 
 # Launch lines and resources for clusters (issue #8: Slurm, multi-GPU) ---------------
-TRAIN_LAUNCH = f"{workflow.basedir}/workflow/scripts/train-launch"
+# Runs `safervlm <stage>` on every GPU of the job (accelerate), or as one plain process. Through
+# the environment, not the shell command: where the checkout lives must not rerun training.
+os.environ["SAFERVLM_TRAIN_LAUNCH"] = f"{workflow.basedir}/workflow/scripts/train-launch"
 # Judges that load a model inside the job (not an HTTP endpoint, not rules) need a GPU.
 LOCAL_MODEL_JUDGES = ("hf",)
 
 
-def train_launch(stage):
-    """`safervlm <stage>` on every GPU of the job (accelerate), or one plain process."""
+def launch_args(stage):
+    """The launcher's options for a training stage (its DeepSpeed config, if any)."""
     ds = config[stage]["deepspeed"]
-    return f"{TRAIN_LAUNCH} {f'--deepspeed {ds} ' if ds else ''}safervlm {stage}"
+    return ["--deepspeed", ds] if ds else []
 
 
 def judge_gpus():
@@ -239,8 +223,10 @@ def judge_gpus():
 
 
 def audit_expected():
-    return [f"{workflow.basedir}/{p}" for p in config["audit"]["expected"]]
+    """Expectation files, relative to the working directory (a moved checkout plans nothing)."""
+    return [os.path.relpath(f"{workflow.basedir}/{p}") for p in config["audit"]["expected"]]
 
 
 def pair_args(pairs):
-    return " ".join(f"{a}={b}" for a, b in pairs)
+    """``REASONING=BASE`` items, one shell word each."""
+    return [f"{a}={b}" for a, b in pairs]

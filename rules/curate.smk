@@ -2,7 +2,6 @@ rule decontaminate:
     input:
         pool=f"{R}/data/pool.parquet",
         evals=bench_parquet(sorted(config["benchmarks"])),
-        code=code("stages/curate.py", "curate/decontaminate.py", "curate/near_dup.py"),
     output:
         pool=f"{R}/data/pool.clean.parquet",
         report=f"{R}/data/decontamination.json",
@@ -13,6 +12,8 @@ rule decontaminate:
     conda:
         "../envs/safervlm.yaml"
     params:
+        # The modules its job runs ({module: digest}): editing one reruns it.
+        code=code("decontaminate"),
         curate=as_json(
             pick(
                 "curate",
@@ -25,23 +26,14 @@ rule decontaminate:
             )
         ),
     shell:
-        "safervlm decontaminate --pool {input.pool} --eval {input.evals} --out {output.pool}"
-        " --report {output.report} --params '{params.curate}' > {log} 2>&1"
+        "safervlm decontaminate --pool {input.pool:q} --eval {input.evals:q} --out {output.pool:q}"
+        " --report {output.report:q} --params {params.curate:q} > {log:q} 2>&1"
 
 
 rule qi_score:
     input:
         model=BASE,
         pool=f"{R}/data/pool.clean.parquet",
-        code=code(
-            "stages/curate.py",
-            "curate/scoring.py",
-            "evaluate/generate.py",
-            "prompts.py",
-            "text.py",
-            "rewards/structured.py",
-            *judge_code("reward_judge"),
-        ),
     output:
         scores=f"{R}/data/qi_scores.parquet",
         samples=f"{R}/data/qi_scores.samples.parquet",
@@ -52,6 +44,8 @@ rule qi_score:
     conda:
         "../envs/safervlm.yaml"
     params:
+        # The modules its job runs ({module: digest}): editing one reruns it.
+        code=code("qi-score", *judge_module(config["reward_judge"]["name"])),
         curate=as_json(
             pick(
                 "curate",
@@ -62,15 +56,16 @@ rule qi_score:
                 "score",
             )
         ),
-        judge=judge_cli("reward_judge"),
+        **judge_params("reward_judge"),
         reward=config["grpo"]["reward"],
         reward_params=as_json(config["grpo"]["reward_params"]),
         seed=config["seed"],
     shell:
-        "safervlm qi-score --model {input.model} --pool {input.pool} --out {output.scores}"
-        " --samples {output.samples} --params '{params.curate}' {params.judge}"
-        " --reward {params.reward}"
-        " --reward-params '{params.reward_params}' --seed {params.seed} > {log} 2>&1"
+        "safervlm qi-score --model {input.model:q} --pool {input.pool:q} --out {output.scores:q}"
+        " --samples {output.samples:q} --params {params.curate:q}"
+        " --judge {params.judge:q} --judge-params {params.judge_params:q} --judge-cache {params.judge_cache:q}"
+        " --reward {params.reward:q}"
+        " --reward-params {params.reward_params:q} --seed {params.seed:q} > {log:q} 2>&1"
 
 
 rule qi_select:
@@ -79,7 +74,6 @@ rule qi_select:
         pool=f"{R}/data/pool.clean.parquet",
         pool_summary=f"{R}/data/pool.summary.json",
         decontamination=f"{R}/data/decontamination.json",
-        code=code("stages/qi_select.py", "curate/qi.py", "curate/datasheet.py"),
     output:
         qi_safe=f"{R}/data/qi_safe.parquet",
         datasheet=report(
@@ -102,6 +96,8 @@ rule qi_select:
     conda:
         "../envs/safervlm.yaml"
     params:
+        # The modules its job runs ({module: digest}): editing one reruns it.
+        code=code("qi-select"),
         curate=as_json(
             pick(
                 "curate",
@@ -113,8 +109,8 @@ rule qi_select:
         ),
         seed=config["seed"],
     shell:
-        "safervlm qi-select --scores {input.scores} --pool {input.pool}"
-        " --pool-summary {input.pool_summary} --decontamination {input.decontamination}"
-        " --out {output.qi_safe} --datasheet {output.datasheet}"
-        " --datasheet-json {output.datasheet_json} --figure {output.figure}"
-        " --params '{params.curate}' --seed {params.seed} > {log} 2>&1"
+        "safervlm qi-select --scores {input.scores:q} --pool {input.pool:q}"
+        " --pool-summary {input.pool_summary:q} --decontamination {input.decontamination:q}"
+        " --out {output.qi_safe:q} --datasheet {output.datasheet:q}"
+        " --datasheet-json {output.datasheet_json:q} --figure {output.figure:q}"
+        " --params {params.curate:q} --seed {params.seed:q} > {log:q} 2>&1"

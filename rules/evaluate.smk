@@ -1,7 +1,6 @@
 rule attack:
     input:
         data=f"{R}/data/bench/{{bench}}.parquet",
-        code=code("stages/evaluate.py", "data/transforms.py"),
     output:
         f"{R}/data/attack/{{bench}}.parquet",
     log:
@@ -11,18 +10,19 @@ rule attack:
     conda:
         "../envs/safervlm.yaml"
     params:
+        # The modules its job runs ({module: digest}): editing one reruns it.
+        code=code("attack"),
         attacks=lambda w: ",".join(attacks_for(w.bench)),
         image_size=config["eval"]["attack_image_size"],
     shell:
-        "safervlm attack --data {input.data} --out {output} --attacks {params.attacks}"
-        " --image-size {params.image_size} > {log} 2>&1"
+        "safervlm attack --data {input.data:q} --out {output:q} --attacks {params.attacks:q}"
+        " --image-size {params.image_size:q} > {log:q} 2>&1"
 
 
 rule generate:
     input:
         model=model_path,
         data=eval_data,
-        code=code("stages/evaluate.py", "evaluate/generate.py", "prompts.py", "text.py"),
     output:
         f"{R}/eval/{{model}}/{{bench}}/responses.parquet",
     log:
@@ -32,18 +32,19 @@ rule generate:
     conda:
         "../envs/safervlm.yaml"
     params:
+        # The modules its job runs ({module: digest}): editing one reruns it.
+        code=code("generate"),
         generate=generate_params,
         seed=config["seed"],
     shell:
-        "safervlm generate --model {input.model} --model-name {wildcards.model} --data {input.data}"
-        " --out {output} --params '{params.generate}' --seed {params.seed} > {log} 2>&1"
+        "safervlm generate --model {input.model:q} --model-name {wildcards.model:q} --data {input.data:q}"
+        " --out {output:q} --params {params.generate:q} --seed {params.seed:q} > {log:q} 2>&1"
 
 
 rule judge:
     input:
         responses=f"{R}/eval/{{model}}/{{bench}}/responses.parquet",
         data=eval_data,
-        code=code("stages/evaluate.py", *judge_code("judge")),
     output:
         f"{R}/eval/{{model}}/{{bench}}/judgments.parquet",
     log:
@@ -55,16 +56,17 @@ rule judge:
     resources:
         gpu=judge_gpus(),
     params:
-        judge=judge_cli("judge"),
+        # The modules its job runs ({module: digest}): editing one reruns it.
+        code=code("judge", *judge_module(config["judge"]["name"])),
+        **judge_params("judge"),
     shell:
-        "safervlm judge --responses {input.responses} --data {input.data} --out {output}"
-        " {params.judge} > {log} 2>&1"
+        "safervlm judge --responses {input.responses:q} --data {input.data:q} --out {output:q}"
+        " --judge {params.judge:q} --judge-params {params.judge_params:q} --judge-cache {params.judge_cache:q} > {log:q} 2>&1"
 
 
 rule score:
     input:
         judgments=f"{R}/eval/{{model}}/{{bench}}/judgments.parquet",
-        code=code("stages/evaluate.py", "evaluate/score.py", "data/transforms.py"),
     output:
         f"{R}/eval/{{model}}/{{bench}}/metrics.json",
     log:
@@ -74,8 +76,10 @@ rule score:
     conda:
         "../envs/safervlm.yaml"
     params:
+        # The modules its job runs ({module: digest}): editing one reruns it.
+        code=code("score"),
         n_bootstrap=config["eval"]["n_bootstrap"],
         seed=config["seed"],
     shell:
-        "safervlm score --judgments {input.judgments} --out {output} --n-bootstrap {params.n_bootstrap}"
-        " --seed {params.seed} > {log} 2>&1"
+        "safervlm score --judgments {input.judgments:q} --out {output:q} --n-bootstrap {params.n_bootstrap:q}"
+        " --seed {params.seed:q} > {log:q} 2>&1"

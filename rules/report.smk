@@ -2,15 +2,6 @@ rule report:
     input:
         metrics=eval_outputs("metrics.json"),
         judgments=eval_outputs("judgments.parquet"),
-        code=code(
-            "stages/evaluate.py",
-            "report/tables.py",
-            "report/figures.py",
-            "report/analysis.py",
-            "evaluate/safemlrm.py",
-            "evaluate/outcomes.py",
-            "text.py",
-        ),
     output:
         table=report(
             f"{R}/report/table.md",
@@ -93,17 +84,19 @@ rule report:
     conda:
         "../envs/safervlm.yaml"
     params:
+        # The modules its job runs ({module: digest}): editing one reruns it.
+        code=code("report"),
         out_dir=lambda w, output: os.path.dirname(output.table),
-        pairs=" ".join(f"{r}={b}" for r, b in EVAL_PAIRS),
+        pairs=pair_args(EVAL_PAIRS),
         n_bootstrap=config["eval"]["n_bootstrap"],
         seed=config["seed"],
         threshold=config["eval"]["safemlrm"]["threshold"],
         missing=config["eval"]["safemlrm"]["missing"],
     shell:
-        "safervlm report --metrics {input.metrics} --judgments {input.judgments}"
-        " --out-dir {params.out_dir} --pair {params.pairs} --n-bootstrap {params.n_bootstrap}"
-        " --seed {params.seed} --threshold {params.threshold} --missing {params.missing}"
-        " > {log} 2>&1"
+        "safervlm report --metrics {input.metrics:q} --judgments {input.judgments:q}"
+        " --out-dir {params.out_dir:q} --pair {params.pairs:q} --n-bootstrap {params.n_bootstrap:q}"
+        " --seed {params.seed:q} --threshold {params.threshold:q} --missing {params.missing:q}"
+        " > {log:q} 2>&1"
 
 
 # After every stage of the DAG (its inputs are the targets of `all`): reruns whenever they do.
@@ -111,7 +104,6 @@ rule mlflow_runs:
     input:
         rules.report.output,
         rules.grpo_compare.output if COMPARE_GRPO else [],
-        code=code("stages/provenance.py", "report/mlflow_runs.py"),
     output:
         md=report(
             f"{R}/report/mlflow_runs.md",
@@ -126,5 +118,8 @@ rule mlflow_runs:
         f"{R}/benchmarks/mlflow_runs.tsv"
     conda:
         "../envs/safervlm.yaml"
+    params:
+        # The modules its job runs ({module: digest}): editing one reruns it.
+        code=code("mlflow-runs"),
     shell:
-        "safervlm mlflow-runs --out {output.md} --csv {output.csv} > {log} 2>&1"
+        "safervlm mlflow-runs --out {output.md:q} --csv {output.csv:q} > {log:q} 2>&1"

@@ -2,9 +2,6 @@ rule sft:
     input:
         model=BASE,
         data=f"{R}/data/qi_safe.parquet",
-        code=code(
-            "train/sft.py", "train/common.py", "train/data.py", "models/processor.py"
-        ),
     output:
         directory(MODEL_PATHS["sft"]),
     log:
@@ -14,27 +11,20 @@ rule sft:
     conda:
         "../envs/train.yaml"
     params:
+        # The modules its job runs ({module: digest}): editing one reruns it.
+        code=code("sft"),
         sft=lambda w: as_json(sft_section()),  # a function: the template holds braces
+        launch=launch_args("sft"),
         seed=config["seed"],
     shell:
-        train_launch("sft")
-        + " --model {input.model} --data {input.data} --out {output}"
-        " --params '{params.sft}' --seed {params.seed} > {log} 2>&1"
+        "\"$SAFERVLM_TRAIN_LAUNCH\" {params.launch:q} safervlm sft --model {input.model:q} --data {input.data:q} --out {output:q}"
+        " --params {params.sft:q} --seed {params.seed:q} > {log:q} 2>&1"
 
 
 rule grpo:
     input:
         model=MODEL_PATHS["sft"],
         data=f"{R}/data/qi_safe.parquet",
-        code=code(
-            "train/grpo.py",
-            "train/rollout.py",
-            "train/resume.py",
-            "train/common.py",
-            "train/data.py",
-            "rewards/structured.py",
-            *judge_code("reward_judge"),
-        ),
     output:
         directory(f"{R}/checkpoints/{{grpo_variant}}"),
     log:
@@ -46,16 +36,19 @@ rule grpo:
     conda:
         "../envs/train.yaml"
     params:
+        # The modules its job runs ({module: digest}): editing one reruns it.
+        code=code("grpo", *judge_module(config["reward_judge"]["name"])),
         grpo=lambda w: as_json(grpo_section(w.grpo_variant)),
-        judge=judge_cli("reward_judge"),
+        launch=launch_args("grpo"),
+        **judge_params("reward_judge"),
         seed=config["seed"],
         # Checkpoints live outside the output: Snakemake deletes a failed job's outputs.
         state=f"{R}/checkpoints/{{grpo_variant}}.partial",
     shell:
-        train_launch("grpo")
-        + " --model {input.model} --data {input.data} --out {output}"
-        " --params '{params.grpo}' {params.judge} --seed {params.seed}"
-        " --state-dir {params.state} > {log} 2>&1"
+        "\"$SAFERVLM_TRAIN_LAUNCH\" {params.launch:q} safervlm grpo --model {input.model:q} --data {input.data:q} --out {output:q}"
+        " --params {params.grpo:q}"
+        " --judge {params.judge:q} --judge-params {params.judge_params:q} --judge-cache {params.judge_cache:q} --seed {params.seed:q}"
+        " --state-dir {params.state:q} > {log:q} 2>&1"
 
 
 rule grpo_compare:
@@ -66,7 +59,6 @@ rule grpo_compare:
             model=["grpo_plain", "grpo"],
             bench=EVAL_BENCHMARKS,
         ),
-        code=code("train/compare.py"),
     output:
         table=report(
             f"{R}/report/grpo_comparison.md",
@@ -87,9 +79,11 @@ rule grpo_compare:
     conda:
         "../envs/safervlm.yaml"
     params:
-        runs=lambda w, input: " ".join(
+        # The modules its job runs ({module: digest}): editing one reruns it.
+        code=code("grpo-compare"),
+        runs=lambda w, input: [
             f"{name}={path}" for name, path in zip(["grpo_plain", "grpo"], input.runs)
-        ),
+        ],
     shell:
-        "safervlm grpo-compare --runs {params.runs} --metrics {input.metrics}"
-        " --out-md {output.table} --out-png {output.figure} > {log} 2>&1"
+        "safervlm grpo-compare --runs {params.runs:q} --metrics {input.metrics:q}"
+        " --out-md {output.table:q} --out-png {output.figure:q} > {log:q} 2>&1"

@@ -65,7 +65,7 @@ def data(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Path
 
 
 def test_one_batched_generate_per_batch(tiny_model_dir: Path, data: Path):
-    from safervlm.evaluate.generate import HFGenerator
+    from safervlm.models.generation import HFGenerator
 
     gen = HFGenerator(str(tiny_model_dir))
     calls: list[dict[str, Any]] = []

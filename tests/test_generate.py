@@ -9,7 +9,8 @@ from chat_server import ChatServer, honest_verdict
 from PIL import Image
 
 from safervlm.config import GenerateParams
-from safervlm.evaluate.generate import build_generator, format_question, generate_responses
+from safervlm.evaluate.generate import format_question, generate_responses
+from safervlm.models.generation import build_generator
 from safervlm.schema import RESPONSE_COLUMNS, SAMPLE_COLUMNS, encode_image
 
 
@@ -59,7 +60,7 @@ def test_hf_batched_equals_one_at_a_time(tiny_model_dir) -> None:
     import random
 
     from safervlm.data import world
-    from safervlm.evaluate.generate import HFGenerator
+    from safervlm.models.generation import HFGenerator
 
     gen = HFGenerator(str(tiny_model_dir))
     img = encode_image(world.draw_scene("lock", random.Random(0)))

@@ -51,7 +51,7 @@ def test_processor_is_image_only_and_keeps_reasoning_tags(tiny_model_dir: Path) 
 
 
 def test_generates_from_image_and_text(tiny_model_dir: Path) -> None:
-    from safervlm.evaluate.generate import HFGenerator
+    from safervlm.models.generation import HFGenerator
 
     gen = HFGenerator(str(tiny_model_dir))
     img = encode_image(world.draw_scene("lock", random.Random(0)))

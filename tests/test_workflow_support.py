@@ -75,7 +75,7 @@ def _package(root: Path, files: dict[str, str]) -> Path:
 
 
 def test_code_closure_follows_imports_the_way_python_runs_them(tmp_path: Path) -> None:
-    from safervlm.workflow_support import code_closure
+    from safervlm.workflow_support import code_closure, code_digest
 
     pkg = _package(
         tmp_path,
@@ -86,17 +86,19 @@ def test_code_closure_follows_imports_the_way_python_runs_them(tmp_path: Path) -
             "typed.py": "",
             "stages/__init__.py": "",
             "stages/big.py": "import safervlm.lib.a\n\ndef other_stage():\n    from safervlm.lib import b\n",
-            "lib/__init__.py": "def __getattr__(name):\n    from safervlm.lib import lazy\n",
-            "lib/a.py": "def f():\n    from safervlm.lib.c import g\n",
+            "lib/__init__.py": "try:\n    from safervlm.lib import c\nexcept ImportError:\n    pass\n",
+            "lib/a.py": "class A:\n    def f(self):\n        from safervlm.lib.lazy import g\n",
             "lib/b.py": "",
             "lib/c.py": "",
             "lib/lazy.py": "",
         },
     )
     got = code_closure(pkg, ["cli.py", "stages/big.py"])
-    # glue (cli, stages/, __init__): module level only; library modules: any import;
-    # every package __init__ on the way; TYPE_CHECKING imports never run.
+    # What importing runs: module-level imports (inside try/if too), every package __init__
+    # on the way; never imports inside functions/classes' methods, nor TYPE_CHECKING ones.
     assert got == ["__init__.py", "cli.py", "io.py", "lib/__init__.py", "lib/a.py", "lib/c.py",
                    "stages/__init__.py", "stages/big.py"]  # fmt: skip
+    digest = code_digest(pkg, ["cli.py", "stages/big.py"])
+    assert list(digest) == got
     with pytest.raises(FileNotFoundError, match="nope.py"):
         code_closure(pkg, ["nope.py"])

@@ -7,6 +7,7 @@ The column lists here are the contract between stages: ``prepare`` writes
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 from dataclasses import asdict, dataclass, field
@@ -116,3 +117,15 @@ def encode_image(img: Image.Image, fmt: str = "PNG") -> bytes:
 def decode_image(data: bytes) -> Image.Image:
     """Decode image bytes to an RGB PIL image."""
     return Image.open(io.BytesIO(data)).convert("RGB")
+
+
+def image_data_url(image: bytes) -> str:
+    """``data:image/...;base64,...`` for PNG/JPEG/GIF/WEBP bytes (PNG assumed otherwise)."""
+    mime = "image/png"
+    if image[:3] == b"\xff\xd8\xff":
+        mime = "image/jpeg"
+    elif image[:6] in (b"GIF87a", b"GIF89a"):
+        mime = "image/gif"
+    elif image[:4] == b"RIFF" and image[8:12] == b"WEBP":
+        mime = "image/webp"
+    return f"data:{mime};base64,{base64.b64encode(image).decode('ascii')}"

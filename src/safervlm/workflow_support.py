@@ -6,12 +6,14 @@ workflow files stay declarations.
 
 from __future__ import annotations
 
+import ast
 import functools
 import hashlib
 import json
 import os
 import urllib.error
 import urllib.request
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -102,13 +104,13 @@ def _module_file(pkg: Path, dotted: str) -> Path | None:
 
 
 @functools.cache
-def _imports(pkg: Path, path: Path, top_level_only: bool) -> frozenset[Path]:
-    """Package modules ``path`` imports: at module level only, or anywhere in it.
+def _imports(pkg: Path, path: Path) -> frozenset[Path]:
+    """Package modules ``path`` imports at module level (what importing it runs).
 
-    ``if TYPE_CHECKING:`` blocks are skipped (annotations only, never run).
+    ``if TYPE_CHECKING:`` blocks are skipped (annotations only, never run). Imports inside
+    functions are not followed: the package has none (tests/test_imports.py), except the
+    name-keyed plugin registries (stages, judges, benchmarks), which rules name explicitly.
     """
-    import ast
-
     tree = ast.parse(path.read_text(), filename=str(path))
     nodes: list[ast.AST] = []
     todo: list[ast.AST] = list(tree.body)
@@ -118,9 +120,8 @@ def _imports(pkg: Path, path: Path, top_level_only: bool) -> frozenset[Path]:
             todo.extend(node.orelse)
             continue
         nodes.append(node)
-        if top_level_only and isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
-            continue
-        todo.extend(ast.iter_child_nodes(node))
+        if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef | ast.Lambda):
+            todo.extend(ast.iter_child_nodes(node))
     found: set[Path | None] = set()
     for node in nodes:
         if isinstance(node, ast.Import):
@@ -131,16 +132,11 @@ def _imports(pkg: Path, path: Path, top_level_only: bool) -> frozenset[Path]:
     return frozenset(p for p in found if p is not None)
 
 
-def code_closure(
-    pkg: str | os.PathLike[str], modules: list[str], glue: tuple[str, ...] = ("cli.py", "stages/")
-) -> list[str]:
+def code_closure(pkg: str | os.PathLike[str], modules: Iterable[str]) -> list[str]:
     """The package modules a job runs: ``modules`` and every module they import, transitively.
 
-    Glue modules (the CLI, ``stages/``, package ``__init__`` files) serve several stages from
-    one file, so only their module-level imports count and each rule names the modules its
-    own stage imports lazily;
-    for every other module an import anywhere in it counts. Every package ``__init__.py`` on
-    the way to a module counts (Python runs it first). Returns paths relative to ``pkg``.
+    Every package ``__init__.py`` on the way to a module counts (Python runs it first).
+    Returns paths relative to ``pkg``, sorted.
     """
     root = Path(pkg)
     seen: set[Path] = set()
@@ -153,9 +149,35 @@ def code_closure(
         if path in seen:
             continue
         seen.add(path)
-        rel = path.relative_to(root).as_posix()
-        top_level_only = rel.startswith(glue) or rel.endswith("__init__.py")
-        todo.extend(_imports(root, path, top_level_only=top_level_only) - seen)
+        todo.extend(_imports(root, path) - seen)
         # Importing a.b.c runs a/__init__.py and a/b/__init__.py first.
         todo.extend(p / "__init__.py" for p in path.parents if p == root or root in p.parents)
     return sorted(p.relative_to(root).as_posix() for p in seen)
+
+
+@functools.cache
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
+def code_digest(pkg: str | os.PathLike[str], modules: Iterable[str]) -> dict[str, str]:
+    """``{module: sha256 prefix}`` over :func:`code_closure` — a rule's ``code`` param.
+
+    As a param (not as input files), it reruns a job exactly when a module it runs changed
+    (Snakemake's params trigger), and neither mtimes nor the checkout's location matter:
+    a clone or a copy elsewhere plans nothing.
+    """
+    return {m: _digest(Path(pkg) / m) for m in code_closure(pkg, modules)}
+
+
+def stage_module(command: str) -> str:
+    """The stage module that ``safervlm <command>`` runs (``cli.run_stage``)."""
+    return f"stages/{command.replace('-', '_')}.py"
+
+
+def judge_module(name: str) -> list[str]:
+    """The module of a built-in judge (imported by name when the judge is built); none if unknown."""
+    from safervlm.judge.base import BUILTIN_JUDGES
+
+    target = BUILTIN_JUDGES.get(name)
+    return [target.split(":")[0].removeprefix("safervlm.").replace(".", "/") + ".py"] if target else []

@@ -16,6 +16,7 @@ from typing import Any
 
 from safervlm.errors import ConfigError
 from safervlm.judge.model import CallError, ModelJudge, OnReply, Request
+from safervlm.models.generation import HFGenerator
 
 
 def model_fingerprint(model_path: str | Path) -> str:
@@ -75,8 +76,6 @@ class HFJudge(ModelJudge):
         return f"hf:{Path(self.model_path).name}:{self._fingerprint}"
 
     def _generator(self, system: str) -> Any:
-        from safervlm.evaluate.generate import HFGenerator
-
         if not self._generators:
             self._generators[system] = HFGenerator(self.model_path, system_prompt=system)
         elif system not in self._generators:  # share the loaded weights across system prompts

@@ -30,7 +30,6 @@ HTTP status only).
 from __future__ import annotations
 
 import asyncio
-import base64
 import email.utils
 import json
 import logging
@@ -42,23 +41,12 @@ from typing import Any
 
 from safervlm.errors import ConfigError
 from safervlm.judge.model import CallError, ModelJudge, OnReply, Request
+from safervlm.schema import image_data_url
 
 logger = logging.getLogger(__name__)
 
 RETRY_STATUSES = frozenset({408, 409, 429}) | frozenset(range(500, 600))
 SECRET_PARAMS = ("api_key", "key", "token", "authorization")
-
-
-def image_data_url(image: bytes) -> str:
-    """``data:image/...;base64,...`` for PNG/JPEG/GIF/WEBP bytes (PNG assumed otherwise)."""
-    mime = "image/png"
-    if image[:3] == b"\xff\xd8\xff":
-        mime = "image/jpeg"
-    elif image[:6] in (b"GIF87a", b"GIF89a"):
-        mime = "image/gif"
-    elif image[:4] == b"RIFF" and image[8:12] == b"WEBP":
-        mime = "image/webp"
-    return f"data:{mime};base64,{base64.b64encode(image).decode('ascii')}"
 
 
 def retry_after_seconds(headers: Any) -> float | None:

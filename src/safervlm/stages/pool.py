@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import logging
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ from safervlm import tracking
 from safervlm.curate.pool import PoolParams, build_pool, parse_sources
 from safervlm.data.base import DEFAULT_MAX_IMAGE_PIXELS, image_pixel_limit
 from safervlm.io import write_json, write_parquet
+from safervlm.stages.args import json_arg, params_arg
 
 log = logging.getLogger(__name__)
 
@@ -52,3 +54,10 @@ def pool_stage(
         artifacts=[summary_path],
     )
     return summary
+
+
+def main(a: argparse.Namespace) -> Any:
+    """Run the stage from parsed arguments."""
+    sources = json_arg(a.sources, "--sources")
+    params = params_arg(PoolParams, a.params, "curate")
+    return pool_stage(sources, a.out, params, a.seed, max_image_pixels=a.max_image_pixels)

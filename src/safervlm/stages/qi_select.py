@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import hashlib
 import logging
@@ -13,6 +14,7 @@ from safervlm.curate.datasheet import build_datasheet, plot_datasheet, render_ma
 from safervlm.curate.qi import QISelectParams, qi_select
 from safervlm.errors import InputError
 from safervlm.io import atomic_path, read_json, read_parquet, write_json, write_parquet, write_text
+from safervlm.stages.args import params_arg
 
 log = logging.getLogger(__name__)
 
@@ -76,3 +78,19 @@ def qi_select_stage(
         artifacts=[datasheet_md, datasheet_json, figure],
     )
     return {**info, "qi_safe_sha256": sha}
+
+
+def main(a: argparse.Namespace) -> Any:
+    """Run the stage from parsed arguments."""
+    return qi_select_stage(
+        scores_path=a.scores,
+        pool_path=a.pool,
+        pool_summary_path=a.pool_summary,
+        decontamination_path=a.decontamination,
+        out=a.out,
+        datasheet_md=a.datasheet,
+        datasheet_json=a.datasheet_json,
+        figure=a.figure,
+        params=params_arg(QISelectParams, a.params, "curate"),
+        seed=a.seed,
+    )

@@ -1,7 +1,9 @@
-"""Curation stages before selection: decontamination and QI scoring (K sampled answers, judged)."""
+"""``safervlm qi-score``: K sampled answers per pool prompt, judged, scored for quality and
+instability."""
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import logging
 import time
@@ -9,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 from safervlm import tracking
-from safervlm.curate.decontaminate import DecontaminateParams, decontaminate
 from safervlm.curate.scoring import (
     QIScoreParams,
     answers_frame,
@@ -19,44 +20,12 @@ from safervlm.curate.scoring import (
     score_answers,
 )
 from safervlm.errors import InputError
-from safervlm.io import read_parquet, write_json, write_parquet
+from safervlm.io import read_parquet, write_parquet
 from safervlm.judge import build_judge
+from safervlm.models.generation import HFGenerator
+from safervlm.stages.args import json_arg, params_arg
 
 log = logging.getLogger(__name__)
-
-_EVAL_COLUMNS = ["id", "question", "image"]
-
-
-def decontaminate_stage(
-    pool_path: str, eval_paths: list[str], out: str, report_path: str, params: DecontaminateParams
-) -> dict[str, Any]:
-    """Drop pool rows that duplicate any evaluation benchmark (exact/near text, near image).
-
-    Benchmarks are named after their parquet files (``results/data/bench/{name}.parquet``).
-
-    Raises:
-        InputError: a missing column, an undecodable image, or nothing left after filtering.
-    """
-    pool = read_parquet(pool_path, required=[*_EVAL_COLUMNS, "source"])
-    paths = {Path(p).stem: str(p) for p in eval_paths}
-    evals = {name: read_parquet(p, required=_EVAL_COLUMNS) for name, p in paths.items()}
-    clean, report = decontaminate(pool, evals, params, pool_path=pool_path, eval_paths=paths)
-    if clean.empty:
-        raise InputError(
-            f"decontamination removed all {len(pool)} pool rows {report['removed_by_reason']}; "
-            "nothing is left to curate",
-            path=pool_path,
-        )
-    write_parquet(clean, out)
-    write_json(report, report_path)
-    tracking.log_stage(
-        "decontaminate",
-        params={**dataclasses.asdict(params), "eval_sets": sorted(paths)},
-        metrics={k: report[k] for k in ("n_pool", "n_removed", "n_kept", "removed_by_reason")}
-        | {"removed_by_benchmark": report["removed_by_benchmark"]},
-        artifacts=[report_path],
-    )
-    return report
 
 
 def qi_score_stage(
@@ -78,7 +47,6 @@ def qi_score_stage(
     Writes per-prompt scores to ``out`` and every answer with its judgment and score to
     ``samples_out``.
     """
-    from safervlm.evaluate.generate import HFGenerator  # torch: only this stage needs it
 
     check_score(params.score)
     judge = build_judge(judge_name, judge_params, judge_cache)
@@ -128,3 +96,20 @@ def qi_score_stage(
         metrics=summary,
     )
     return summary
+
+
+def main(a: argparse.Namespace) -> Any:
+    """Run the stage from parsed arguments."""
+    return qi_score_stage(
+        a.model,
+        a.pool,
+        a.out,
+        a.samples,
+        params_arg(QIScoreParams, a.params, "curate"),
+        judge_name=a.judge,
+        judge_params=json_arg(a.judge_params, "--judge-params"),
+        judge_cache=a.judge_cache,
+        reward=a.reward,
+        reward_params=json_arg(a.reward_params, "--reward-params"),
+        seed=a.seed,
+    )

@@ -1,9 +1,11 @@
-"""Provenance stage: the MLflow runs behind the results, for the HTML report."""
+"""``safervlm mlflow-runs``: the MLflow runs behind the results, for the HTML report."""
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
+from typing import Any
 
 from safervlm import tracking
 from safervlm.report.mlflow_runs import latest_runs, write_runs
@@ -36,3 +38,8 @@ def mlflow_runs_stage(out_md: str, out_csv: str) -> list[dict[str, str]] | None:
         artifacts=[out_md, out_csv],
     )
     return rows
+
+
+def main(a: argparse.Namespace) -> Any:
+    """Run the stage from parsed arguments."""
+    return mlflow_runs_stage(a.out, a.csv)

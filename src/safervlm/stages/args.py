@@ -1,0 +1,34 @@
+"""Typed values from a subcommand's string arguments (JSON params, ``REASONING=BASE`` pairs).
+
+Shared by the stage modules; the CLI itself only parses flags and dispatches.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from safervlm.config import from_dict, parse_json_arg
+from safervlm.errors import SafervlmError
+
+T = TypeVar("T")
+
+
+def params_arg(cls: type[T], text: str, section: str) -> T:
+    """``--params`` JSON as the typed params of ``section`` (unknown keys rejected)."""
+    return from_dict(cls, parse_json_arg(text, what=f"--params ({section})"), section=section)
+
+
+def json_arg(text: str, what: str) -> dict[str, Any]:
+    """A JSON object argument; ``what`` names the flag in errors."""
+    return parse_json_arg(text, what=what)
+
+
+def pairs_arg(items: list[str]) -> list[tuple[str, str]]:
+    """``REASONING=BASE`` items as pairs."""
+    pairs = []
+    for item in items:
+        reasoning, sep, base = item.partition("=")
+        if not sep or not reasoning or not base:
+            raise SafervlmError(f"--pair expects REASONING=BASE, got {item!r}")
+        pairs.append((reasoning, base))
+    return pairs

@@ -1,0 +1,54 @@
+"""``safervlm decontaminate``: drop pool rows that duplicate an evaluation benchmark."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from safervlm import tracking
+from safervlm.curate.decontaminate import DecontaminateParams, decontaminate
+from safervlm.errors import InputError
+from safervlm.io import read_parquet, write_json, write_parquet
+from safervlm.stages.args import params_arg
+
+_EVAL_COLUMNS = ["id", "question", "image"]
+
+
+def decontaminate_stage(
+    pool_path: str, eval_paths: list[str], out: str, report_path: str, params: DecontaminateParams
+) -> dict[str, Any]:
+    """Drop pool rows that duplicate any evaluation benchmark (exact/near text, near image).
+
+    Benchmarks are named after their parquet files (``results/data/bench/{name}.parquet``).
+
+    Raises:
+        InputError: a missing column, an undecodable image, or nothing left after filtering.
+    """
+    pool = read_parquet(pool_path, required=[*_EVAL_COLUMNS, "source"])
+    paths = {Path(p).stem: str(p) for p in eval_paths}
+    evals = {name: read_parquet(p, required=_EVAL_COLUMNS) for name, p in paths.items()}
+    clean, report = decontaminate(pool, evals, params, pool_path=pool_path, eval_paths=paths)
+    if clean.empty:
+        raise InputError(
+            f"decontamination removed all {len(pool)} pool rows {report['removed_by_reason']}; "
+            "nothing is left to curate",
+            path=pool_path,
+        )
+    write_parquet(clean, out)
+    write_json(report, report_path)
+    tracking.log_stage(
+        "decontaminate",
+        params={**dataclasses.asdict(params), "eval_sets": sorted(paths)},
+        metrics={k: report[k] for k in ("n_pool", "n_removed", "n_kept", "removed_by_reason")}
+        | {"removed_by_benchmark": report["removed_by_benchmark"]},
+        artifacts=[report_path],
+    )
+    return report
+
+
+def main(a: argparse.Namespace) -> Any:
+    """Run the stage from parsed arguments."""
+    params = params_arg(DecontaminateParams, a.params, "curate")
+    return decontaminate_stage(a.pool, a.eval, a.out, a.report, params)

@@ -1,0 +1,50 @@
+"""``safervlm generate``: one response per benchmark sample with one model."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from safervlm import tracking
+from safervlm.config import GenerateParams
+from safervlm.evaluate.generate import generate_responses
+from safervlm.io import read_parquet, write_parquet
+from safervlm.schema import SAMPLE_COLUMNS
+from safervlm.stages.args import params_arg
+
+
+def generate_stage(
+    model_path: str, model_name: str, data_path: str, out: str, params: GenerateParams, seed: int
+) -> dict[str, Any]:
+    """Generate one response per benchmark sample."""
+
+    samples = read_parquet(data_path, required=SAMPLE_COLUMNS)
+    df = generate_responses(samples, model_path, model_name, params, seed=seed)
+    write_parquet(df, out)
+    bench = Path(data_path).stem
+    summary = {
+        "n": len(df),
+        "mean_chars": float(df["response"].str.len().mean()) if len(df) else 0.0,
+        "with_reasoning": float((df["reasoning"] != "").mean()) if len(df) else 0.0,
+    }
+    tracking.log_stage(
+        "generate",
+        params={
+            **dataclasses.asdict(params),
+            "model": model_name,
+            "model_path": model_path,
+            "benchmark": bench,
+            "seed": seed,
+        },
+        metrics=summary,
+        run_name=f"generate:{model_name}:{bench}",
+    )
+    return summary
+
+
+def main(a: argparse.Namespace) -> Any:
+    """Run the stage from parsed arguments."""
+    params = params_arg(GenerateParams, a.params, "generate")
+    return generate_stage(a.model, a.model_name, a.data, a.out, params, a.seed)

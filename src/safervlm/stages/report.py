@@ -1,0 +1,101 @@
+"""``safervlm report``: tables and figures across models and benchmarks, and the SafeMLRM
+analysis (ASR r/a/f, Reasoning Tax, blind spots, self-correction, official metrics)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from safervlm import tracking
+from safervlm.errors import SafervlmError
+from safervlm.evaluate.outcomes import official_source, outcomes_from_judgments
+from safervlm.evaluate.safemlrm import Settings, analyse
+from safervlm.io import read_json, read_parquet
+from safervlm.report import (
+    build_table,
+    plot_blind_spots,
+    plot_safety_helpfulness,
+    plot_safety_vs_helpfulness,
+    safety_helpfulness_points,
+    write_analysis,
+    write_tables,
+)
+from safervlm.schema import JUDGMENT_COLUMNS
+from safervlm.stages.args import pairs_arg
+
+
+def analysis_settings(a: argparse.Namespace) -> Settings:
+    """The SafeMLRM analysis settings from ``--threshold --missing --n-bootstrap --seed``."""
+    try:
+        return Settings(threshold=a.threshold, missing=a.missing, n_bootstrap=a.n_bootstrap, seed=a.seed)
+    except ValueError as exc:
+        raise SafervlmError(str(exc)) from exc
+
+
+
+def _analysis_outputs(
+    analysis: dict[str, pd.DataFrame], out_dir: str, sources: dict[str, str]
+) -> list[str | Path]:
+    """Analysis tables and the blind-spot heat map; returns the markdown/figure paths."""
+
+    paths: list[str | Path] = list(write_analysis(analysis, out_dir, sources).values())
+    heat = Path(out_dir) / "blind_spots.png"
+    plot_blind_spots(analysis["blind_spots"], heat)
+    return [*paths, heat]
+
+
+def report_stage(
+    metric_paths: list[str],
+    out_dir: str,
+    judgment_paths: list[str] | None = None,
+    pairs: list[tuple[str, str]] | None = None,
+    settings: Settings | None = None,
+) -> pd.DataFrame:
+    """Tables (md/csv/tex) and figures of every metric per benchmark and model.
+
+    ``metric_paths`` are ``results/eval/{model}/{benchmark}/metrics.json`` files (the
+    safety/helpfulness table); ``judgment_paths`` the matching ``judgments.parquet`` files,
+    from which the SafeMLRM analysis (ASR r/a/f per attack and scenario, Reasoning Tax for
+    ``pairs``, blind spots, self-correction, official metrics) is computed.
+    """
+    from safervlm.evaluate.safemlrm import Settings
+
+    settings = settings or Settings()
+    metrics: dict[str, dict[str, Any]] = {}
+    for p in metric_paths:
+        path = Path(p)
+        metrics.setdefault(path.parent.parent.name, {})[path.parent.name] = read_json(path)
+    table = build_table(metrics)
+    write_tables(table, out_dir)
+    plot_safety_helpfulness(table, Path(out_dir) / "safety_helpfulness.png")
+    artifacts: list[str | Path] = [
+        Path(out_dir) / n for n in ("table.md", "table.csv", "safety_helpfulness.png")
+    ]
+    if judgment_paths:
+        judgments = pd.concat([read_parquet(p, required=JUDGMENT_COLUMNS) for p in judgment_paths])
+        sources = {str(b): official_source(part) for b, part in judgments.groupby("benchmark")}
+        analysis = analyse(outcomes_from_judgments(judgments, settings.threshold), pairs or [], settings)
+        artifacts += _analysis_outputs(analysis, out_dir, sources)
+        scatter = Path(out_dir) / "safety_vs_helpfulness.png"
+        plot_safety_vs_helpfulness(safety_helpfulness_points(analysis["rates"], "none"), scatter)
+        artifacts.append(scatter)
+    tracking.log_stage(
+        "report",
+        params={
+            "models": ",".join(metrics),
+            "pairs": json.dumps(pairs or []),
+            **dataclasses.asdict(settings),
+        },
+        artifacts=artifacts,
+    )
+    return table
+
+
+def main(a: argparse.Namespace) -> Any:
+    """Run the stage from parsed arguments."""
+    return report_stage(a.metrics, a.out_dir, a.judgments, pairs_arg(a.pair), analysis_settings(a))

@@ -1,0 +1,15 @@
+"""``safervlm sft``: the SFT warm-up (TRL SFTTrainer) on QI-Safe."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from safervlm.config import SFTParams
+from safervlm.stages.args import params_arg
+from safervlm.train.sft import run_sft
+
+
+def main(a: argparse.Namespace) -> Any:
+    """Run the stage from parsed arguments."""
+    return run_sft(a.model, a.data, a.out, params_arg(SFTParams, a.params, "sft"), seed=a.seed)
