@@ -63,8 +63,6 @@ def report_stage(
     from which the SafeMLRM analysis (ASR r/a/f per attack and scenario, Reasoning Tax for
     ``pairs``, blind spots, self-correction, official metrics) is computed.
     """
-    from safervlm.evaluate.safemlrm import Settings
-
     settings = settings or Settings()
     metrics: dict[str, dict[str, Any]] = {}
     for p in metric_paths:
