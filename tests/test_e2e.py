@@ -3,11 +3,13 @@ targeted rerun after a params change. Slow (a few minutes on 2 cores)."""
 
 from __future__ import annotations
 
+import ast
 import base64
 import hashlib
 import io
 import json
 import re
+import shutil
 import sqlite3
 import subprocess
 from pathlib import Path
@@ -16,7 +18,7 @@ from typing import Any
 import pandas as pd
 import pytest
 import yaml
-from helpers import ROOT, RULES, snakemake
+from helpers import ROOT, RULES, snakemake, snakemake_command
 from PIL import Image
 
 BENCHES = ["vlguard", "mssbench", "figstep"]
@@ -138,40 +140,128 @@ def test_every_stage_logged_to_mlflow(run_dir: Path) -> None:
     assert n_step_metrics >= 2  # per-step training loss
 
 
-def planned_code_inputs(run_dir: Path) -> dict[str, set[str]]:
-    """Rule -> the package modules its jobs list as inputs (union over its jobs)."""
-    r = smk(run_dir, "-n", "--forceall", "all")
-    assert r.returncode == 0, r.stderr[-3000:]
-    pkg = str(ROOT / "src" / "safervlm") + "/"
-    out: dict[str, set[str]] = {}
-    for m in re.finditer(r"^rule (\w+):\n((?:    .*\n)+)", r.stdout, re.M):
-        inputs = re.search(r"^    input: (.*)$", m.group(2), re.M)
-        files = inputs.group(1).split(", ") if inputs else []
-        out.setdefault(m.group(1), set()).update(f[len(pkg) :] for f in files if f.startswith(pkg))
+def code_records(workdir: Path) -> list[tuple[str, str, dict[str, str]]]:
+    """(output, rule, recorded ``code`` param) of every job in ``.snakemake/metadata``: what
+    Snakemake's params trigger compares on the next run."""
+    root = workdir / ".snakemake" / "metadata"
+    out = []
+    for f in root.rglob("*"):
+        if not f.is_file():
+            continue
+        meta = json.loads(f.read_text())
+        # Long ids are split into folders named "@<chunk>" (urlsafe base64 of the output path).
+        encoded = "".join(part.removeprefix("@") for part in f.relative_to(root).parts)
+        target = base64.urlsafe_b64decode(encoded.encode()).decode()
+        for param in meta.get("params") or []:
+            try:
+                value = ast.literal_eval(param)
+            except (ValueError, SyntaxError):
+                continue
+            if isinstance(value, dict) and value and all(str(k).endswith(".py") for k in value):
+                out.append((target, meta["rule"], value))
     return out
 
 
-def test_every_module_a_stage_ran_is_a_code_input_of_its_rule(run_dir: Path) -> None:
-    """Editing any package module a job imported must rerun that job: each MLflow run's
-    ``code_modules`` (what the process really loaded) are inputs of its rule."""
-    planned = planned_code_inputs(run_dir)
+def tracked_code(workdir: Path) -> dict[str, set[str]]:
+    """Rule -> the package modules in its jobs' recorded ``code`` params."""
+    out: dict[str, set[str]] = {}
+    for _, rule, code in code_records(workdir):
+        out.setdefault(rule, set()).update(code)
+    return out
+
+
+def test_tracked_code_equals_what_each_stage_loaded(run_dir: Path) -> None:
+    """Editing a module reruns exactly the rules whose jobs ran it: each rule's tracked code
+    equals the modules its processes really loaded (MLflow tag ``code_modules``)."""
+    tracked = tracked_code(run_dir)
     con = sqlite3.connect(run_dir / "results/mlflow/mlflow.db")
     rows = con.execute(
         "select s.value, m.value from tags s join tags m on m.run_uuid = s.run_uuid "
         "where s.key = 'stage' and m.key = 'code_modules'"
     ).fetchall()
-    checked = set()
+    loaded: dict[str, set[str]] = {}
     for stage, modules in rows:
-        missing = set(modules.split(",")) - planned[stage]
-        assert not missing, f"rule {stage} ran {sorted(missing)} but does not list them as code inputs"
-        checked.add(stage)
-    assert checked >= set(RULES), sorted(set(RULES) - checked)
+        loaded.setdefault(stage, set()).update(modules.split(","))
+    assert set(loaded) >= set(RULES), sorted(set(RULES) - set(loaded))
+    for rule in RULES:
+        assert tracked[rule] == loaded[rule], (
+            f"rule {rule}: tracked but not loaded {sorted(tracked[rule] - loaded[rule])}, "
+            f"loaded but not tracked {sorted(loaded[rule] - tracked[rule])}"
+        )
 
 
 def test_rerun_does_nothing(run_dir: Path) -> None:
     r = smk(run_dir, "all")
     assert r.returncode == 0
     assert "Nothing to be done" in r.stdout + r.stderr
+
+
+@pytest.fixture(scope="module")
+def moved_tree(run_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The finished run and a copy of the workflow and package, together in another folder:
+    a colleague's copy of the checkout (mtimes kept, as ``cp -a`` / rsync / ``dvc pull``
+    with the restore script do)."""
+    tree = tmp_path_factory.mktemp("moved") / "checkout"
+    shutil.copytree(run_dir, tree, symlinks=True)
+    for name in ("Snakefile", "rules", "workflow", "src", "config", "envs", "dvc.yaml", "dvc.lock"):
+        source = ROOT / name
+        if source.is_dir():
+            shutil.copytree(source, tree / name, symlinks=True, ignore=shutil.ignore_patterns("__pycache__"))
+        elif source.exists():
+            shutil.copy2(source, tree / name)
+    return tree
+
+
+def moved_plan(tree: Path, *args: str) -> dict[str, int]:
+    """Rule -> jobs a dry run of the moved tree plans (empty: nothing to be done)."""
+    cmd, env = snakemake_command("-n", "--quiet", "rules", *args, "--configfile", str(tree / "config.yaml"))
+    cmd[cmd.index("-s") + 1] = str(tree / "Snakefile")
+    r = subprocess.run([*cmd, "-d", str(tree)], capture_output=True, text=True, env=env, cwd=tree)
+    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+    table = re.search(r"^job\s+count\n((?:\S+\s+\d+\n)+)", r.stdout + r.stderr, re.M)
+    if table is None:
+        assert "Nothing to be done" in r.stdout + r.stderr, (r.stdout + r.stderr)[-3000:]
+        return {}
+    rows = dict(line.split() for line in table.group(1).splitlines())
+    return {rule: int(n) for rule, n in rows.items() if rule not in ("total", "all")}
+
+
+def test_a_moved_copy_of_the_finished_tree_plans_nothing(moved_tree: Path) -> None:
+    assert moved_plan(moved_tree) == {}
+
+
+def test_editing_a_module_reruns_exactly_the_jobs_that_ran_it(moved_tree: Path) -> None:
+    """For every package module: append a comment, dry-run, and compare the plan with forcing
+    exactly the jobs whose recorded ``code`` holds that module (and what depends on them).
+    Writes the README's rerun table (rule sets only: the e2e config has fewer benchmarks)."""
+    pkg = moved_tree / "src" / "safervlm"
+    outputs: dict[str, list[str]] = {}  # module -> outputs of the jobs that ran it
+    for target, _, code in code_records(moved_tree):
+        for module in code:
+            outputs.setdefault(module, []).append(target)
+    expected_by_targets: dict[tuple[str, ...], dict[str, int]] = {}
+    table: dict[tuple[str, ...], list[str]] = {}
+    for path in sorted(pkg.rglob("*.py")):
+        module = path.relative_to(pkg).as_posix()
+        targets = tuple(sorted(outputs.get(module, [])))
+        if targets not in expected_by_targets:
+            expected_by_targets[targets] = moved_plan(moved_tree, "--forcerun", *targets) if targets else {}
+        text = path.read_text()
+        path.write_text(text + "\n# an edit\n")
+        try:
+            planned = moved_plan(moved_tree)
+        finally:
+            path.write_text(text)
+        assert planned == expected_by_targets[targets], f"editing {module}"
+        table.setdefault(tuple(sorted(planned)), []).append(module)
+    assert moved_plan(moved_tree) == {}
+    rows = [
+        f"| {', '.join(f'`{m}`' for m in modules)} | {', '.join(rules) if rules else '(nothing)'} |"
+        for rules, modules in sorted(table.items(), key=lambda kv: (len(kv[0]), kv[0]))
+    ]
+    (ROOT / "bench" / "rerun_table.md").write_text(
+        "| module edited | rules that rerun (with their dependants) |\n|---|---|\n" + "\n".join(rows) + "\n"
+    )
 
 
 def test_params_change_reruns_only_dependents(run_dir: Path) -> None:
