@@ -39,6 +39,8 @@ EVAL_PAIRS = [tuple(p) for p in config["eval"]["pairs"]]
 COMPARE_GRPO = {"grpo", "grpo_plain"} <= set(EVAL_MODELS)
 # The package whose modules the jobs run (their digests are the rules' ``code`` params).
 PY = f"{workflow.basedir}/src/safervlm"
+# Parsed import lists by content hash: a no-op rerun parses no module (codegraph.py).
+CODE_CACHE = ".snakemake/safervlm-imports.json"
 
 
 def _check_config():
@@ -102,7 +104,7 @@ def code(command, *plugins):
     A param, so editing any of these modules reruns the job and nothing else does; where the
     checkout lives does not matter. tests/test_e2e.py checks it equals what each job loaded.
     """
-    return code_digest(PY, ["cli.py", stage_module(command), *plugins])
+    return code_digest(PY, ["cli.py", stage_module(command), *plugins], cache=CODE_CACHE)
 
 
 def judge_cache():

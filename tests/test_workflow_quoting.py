@@ -13,9 +13,9 @@ import pytest
 import yaml
 from helpers import ROOT, snakemake
 
-NASTY = "it's \"quoted\" $HOME `id` $(id) \\back\\slash\nnew line; é ü 日本 ☃"
+NASTY = 'it\'s "quoted" $HOME `id` $(id) \\back\\slash\nnew line; é ü 日本 ☃'
 # A folder name cannot hold a newline in Snakemake's file patterns; all the rest it can.
-NASTY_DIR = "res'ults \"$HOME\" `id` \\x é"
+NASTY_DIR = 'res\'ults "$HOME" `id` \\x é'
 
 
 def nasty_config(tmp_path: Path) -> Path:

@@ -102,3 +102,30 @@ def test_code_closure_follows_imports_the_way_python_runs_them(tmp_path: Path) -
     assert list(digest) == got
     with pytest.raises(FileNotFoundError, match="nope.py"):
         code_closure(pkg, ["nope.py"])
+
+
+def test_code_digest_parses_only_changed_modules_through_its_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from safervlm import codegraph
+
+    pkg = _package(tmp_path, {"__init__.py": "", "a.py": "from safervlm import b\n", "b.py": ""})
+    cache = tmp_path / "cache.json"
+    first = codegraph.code_digest(pkg, ["a.py"], cache=cache)
+    assert list(first) == ["__init__.py", "a.py", "b.py"] and cache.is_file()
+    codegraph._package.cache_clear()
+    parsed: list[str] = []
+    real = codegraph._imported_names
+    monkeypatch.setattr(
+        codegraph,
+        "_imported_names",
+        lambda source, filename: parsed.append(filename) or real(source, filename),
+    )
+    assert codegraph.code_digest(pkg, ["a.py"], cache=cache) == first
+    assert parsed == []  # nothing changed: every import list came from the cache
+    (pkg / "a.py").write_text("from safervlm import b, c\n")
+    (pkg / "c.py").write_text("# new\n")
+    codegraph._package.cache_clear()
+    second = codegraph.code_digest(pkg, ["a.py"], cache=cache)
+    assert sorted(Path(p).name for p in parsed) == ["a.py", "c.py"]
+    assert list(second) == ["__init__.py", "a.py", "b.py", "c.py"] and second["a.py"] != first["a.py"]

@@ -6,16 +6,19 @@ workflow files stay declarations.
 
 from __future__ import annotations
 
-import ast
-import functools
 import hashlib
 import json
 import os
 import urllib.error
 import urllib.request
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+
+from safervlm.codegraph import code_closure, code_digest
+from safervlm.plugins import JUDGES, module_file
+
+__all__ = ["code_closure", "code_digest", "judge_module", "missing_paths", "stage_module",
+           "tracking_env", "tracking_server_error"]  # fmt: skip
 
 
 def missing_paths(config: dict[str, Any]) -> list[str]:
@@ -94,82 +97,6 @@ def tracking_server_error(env: dict[str, str], timeout: float = 10.0) -> str | N
         )
 
 
-def _module_file(pkg: Path, dotted: str) -> Path | None:
-    """``safervlm.a.b`` -> ``a/b.py`` or ``a/b/__init__.py`` under ``pkg`` (None if neither)."""
-    path = pkg.joinpath(*dotted.split(".")[1:])
-    for candidate in (path.with_suffix(".py"), path / "__init__.py"):
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-@functools.cache
-def _imports(pkg: Path, path: Path) -> frozenset[Path]:
-    """Package modules ``path`` imports at module level (what importing it runs).
-
-    ``if TYPE_CHECKING:`` blocks are skipped (annotations only, never run). Imports inside
-    functions are not followed: the package has none (tests/test_imports.py), except the
-    name-keyed plugin registries (stages, judges, benchmarks), which rules name explicitly.
-    """
-    tree = ast.parse(path.read_text(), filename=str(path))
-    nodes: list[ast.AST] = []
-    todo: list[ast.AST] = list(tree.body)
-    while todo:
-        node = todo.pop()
-        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
-            todo.extend(node.orelse)
-            continue
-        nodes.append(node)
-        if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef | ast.Lambda):
-            todo.extend(ast.iter_child_nodes(node))
-    found: set[Path | None] = set()
-    for node in nodes:
-        if isinstance(node, ast.Import):
-            found |= {_module_file(pkg, a.name) for a in node.names if a.name.split(".")[0] == pkg.name}
-        elif isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == pkg.name:
-            found.add(_module_file(pkg, node.module))
-            found |= {_module_file(pkg, f"{node.module}.{a.name}") for a in node.names}
-    return frozenset(p for p in found if p is not None)
-
-
-def code_closure(pkg: str | os.PathLike[str], modules: Iterable[str]) -> list[str]:
-    """The package modules a job runs: ``modules`` and every module they import, transitively.
-
-    Every package ``__init__.py`` on the way to a module counts (Python runs it first).
-    Returns paths relative to ``pkg``, sorted.
-    """
-    root = Path(pkg)
-    seen: set[Path] = set()
-    todo = [root / m for m in modules]
-    for path in todo:
-        if not path.is_file():
-            raise FileNotFoundError(f"code module {path} does not exist")
-    while todo:
-        path = todo.pop()
-        if path in seen:
-            continue
-        seen.add(path)
-        todo.extend(_imports(root, path) - seen)
-        # Importing a.b.c runs a/__init__.py and a/b/__init__.py first.
-        todo.extend(p / "__init__.py" for p in path.parents if p == root or root in p.parents)
-    return sorted(p.relative_to(root).as_posix() for p in seen)
-
-
-@functools.cache
-def _digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
-
-
-def code_digest(pkg: str | os.PathLike[str], modules: Iterable[str]) -> dict[str, str]:
-    """``{module: sha256 prefix}`` over :func:`code_closure` — a rule's ``code`` param.
-
-    As a param (not as input files), it reruns a job exactly when a module it runs changed
-    (Snakemake's params trigger), and neither mtimes nor the checkout's location matter:
-    a clone or a copy elsewhere plans nothing.
-    """
-    return {m: _digest(Path(pkg) / m) for m in code_closure(pkg, modules)}
-
-
 def stage_module(command: str) -> str:
     """The stage module that ``safervlm <command>`` runs (``cli.run_stage``)."""
     return f"stages/{command.replace('-', '_')}.py"
@@ -177,7 +104,4 @@ def stage_module(command: str) -> str:
 
 def judge_module(name: str) -> list[str]:
     """The module of a built-in judge (imported by name when the judge is built); none if unknown."""
-    from safervlm.judge.base import BUILTIN_JUDGES
-
-    target = BUILTIN_JUDGES.get(name)
-    return [target.split(":")[0].removeprefix("safervlm.").replace(".", "/") + ".py"] if target else []
+    return [module_file(JUDGES[name])] if name in JUDGES else []

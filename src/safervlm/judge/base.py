@@ -27,6 +27,7 @@ import pandas as pd
 
 from safervlm.errors import ConfigError
 from safervlm.judge.screen import screen_record
+from safervlm.plugins import JUDGES
 from safervlm.schema import HARM_COLUMNS, JUDGE_STATUSES, JUDGMENT_COLUMNS, RESPONSE_COLUMNS, SCORE_COLUMNS
 
 logger = logging.getLogger(__name__)
@@ -113,12 +114,8 @@ class Judge(abc.ABC):
 
 
 _REGISTRY: dict[str, type[Judge]] = {}
-# Built-in judges imported on first use, so the registry costs nothing at import time.
-BUILTIN_JUDGES: dict[str, str] = {
-    "reference": "safervlm.judge.reference:ReferenceJudge",
-    "openai": "safervlm.judge.http:OpenAIJudge",
-    "hf": "safervlm.judge.hf:HFJudge",
-}
+# Built-in judges are imported on first use (``safervlm.plugins``): a job loads only its judge.
+BUILTIN_JUDGES = JUDGES
 
 
 def register_judge(name: str) -> Callable[[type[Judge]], type[Judge]]:

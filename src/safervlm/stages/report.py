@@ -37,7 +37,6 @@ def analysis_settings(a: argparse.Namespace) -> Settings:
         raise SafervlmError(str(exc)) from exc
 
 
-
 def _analysis_outputs(
     analysis: dict[str, pd.DataFrame], out_dir: str, sources: dict[str, str]
 ) -> list[str | Path]:
