@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 from helpers import RULES
-
 from safervlm.data.fixtures import build_fixtures
 
 

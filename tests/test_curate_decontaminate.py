@@ -11,12 +11,12 @@ import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image, ImageEnhance
+from safervlm.data.fixtures import build_fixtures
+from safervlm.data.world import EVAL_TEMPLATES, TRAIN_TEMPLATES, all_tasks
 
 from safervlm.curate import DecontaminateParams, decontaminate, normalise_question
 from safervlm.curate.near_dup import TextIndex
 from safervlm.data import list_benchmarks, load_benchmark
-from safervlm.data.fixtures import build_fixtures
-from safervlm.data.world import EVAL_TEMPLATES, TRAIN_TEMPLATES, all_tasks
 from safervlm.errors import ConfigError, InputError
 from safervlm.schema import encode_image
 

@@ -12,10 +12,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-
-from safervlm.curate import SourceSpec, build_pool, map_category, parse_sources
 from safervlm.data.fixtures import build_fixtures
 from safervlm.data.sources import load_source
+
+from safervlm.curate import SourceSpec, build_pool, map_category, parse_sources
 from safervlm.errors import ConfigError
 
 TAXONOMY = ["benign", "cybercrime", "fraud", "privacy", "property_crime", "theft", "violence"]

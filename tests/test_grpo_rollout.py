@@ -12,12 +12,12 @@ from typing import Any
 import pandas as pd
 import pytest
 import torch
+from safervlm.data.fixtures import build_fixtures
+from safervlm.data.sources import load_source
 from trl.data_utils import prepare_multimodal_messages
 
 from safervlm.cli import main
 from safervlm.config import GRPOParams, check_grpo_params
-from safervlm.data.fixtures import build_fixtures
-from safervlm.data.sources import load_source
 from safervlm.errors import ConfigError
 from safervlm.io import write_parquet
 from safervlm.judge import Judge, Judgment

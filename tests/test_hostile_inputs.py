@@ -27,11 +27,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from PIL import Image, PngImagePlugin
+from safervlm.data.fixtures import build_fixtures
+from safervlm.data.sources import load_source
 
 from safervlm.data import load_benchmark
 from safervlm.data.base import DEFAULT_MAX_IMAGE_PIXELS, check_image_bytes
-from safervlm.data.fixtures import build_fixtures
-from safervlm.data.sources import load_source
 from safervlm.errors import InputError
 from safervlm.stages.data import prepare
 

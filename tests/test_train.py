@@ -8,11 +8,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from safervlm.data.fixtures import build_fixtures
+from safervlm.data.sources import load_source
 from safetensors.torch import load_file
 
 from safervlm.config import GRPOParams, SFTParams
-from safervlm.data.fixtures import build_fixtures
-from safervlm.data.sources import load_source
 from safervlm.errors import ConfigError, InputError
 from safervlm.io import write_parquet
 from safervlm.schema import POOL_EXTRA, SAMPLE_COLUMNS

@@ -32,13 +32,13 @@ def _json(text: str, what: str) -> dict[str, Any]:
 
 
 def cmd_fixtures(a: argparse.Namespace) -> Any:
-    from safervlm.stages.data import fixtures
+    from safervlm.stages.fixtures import fixtures
 
     return fixtures(a.out, a.seed, a.n_per_benchmark, a.n_train_per_source)
 
 
 def cmd_tiny_model(a: argparse.Namespace) -> Any:
-    from safervlm.stages.data import tiny_model
+    from safervlm.stages.tiny_model import tiny_model
 
     return tiny_model(a.texts, a.out, a.seed, _json(a.dims, "--dims"))
 

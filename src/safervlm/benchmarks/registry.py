@@ -1,24 +1,27 @@
-"""Name-keyed registry of benchmark adapters (in the style of lm-evaluation-harness).
+"""The benchmark record: what one benchmark module declares, and the registry built from them.
 
-Adapter modules decorate their class with ``@register("name")``; importing
-:mod:`safervlm.data` imports every adapter module, so the registry is complete once
-the package is imported.
+Every benchmark module ends with one ``BENCHMARK = Benchmark(...)``: the adapter class
+(which carries ``name``, ``version`` and ``card``), the judge rubric of the benchmark's
+official protocol and its official metric. :mod:`safervlm.benchmarks` lists the modules
+once; the adapter registry, the rubric table and the official-metric table all derive
+from that list (in the style of lm-evaluation-harness: config names a benchmark by
+string, an unknown name fails with the known ones).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from typing import Any, TypeVar
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import pandas as pd
 
 from safervlm.data.base import CARD_KEYS, BenchmarkAdapter
 from safervlm.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
-_REGISTRY: dict[str, type[BenchmarkAdapter]] = {}
-
-A = TypeVar("A", bound=type[BenchmarkAdapter])
+Indicator = Callable[[pd.Series], float]
 
 
 class UnknownBenchmarkError(ConfigError, KeyError):
@@ -27,51 +30,59 @@ class UnknownBenchmarkError(ConfigError, KeyError):
     __str__ = Exception.__str__  # KeyError would repr() the message
 
 
-def register(name: str) -> Callable[[A], A]:
-    """Class decorator registering an adapter class under ``name``.
+@dataclass(frozen=True)
+class Benchmark:
+    """Everything the pipeline knows about one benchmark, declared in its module.
 
-    Sets the class's ``name`` attribute and checks it carries a complete card.
-
-    Raises:
-        ValueError: If ``name`` is already taken by a different class or the card lacks keys.
+    Attributes:
+        adapter: Adapter class from the official on-disk format (``name``, ``version``, ``card``).
+        rubric: Judge rubric of the benchmark's official protocol (a name in
+            ``safervlm.judge.rubrics.RUBRICS``; ``saferv``, the unified rubric, where the
+            protocol has no rubric of its own).
+        metric: Name of the official metric, e.g. ``asr``.
+        official: Per-sample indicator of the official metric over one judgment row
+            (NaN where the sample does not count).
     """
 
-    def deco(cls: A) -> A:
-        existing = _REGISTRY.get(name)
-        if existing is not None and existing.__qualname__ != cls.__qualname__:
-            raise ValueError(f"benchmark {name!r} already registered by {existing.__qualname__}")
-        missing = [k for k in CARD_KEYS if k not in cls.card]
+    adapter: type[BenchmarkAdapter]
+    rubric: str
+    metric: str
+    official: Indicator
+
+    @property
+    def name(self) -> str:
+        """The registry name (the adapter's ``name``)."""
+        return self.adapter.name
+
+
+def build_registry(benchmarks: Iterable[Benchmark]) -> dict[str, Benchmark]:
+    """Index ``benchmarks`` by name, checking each is complete.
+
+    Raises:
+        ValueError: A name is empty or taken twice, or an adapter's card lacks keys.
+    """
+    out: dict[str, Benchmark] = {}
+    for b in benchmarks:
+        if not b.name:
+            raise ValueError(f"adapter {b.adapter.__qualname__} has no name")
+        if b.name in out:
+            raise ValueError(f"benchmark {b.name!r} declared twice")
+        missing = [k for k in CARD_KEYS if k not in b.adapter.card]
         if missing:
-            raise ValueError(f"adapter {cls.__qualname__} card lacks keys {missing}")
-        cls.name = name
-        _REGISTRY[name] = cls
-        logger.debug("registered benchmark %s -> %s", name, cls.__qualname__)
-        return cls
-
-    return deco
+            raise ValueError(f"adapter {b.adapter.__qualname__} card lacks keys {missing}")
+        out[b.name] = b
+        logger.debug("registered benchmark %s -> %s", b.name, b.adapter.__qualname__)
+    return out
 
 
-def list_benchmarks() -> list[str]:
-    """Names of every registered benchmark, sorted."""
-    return sorted(_REGISTRY)
-
-
-def get_adapter(name: str, **options: Any) -> BenchmarkAdapter:
-    """Instantiate the adapter registered under ``name``.
-
-    Args:
-        name: Registry name, e.g. ``"vlguard"``.
-        **options: Adapter-specific constructor options (e.g. ``image_types`` for MM-SafetyBench).
+def lookup(registry: dict[str, Benchmark], name: str) -> Benchmark:
+    """The benchmark registered as ``name``.
 
     Raises:
         UnknownBenchmarkError: (a ConfigError and KeyError) listing the known names.
     """
     try:
-        cls = _REGISTRY[name]
+        return registry[name]
     except KeyError:
-        known = ", ".join(list_benchmarks()) or "(none registered)"
+        known = ", ".join(sorted(registry)) or "(none registered)"
         raise UnknownBenchmarkError(f"unknown benchmark {name!r}; known benchmarks: {known}") from None
-    try:
-        return cls(**options)
-    except TypeError as exc:
-        raise ConfigError(f"bad options for benchmark {name!r}: {exc}") from exc

@@ -1,4 +1,8 @@
-"""Data stages: synthetic fixtures, tiny model, benchmark preparation (the pool is stages.pool)."""
+"""The prepare stage: one benchmark's local copy (official format) to normalised parquet.
+
+Real-data path: it never loads the synthetic world (fixtures are stages.fixtures, the tiny
+model stages.tiny_model, the pool stages.pool).
+"""
 
 from __future__ import annotations
 
@@ -9,28 +13,12 @@ from typing import Any
 import pandas as pd
 
 from safervlm import tracking
-from safervlm.data import get_adapter, load_benchmark, world
+from safervlm.benchmarks import get_adapter, load_benchmark
 from safervlm.data.base import DEFAULT_MAX_IMAGE_PIXELS
-from safervlm.data.fixtures import build_fixtures
-from safervlm.io import atomic_path, read_parquet, write_json, write_parquet
+from safervlm.io import write_json, write_parquet
 from safervlm.schema import SAMPLE_COLUMNS
 
 log = logging.getLogger(__name__)
-
-
-def fixtures(out: str, seed: int, n_per_benchmark: int, n_train_per_source: int) -> dict[str, Any]:
-    """Write every benchmark and training source in its official format under ``out``."""
-    with atomic_path(out) as tmp:
-        manifest = build_fixtures(
-            tmp, seed=seed, n_per_benchmark=n_per_benchmark, n_train_per_source=n_train_per_source
-        )
-    tracking.log_stage(
-        "fixtures",
-        params={"seed": seed, "n_per_benchmark": n_per_benchmark, "n_train_per_source": n_train_per_source},
-        metrics=manifest,
-        artifacts=[Path(out) / "MANIFEST.json"],
-    )
-    return manifest
 
 
 def prepare(
@@ -82,33 +70,3 @@ def prepare(
         run_name=f"prepare:{benchmark}",
     )
     return summary
-
-
-def corpus_texts(paths: list[str]) -> list[str]:
-    """Text for the tiny tokenizer: questions and responses of the given parquet files,
-    plus the synthetic world's reference responses and the system prompt."""
-    texts: list[str] = ["You are a helpful assistant.", "system user assistant"]
-    for p in paths:
-        df = read_parquet(p, required=["question"])
-        texts += df["question"].dropna().astype(str).tolist()
-        for col in ("response", "reference"):
-            if col in df.columns:
-                texts += df[col].dropna().astype(str).tolist()
-    texts += [world.response_for(t) for t in world.all_tasks()]
-    return texts
-
-
-def tiny_model(text_paths: list[str], out: str, seed: int, dims: dict[str, Any]) -> int:
-    """Build the offline tiny Qwen2.5-VL policy at ``out``."""
-    from safervlm.config import from_dict
-    from safervlm.models.tiny import TinyDims, build_tiny_model
-
-    tiny_dims = from_dict(TinyDims, dims, section="base_model.tiny")
-    n = build_tiny_model(out, corpus_texts(text_paths), seed=seed, dims=tiny_dims)
-    tracking.log_stage(
-        "tiny_model",
-        params={**dims, "seed": seed},
-        metrics={"n_parameters": n},
-        artifacts=[Path(out) / "config.json"],
-    )
-    return n

@@ -1,0 +1,42 @@
+"""The tiny_model stage: the embedded default's offline tiny Qwen2.5-VL policy."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from safervlm import tracking
+from safervlm.config import from_dict
+from safervlm.embedded import world
+from safervlm.embedded.tiny import TinyDims, build_tiny_model
+from safervlm.io import read_parquet
+
+log = logging.getLogger(__name__)
+
+
+def corpus_texts(paths: list[str]) -> list[str]:
+    """Text for the tiny tokenizer: questions and responses of the given parquet files,
+    plus the synthetic world's reference responses and the system prompt."""
+    texts: list[str] = ["You are a helpful assistant.", "system user assistant"]
+    for p in paths:
+        df = read_parquet(p, required=["question"])
+        texts += df["question"].dropna().astype(str).tolist()
+        for col in ("response", "reference"):
+            if col in df.columns:
+                texts += df[col].dropna().astype(str).tolist()
+    texts += [world.response_for(t) for t in world.all_tasks()]
+    return texts
+
+
+def tiny_model(text_paths: list[str], out: str, seed: int, dims: dict[str, Any]) -> int:
+    """Build the offline tiny Qwen2.5-VL policy at ``out``."""
+    tiny_dims = from_dict(TinyDims, dims, section="base_model.tiny")
+    n = build_tiny_model(out, corpus_texts(text_paths), seed=seed, dims=tiny_dims)
+    tracking.log_stage(
+        "tiny_model",
+        params={**dims, "seed": seed},
+        metrics={"n_parameters": n},
+        artifacts=[Path(out) / "config.json"],
+    )
+    return n
