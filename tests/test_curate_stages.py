@@ -13,12 +13,12 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from safervlm.data.fixtures import build_fixtures
 
+from safervlm.benchmarks import list_benchmarks
 from safervlm.curate import DecontaminateParams, QIScoreParams
 from safervlm.curate.pool import PoolParams
 from safervlm.curate.scoring import sample_answers
-from safervlm.data import list_benchmarks
+from safervlm.embedded.fixtures import build_fixtures
 from safervlm.schema import SCORE_COLUMNS
 from safervlm.stages.curate import decontaminate_stage, qi_score_stage
 from safervlm.stages.data import prepare

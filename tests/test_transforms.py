@@ -8,8 +8,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from PIL import Image
-from safervlm.data.bench_figstep import FIGSTEP_PROMPT
 
+from safervlm.benchmarks.figstep import FIGSTEP_PROMPT
 from safervlm.cli import main
 from safervlm.data.transforms import TYPO_QUESTION, apply_attacks, attack_of, key_phrase, list_attacks
 from safervlm.errors import ConfigError
