@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from safervlm.data import load_benchmark
-from safervlm.data.fixtures import build_fixtures
+from safervlm.benchmarks import load_benchmark
+from safervlm.embedded.fixtures import build_fixtures
 from safervlm.models.generation import HFGenerator
 
 

@@ -36,10 +36,10 @@ import torch
 from transformers import TrainerCallback
 
 from safervlm.config import GRPOParams
+from safervlm.embedded.tiny import SHAPES, build_tiny_model
 from safervlm.io import read_parquet
 from safervlm.judge import Judgment, register_judge
 from safervlm.judge.reference import ReferenceJudge
-from safervlm.models.tiny import SHAPES, build_tiny_model
 from safervlm.train import grpo as grpo_module
 
 UNSAFE_EVERY = 4  # every 4th record unsafe: a 25% unsafe rate

@@ -23,12 +23,12 @@ from pathlib import Path
 import pandas as pd
 
 from safervlm.curate.scoring import QIScoreParams, answers_frame, qi_scores, sample_answers, score_answers
-from safervlm.data import world
-from safervlm.data.fixtures import build_fixtures
-from safervlm.data.sources import load_source
+from safervlm.embedded import world
+from safervlm.embedded.fixtures import build_fixtures
+from safervlm.embedded.tiny import TinyDims, build_tiny_model
 from safervlm.judge import get_judge
 from safervlm.models.generation import HFGenerator
-from safervlm.models.tiny import TinyDims, build_tiny_model
+from safervlm.sources import load_source
 
 
 def timed(fn: Callable[[], object]) -> float:

@@ -6,6 +6,7 @@ from snakemake.utils import validate
 
 from safervlm.workflow_support import (
     code_digest,
+    benchmark_module,
     judge_module,
     missing_paths,
     stage_module,
@@ -122,9 +123,8 @@ def judge_params(section="judge"):
 
 
 def adapter_module(bench):
-    """The adapter module of a benchmark, where it follows the bench_<name>.py convention."""
-    path = f"data/bench_{bench}.py"
-    return [path] if os.path.exists(f"{PY}/{path}") else []
+    """The module of a benchmark (``benchmarks/<name>.py``), imported by name when loaded."""
+    return [benchmark_module(bench)]
 
 
 def bench_root(name):

@@ -56,8 +56,8 @@ def repo_root() -> Path:
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny policy built from the synthetic world's text."""
-    from safervlm.data import world
-    from safervlm.models.tiny import TinyDims, build_tiny_model
+    from safervlm.embedded import world
+    from safervlm.embedded.tiny import TinyDims, build_tiny_model
 
     out = tmp_path_factory.mktemp("models") / "tiny"
     texts = [world.response_for(t) for t in world.all_tasks()]

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from helpers import RULES
 
-from safervlm.data.fixtures import build_fixtures
+from safervlm.embedded.fixtures import build_fixtures
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:

@@ -163,7 +163,7 @@ def test_datasheet_tables(scores, pool):
 def test_scores_from_one_judging_pass():
     """``score: reward`` reuses the judgments: the same values as the reward judging afresh."""
     from safervlm.curate import answers_frame, score_answers
-    from safervlm.data.world import UNSAFE_TASKS, response_for
+    from safervlm.embedded.world import UNSAFE_TASKS, response_for
     from safervlm.judge import get_judge
     from safervlm.rewards import get_reward
 

@@ -12,11 +12,11 @@ import pandas as pd
 import pytest
 from PIL import Image, ImageEnhance
 
+from safervlm.benchmarks import list_benchmarks, load_benchmark
 from safervlm.curate import DecontaminateParams, decontaminate, normalise_question
 from safervlm.curate.near_dup import TextIndex
-from safervlm.data import list_benchmarks, load_benchmark
-from safervlm.data.fixtures import build_fixtures
-from safervlm.data.world import EVAL_TEMPLATES, TRAIN_TEMPLATES, all_tasks
+from safervlm.embedded.fixtures import build_fixtures
+from safervlm.embedded.world import EVAL_TEMPLATES, TRAIN_TEMPLATES, all_tasks
 from safervlm.errors import ConfigError, InputError
 from safervlm.schema import encode_image
 
@@ -202,7 +202,7 @@ def test_undecodable_image_names_file_and_record(evals):
 def test_fixture_pool_counts_are_stable(evals, tmp_path: Path):
     """The synthetic training sources do hold near duplicates of evaluation items (shared
     drawings, one near-duplicate template): decontamination finds some, and not all."""
-    from safervlm.data.sources import load_source
+    from safervlm.sources import load_source
 
     root = tmp_path / "fx"
     build_fixtures(root, seed=3, n_per_benchmark=8, n_train_per_source=24)

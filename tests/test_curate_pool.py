@@ -14,9 +14,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from safervlm.curate import SourceSpec, build_pool, map_category, parse_sources
-from safervlm.data.fixtures import build_fixtures
-from safervlm.data.sources import load_source
+from safervlm.embedded.fixtures import build_fixtures
 from safervlm.errors import ConfigError
+from safervlm.sources import load_source
 
 TAXONOMY = ["benign", "cybercrime", "fraud", "privacy", "property_crime", "theft", "violence"]
 DIRS = {"beavertails_v": "beavertails_v", "spa_vl": "spa_vl", "vlguard_train": "vlguard"}

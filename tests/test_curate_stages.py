@@ -13,16 +13,16 @@ from typing import Any
 
 import pandas as pd
 import pytest
+from safervlm.stages.curate import decontaminate_stage, qi_score_stage
 
+from safervlm.benchmarks import list_benchmarks
 from safervlm.curate import DecontaminateParams, QIScoreParams
 from safervlm.curate.pool import PoolParams
 from safervlm.curate.scoring import sample_answers
-from safervlm.data import list_benchmarks
-from safervlm.data.fixtures import build_fixtures
+from safervlm.embedded.fixtures import build_fixtures
 from safervlm.schema import SCORE_COLUMNS
-from safervlm.stages.curate import decontaminate_stage, qi_score_stage
-from safervlm.stages.data import prepare
 from safervlm.stages.pool import pool_stage
+from safervlm.stages.prepare import prepare
 
 TAXONOMY = ["benign", "cybercrime", "fraud", "privacy", "property_crime", "theft", "violence"]
 K = 3

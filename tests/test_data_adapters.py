@@ -11,11 +11,10 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from safervlm.data import CARD_KEYS, get_adapter, list_benchmarks, load_benchmark
+from safervlm.benchmarks import CARD_KEYS, UnknownBenchmarkError, get_adapter, list_benchmarks, load_benchmark
 from safervlm.data.base import TRUTH_FILE
-from safervlm.data.fixtures import BENCHMARK_WRITERS, build_fixtures
-from safervlm.data.registry import UnknownBenchmarkError
-from safervlm.data.world import OBJECT_NAMES
+from safervlm.embedded.fixtures import BENCHMARK_WRITERS, build_fixtures
+from safervlm.embedded.world import OBJECT_NAMES
 from safervlm.errors import ConfigError, InputError
 from safervlm.schema import SAMPLE_COLUMNS, Sample
 

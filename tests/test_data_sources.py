@@ -11,14 +11,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from safervlm.data import list_benchmarks, load_benchmark
+from safervlm.benchmarks import list_benchmarks, load_benchmark
 from safervlm.data.base import TRUTH_FILE
-from safervlm.data.fixtures import build_fixtures
-from safervlm.data.fixtures_common import IMAGE_STRUCT, png_bytes
-from safervlm.data.sources import list_sources, load_source
-from safervlm.data.world import EVAL_TEMPLATES, TRAIN_TEMPLATES, draw_scene
+from safervlm.embedded.common import IMAGE_STRUCT, png_bytes
+from safervlm.embedded.fixtures import build_fixtures
+from safervlm.embedded.world import EVAL_TEMPLATES, TRAIN_TEMPLATES, draw_scene
 from safervlm.errors import ConfigError, InputError
 from safervlm.schema import POOL_EXTRA, SAMPLE_COLUMNS
+from safervlm.sources import list_sources, load_source
 
 SOURCE_DIRS = {"beavertails_v": "beavertails_v", "spa_vl": "spa_vl", "vlguard_train": "vlguard"}
 

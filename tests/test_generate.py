@@ -59,7 +59,7 @@ def test_hf_batched_equals_one_at_a_time(tiny_model_dir) -> None:
     """Left padding and length-sorted batches change nothing under greedy decoding."""
     import random
 
-    from safervlm.data import world
+    from safervlm.embedded import world
     from safervlm.models.generation import HFGenerator
 
     gen = HFGenerator(str(tiny_model_dir))

@@ -19,10 +19,10 @@ import yaml
 from helpers import ROOT, snakemake, snakemake_command
 from safetensors.torch import load_file
 
-from safervlm.data.fixtures import build_fixtures
-from safervlm.data.sources import load_source
+from safervlm.embedded.fixtures import build_fixtures
 from safervlm.io import write_json, write_parquet
 from safervlm.schema import POOL_EXTRA, SAMPLE_COLUMNS
+from safervlm.sources import load_source
 from safervlm.train.resume import MARKER, last_checkpoint, run_state_dir
 
 PARAMS = {

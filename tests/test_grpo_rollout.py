@@ -16,14 +16,14 @@ from trl.data_utils import prepare_multimodal_messages
 
 from safervlm.cli import main
 from safervlm.config import GRPOParams, check_grpo_params
-from safervlm.data.fixtures import build_fixtures
-from safervlm.data.sources import load_source
+from safervlm.embedded.fixtures import build_fixtures
 from safervlm.errors import ConfigError
 from safervlm.io import write_parquet
 from safervlm.judge import Judge, Judgment
 from safervlm.models import load_policy
 from safervlm.rewards import get_structured_reward
 from safervlm.schema import POOL_EXTRA, SAMPLE_COLUMNS
+from safervlm.sources import load_source
 from safervlm.train.data import prompt_dataset
 from safervlm.train.grpo import _grpo_args
 from safervlm.train.rollout import CORRECTED, PAD, SafetyAwareGRPOTrainer, SafetyAwareRollout, skip_padding

@@ -28,12 +28,12 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image, PngImagePlugin
 
-from safervlm.data import load_benchmark
+from safervlm.benchmarks import load_benchmark
 from safervlm.data.base import DEFAULT_MAX_IMAGE_PIXELS, check_image_bytes
-from safervlm.data.fixtures import build_fixtures
-from safervlm.data.sources import load_source
+from safervlm.embedded.fixtures import build_fixtures
 from safervlm.errors import InputError
-from safervlm.stages.data import prepare
+from safervlm.sources import load_source
+from safervlm.stages.prepare import prepare
 
 MARKER = b"SAFERVLM-OUTSIDE-MARKER-7f3a9c"
 

@@ -8,7 +8,7 @@ import math
 import pandas as pd
 import pytest
 
-from safervlm.data import world
+from safervlm.embedded import world
 from safervlm.errors import ConfigError, InputError
 from safervlm.judge import Judgment, available_judges, get_judge, judge_frame
 from safervlm.judge.markers import find_markers, is_refusal, mentioned_objects, parse_objects
@@ -114,8 +114,8 @@ def test_card_does_not_match_car_but_cars_does():
     assert scores_of(record(card, False, ["wallet"]))["hallucination"] == 0.0
     cars = f"<think>The image shows a wallet and two cars. It is harmless.</think>{answer}"
     assert scores_of(record(cars, False, ["wallet"]))["hallucination"] == 1.0
-    assert mentioned_objects("my card and the carpet") == []
-    assert mentioned_objects("the car's door") == ["car", "door"]
+    assert mentioned_objects("my card and the carpet", world.OBJECT_NAMES) == []
+    assert mentioned_objects("the car's door", world.OBJECT_NAMES) == ["car", "door"]
 
 
 def test_unknown_ground_truth_is_unscored_for_safety_only():

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from transformers import AutoModelForImageTextToText
 
-from safervlm.data import world
+from safervlm.embedded import world
+from safervlm.embedded.tiny import TinyDims, build_tiny_model
 from safervlm.errors import ConfigError
 from safervlm.models import ImageOnlyQwenVLProcessor, load_policy, load_processor
-from safervlm.models.tiny import TinyDims, build_tiny_model
 from safervlm.schema import encode_image
 
 

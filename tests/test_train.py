@@ -11,11 +11,11 @@ import torch
 from safetensors.torch import load_file
 
 from safervlm.config import GRPOParams, SFTParams
-from safervlm.data.fixtures import build_fixtures
-from safervlm.data.sources import load_source
+from safervlm.embedded.fixtures import build_fixtures
 from safervlm.errors import ConfigError, InputError
 from safervlm.io import write_parquet
 from safervlm.schema import POOL_EXTRA, SAMPLE_COLUMNS
+from safervlm.sources import load_source
 from safervlm.train.data import correction_demos
 from safervlm.train.grpo import run_grpo
 from safervlm.train.sft import run_sft

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from safervlm.benchmarks.figstep import FIGSTEP_PROMPT
 from safervlm.cli import main
-from safervlm.data.bench_figstep import FIGSTEP_PROMPT
 from safervlm.data.transforms import TYPO_QUESTION, apply_attacks, attack_of, key_phrase, list_attacks
 from safervlm.errors import ConfigError
 from safervlm.schema import SAMPLE_COLUMNS, decode_image, encode_image

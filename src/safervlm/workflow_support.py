@@ -17,7 +17,7 @@ from typing import Any
 from safervlm.codegraph import code_closure, code_digest
 from safervlm.plugins import JUDGES, module_file
 
-__all__ = ["code_closure", "code_digest", "judge_module", "missing_paths", "stage_module",
+__all__ = ["benchmark_module", "code_closure", "code_digest", "judge_module", "missing_paths", "stage_module",
            "tracking_env", "tracking_server_error"]  # fmt: skip
 
 
@@ -100,6 +100,11 @@ def tracking_server_error(env: dict[str, str], timeout: float = 10.0) -> str | N
 def stage_module(command: str) -> str:
     """The stage module that ``safervlm <command>`` runs (``cli.run_stage``)."""
     return f"stages/{command.replace('-', '_')}.py"
+
+
+def benchmark_module(name: str) -> str:
+    """The module of a benchmark, imported by name when it is loaded (``benchmarks.get_benchmark``)."""
+    return f"benchmarks/{name}.py"
 
 
 def judge_module(name: str) -> list[str]:

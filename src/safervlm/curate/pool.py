@@ -30,9 +30,9 @@ from typing import Any
 import pandas as pd
 
 from safervlm.config import from_dict
-from safervlm.data.sources import list_sources, load_source
 from safervlm.errors import ConfigError, InputError
 from safervlm.schema import POOL_EXTRA, SAMPLE_COLUMNS
+from safervlm.sources import list_sources, load_source
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ OTHER = "other"
 BENIGN = "benign"
 
 # source -> (where the row's label comes from, the meta field holding its subcategory or None);
-# as the readers in safervlm.data.sources put them.
+# as the readers in safervlm.sources put them.
 LABEL_FIELDS: dict[str, tuple[str, str | None]] = {
     "beavertails_v": ("`category` column (the harm-category config folder when null)", None),
     "spa_vl": ("`class1` column (harm domain)", "class2"),

@@ -28,7 +28,7 @@ from typing import Any
 import pandas as pd
 from PIL import Image, ImageDraw, ImageFont
 
-from safervlm.data.bench_figstep import FIGSTEP_PROMPT
+from safervlm.benchmarks.figstep import FIGSTEP_PROMPT
 from safervlm.errors import ConfigError
 from safervlm.judge.markers import as_bool_or_none
 from safervlm.schema import decode_image, encode_image

@@ -3,7 +3,9 @@
 A subclass supplies ``judge_id`` (what the cache keys on) and :meth:`ModelJudge._complete`
 (turn prompts into replies: an HTTP endpoint, a local model). Everything else is here:
 
-* the rubric per record: ``rubrics[benchmark]`` if set, else ``rubric``;
+* the rubric per record: ``rubrics[benchmark]`` if set, else ``rubric``; ``rubrics:
+  official`` takes each benchmark's official-protocol rubric from its module
+  (:data:`safervlm.benchmarks.OFFICIAL_RUBRICS`);
 * rubrics with ``needs_model=False`` (keyword protocols) are evaluated locally;
 * a fresh random tag per request (:mod:`safervlm.judge.channel`): it marks the prompt's
   delimiters and, on the ``envelope`` channel, the only place a verdict is read from;
@@ -25,6 +27,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from safervlm.benchmarks import OFFICIAL_RUBRICS
 from safervlm.judge.base import Judge, Judgment
 from safervlm.judge.cache import JudgeCache, cache_key, image_digest
 from safervlm.judge.channel import KEY_TAG, check_channel, new_tag, read_verdict
@@ -71,14 +74,18 @@ class ModelJudge(Judge):
     def __init__(
         self,
         rubric: str = "saferv",
-        rubrics: Mapping[str, str] | None = None,
+        rubrics: Mapping[str, str] | str | None = None,
         cache: str | None = None,
         verdict_channel: str = "envelope",
     ) -> None:
         self.verdict_channel = check_channel(verdict_channel)
         self.default_rubric = get_rubric(rubric)
+        if rubrics == "official":
+            rubrics = OFFICIAL_RUBRICS
         if rubrics is not None and not isinstance(rubrics, Mapping):
-            raise ValueError(f"rubrics must map benchmark names to rubric names, got {rubrics!r}")
+            raise ValueError(
+                f"rubrics must map benchmark names to rubric names (or be 'official'), got {rubrics!r}"
+            )
         self.rubrics = {str(b): get_rubric(r) for b, r in (rubrics or {}).items()}
         self.cache: JudgeCache | None = None
         if cache:

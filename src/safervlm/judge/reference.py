@@ -1,6 +1,6 @@
 """The rule-based reference judge: a deterministic rubric scored from ground truth.
 
-Markers come from :mod:`safervlm.data.world` (so fixtures and judge cannot drift) and are
+Markers come from :mod:`safervlm.embedded.world` (so fixtures and judge cannot drift) and are
 matched case-insensitively as whole words (see :mod:`safervlm.judge.markers`). Rules, with
 R = reasoning, A = answer, "refuses" = A contains a ``REFUSAL_MARKERS`` phrase:
 
@@ -39,15 +39,11 @@ import math
 import re
 from typing import Any
 
-from safervlm.data.world import (
-    OBJECT_NAMES,
-    REFUSAL_MARKERS,
-    SAFE_REASONING_MARKERS,
-    UNSAFE_REASONING_MARKERS,
-)
+from safervlm.embedded.world import OBJECT_NAMES, SAFE_REASONING_MARKERS, UNSAFE_REASONING_MARKERS
 from safervlm.errors import InputError
 from safervlm.judge.base import NAN, Judge, Judgment, register_judge
 from safervlm.judge.markers import (
+    REFUSAL_MARKERS,
     as_bool_or_none,
     find_markers,
     find_negated,

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from safervlm import tracking
-from safervlm.data.fixtures import build_fixtures
+from safervlm.embedded.fixtures import build_fixtures
 from safervlm.io import atomic_path
 
 

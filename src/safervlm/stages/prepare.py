@@ -10,7 +10,7 @@ from typing import Any
 import pandas as pd
 
 from safervlm import tracking
-from safervlm.data import get_adapter, load_benchmark
+from safervlm.benchmarks import get_adapter, load_benchmark
 from safervlm.data.base import DEFAULT_MAX_IMAGE_PIXELS
 from safervlm.io import write_json, write_parquet
 from safervlm.schema import SAMPLE_COLUMNS

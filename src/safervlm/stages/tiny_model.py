@@ -8,9 +8,9 @@ from typing import Any
 
 from safervlm import tracking
 from safervlm.config import from_dict
-from safervlm.data import world
+from safervlm.embedded import world
+from safervlm.embedded.tiny import TinyDims, build_tiny_model
 from safervlm.io import read_parquet
-from safervlm.models.tiny import TinyDims, build_tiny_model
 from safervlm.stages.args import json_arg
 
 

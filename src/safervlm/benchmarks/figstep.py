@@ -16,6 +16,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from safervlm.benchmarks import official
+from safervlm.benchmarks.registry import Benchmark
 from safervlm.data.base import (
     BenchmarkAdapter,
     get_field,
@@ -23,7 +25,6 @@ from safervlm.data.base import (
     read_image_file,
     resolve_inside,
 )
-from safervlm.data.registry import register
 from safervlm.errors import InputError
 from safervlm.schema import Sample
 
@@ -48,10 +49,10 @@ def sample_id(dataset: str, category_id: object, task_id: object) -> str:
     return f"figstep/{dataset}/{category_id}_{task_id}"
 
 
-@register("figstep")
 class FigStep(BenchmarkAdapter):
     """Reads ``safebench.csv`` and the typographic images."""
 
+    name = "figstep"
     version = "1"
     card = {
         "source": "https://github.com/ThuCCSLab/FigStep",
@@ -114,3 +115,7 @@ class FigStep(BenchmarkAdapter):
                 meta=meta,
             )
         ]
+
+
+# Official protocol: manual review of responses (no rubric of its own): ASR from unified safety.
+BENCHMARK = Benchmark(adapter=FigStep, rubric="saferv", metric="asr", official=official.unsafe)

@@ -30,38 +30,42 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from safervlm.benchmarks import list_benchmarks
 from safervlm.data.base import TRUTH_FILE
-from safervlm.data.fixtures_common import Truth, dump_json
-from safervlm.data.fixtures_json import (
-    write_figstep,
-    write_mmsafetybench,
-    write_mssbench,
-    write_siuo,
-    write_vlguard,
-    write_vlsbench,
+from safervlm.embedded.common import Truth, dump_json
+from safervlm.embedded.writers import (
+    beavertails_v,
+    figstep,
+    mmsafetybench,
+    mssbench,
+    siuo,
+    spa_vl,
+    vlguard,
+    vlsbench,
 )
-from safervlm.data.fixtures_parquet import write_beavertails_v, write_spa_vl
 from safervlm.io import atomic_path
 
 logger = logging.getLogger(__name__)
 
 Writer = Callable[[Path, random.Random, int], Truth]
 
+# Benchmark -> fixture writer: one line per benchmark (written in this order, which with
+# the per-benchmark seeds keeps the bytes of every fixture fixed).
 BENCHMARK_WRITERS: dict[str, Writer] = {
-    "mmsafetybench": write_mmsafetybench,
-    "vlguard": write_vlguard,
-    "vlsbench": write_vlsbench,
-    "siuo": write_siuo,
-    "mssbench": write_mssbench,
-    "figstep": write_figstep,
-    "beavertails_v": write_beavertails_v,
-    "spa_vl": write_spa_vl,
+    "mmsafetybench": mmsafetybench.write,
+    "vlguard": vlguard.write,
+    "vlsbench": vlsbench.write,
+    "siuo": siuo.write,
+    "mssbench": mssbench.write,
+    "figstep": figstep.write,
+    "beavertails_v": beavertails_v.write,
+    "spa_vl": spa_vl.write,
 }
 # Training-source folder under ``out/train`` -> (load_source name, writer).
 SOURCE_WRITERS: dict[str, tuple[str, Writer]] = {
-    "beavertails_v": ("beavertails_v", lambda r, g, n: write_beavertails_v(r, g, n, train=True)),
-    "spa_vl": ("spa_vl", lambda r, g, n: write_spa_vl(r, g, n, train=True)),
-    "vlguard": ("vlguard_train", lambda r, g, n: write_vlguard(r, g, n, train=True)),
+    "beavertails_v": ("beavertails_v", lambda r, g, n: beavertails_v.write(r, g, n, train=True)),
+    "spa_vl": ("spa_vl", lambda r, g, n: spa_vl.write(r, g, n, train=True)),
+    "vlguard": ("vlguard_train", lambda r, g, n: vlguard.write(r, g, n, train=True)),
 }
 MANIFEST_FILE = "MANIFEST.json"
 
@@ -94,6 +98,9 @@ def build_fixtures(
     """
     if n_per_benchmark < 4 or n_train_per_source < 4:
         raise ValueError("n_per_benchmark and n_train_per_source must be >= 4")
+    missing = sorted(set(list_benchmarks()) - set(BENCHMARK_WRITERS))
+    if missing:
+        raise ValueError(f"no fixture writer for benchmarks {missing}")
     start = time.perf_counter()
     base = Path(out)
     base.mkdir(parents=True, exist_ok=True)

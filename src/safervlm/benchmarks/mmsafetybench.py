@@ -19,8 +19,9 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from safervlm.benchmarks import official
+from safervlm.benchmarks.registry import Benchmark
 from safervlm.data.base import BenchmarkAdapter, get_field, read_image_file, read_json_file
-from safervlm.data.registry import register
 from safervlm.errors import ConfigError, InputError
 from safervlm.schema import Sample
 
@@ -46,10 +47,10 @@ def sample_id(scenario: str, image_type: str, key: str) -> str:
     return f"mmsafetybench/{scenario}/{image_type}/{key}"
 
 
-@register("mmsafetybench")
 class MMSafetyBench(BenchmarkAdapter):
     """Reads ``processed_questions/*.json`` and the matching ``imgs/`` tree."""
 
+    name = "mmsafetybench"
     version = "1"
     card = {
         "source": "https://github.com/isXinLiu/MM-SafetyBench",
@@ -119,3 +120,12 @@ class MMSafetyBench(BenchmarkAdapter):
                 )
             )
         return out
+
+
+# Official protocol: GPT-4 labels each response safe/unsafe; ASR = unsafe share.
+BENCHMARK = Benchmark(
+    adapter=MMSafetyBench,
+    rubric="mmsafetybench",
+    metric="asr",
+    official=official.label_or({"unsafe": 1.0, "safe": 0.0}, official.unsafe),
+)

@@ -21,9 +21,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from safervlm.benchmarks import official
+from safervlm.benchmarks.registry import Benchmark
 from safervlm.data.base import BenchmarkAdapter, get_field, image_from_struct, is_non_finite, optional_text
 from safervlm.data.hf_parquet import iter_split_rows
-from safervlm.data.registry import register
 from safervlm.errors import ConfigError
 from safervlm.schema import Sample
 
@@ -53,10 +54,10 @@ def sample_id(split: str, index: int) -> str:
     return f"spa_vl/{split}/{index:06d}"
 
 
-@register("spa_vl")
 class SpaVL(BenchmarkAdapter):
     """Reads one SPA-VL split (``evalharm`` by default)."""
 
+    name = "spa_vl"
     version = "1"
     card = {
         "source": "https://huggingface.co/datasets/sqrti/SPA-VL",
@@ -118,3 +119,7 @@ class SpaVL(BenchmarkAdapter):
                 meta=meta,
             )
         ]
+
+
+# Official protocol: unsafe rate judged by MD-Judge (no rubric of its own here).
+BENCHMARK = Benchmark(adapter=SpaVL, rubric="saferv", metric="unsafe_rate", official=official.unsafe)

@@ -26,9 +26,10 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from safervlm.benchmarks import official
+from safervlm.benchmarks.registry import Benchmark
 from safervlm.data.base import BenchmarkAdapter, get_field, image_from_struct, is_non_finite, optional_text
 from safervlm.data.hf_parquet import find_shards, is_saved_dataset, iter_split_rows
-from safervlm.data.registry import register
 from safervlm.errors import ConfigError, InputError
 from safervlm.schema import Sample
 
@@ -72,10 +73,10 @@ def split_patterns(split: str) -> tuple[str, ...]:
     return (f"{split}-*.parquet", f"{split}/*.parquet", f"{split}.parquet")
 
 
-@register("beavertails_v")
 class BeaverTailsV(BenchmarkAdapter):
     """Reads one split of every (or the chosen) harm-category config."""
 
+    name = "beavertails_v"
     version = "1"
     card = {
         "source": "https://huggingface.co/datasets/saferlhf-v/BeaverTails-V",
@@ -161,3 +162,7 @@ class BeaverTailsV(BenchmarkAdapter):
                 meta=meta,
             )
         ]
+
+
+# Official protocol: harmlessness judged by a cost model or GPT-4o (no rubric of its own).
+BENCHMARK = Benchmark(adapter=BeaverTailsV, rubric="saferv", metric="harmless_rate", official=official.safety)

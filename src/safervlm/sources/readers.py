@@ -4,7 +4,7 @@ Each row is :meth:`Sample.to_row` plus ``source`` (the source name) and ``respon
 (the safe reference response used for supervised fine-tuning):
 
 * ``beavertails_v`` — BeaverTails-V ``train`` split of every harm-category config (or
-  the chosen ``configs``), layout as in :mod:`safervlm.data.bench_beavertails_v`;
+  the chosen ``configs``), layout as in :mod:`safervlm.benchmarks.beavertails_v`;
   response = a response marked safe (the safer one first). Rows with no safe response
   are skipped.
 * ``spa_vl`` — SPA-VL ``data/train-*.parquet`` (``image, question, chosen, rejected,
@@ -29,10 +29,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from safervlm.benchmarks.beavertails_v import BeaverTailsV
+from safervlm.benchmarks.spa_vl import SpaVL
+from safervlm.benchmarks.vlguard import VLGuard
 from safervlm.data.base import BenchmarkAdapter
-from safervlm.data.bench_beavertails_v import BeaverTailsV
-from safervlm.data.bench_spa_vl import SpaVL
-from safervlm.data.bench_vlguard import VLGuard
 from safervlm.errors import ConfigError, InputError
 
 logger = logging.getLogger(__name__)

@@ -1,4 +1,4 @@
-"""Helpers shared by the synthetic fixture writers: deterministic files and world text.
+"""Helpers shared by the synthetic fixture writers: deterministic files, world text, tasks.
 
 Everything written here is byte-deterministic for a given seed: JSON with sorted keys,
 PNG/JPEG with fixed encoder settings, parquet from an explicit Arrow schema.
@@ -18,13 +18,22 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
 
-from safervlm.data.world import BENIGN_TASKS, EVAL_TEMPLATES, TRAIN_TEMPLATES, UNSAFE_TASKS, Task
+from safervlm.embedded.world import (
+    BENIGN_TASKS,
+    EVAL_TEMPLATES,
+    TRAIN_TEMPLATES,
+    UNSAFE_TASKS,
+    Task,
+    draw_scene,
+)
 
 T = TypeVar("T")
 Truth = dict[str, dict[str, Any]]
 
 # Image struct as Hugging Face ``datasets`` stores an Image feature in parquet.
 IMAGE_STRUCT = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+# Harm categories of the world (BeaverTails-V-style category folders).
+HARM_CATEGORIES: tuple[str, ...] = tuple(sorted({t.category for t in UNSAFE_TASKS}))
 
 
 def cycle(rng: random.Random, pool: Sequence[T], n: int) -> list[T]:
@@ -124,3 +133,16 @@ def dump_parquet(rows: list[dict[str, Any]], schema: pa.Schema, path: Path) -> N
     path.parent.mkdir(parents=True, exist_ok=True)
     table = pa.Table.from_pylist(rows, schema=schema)
     pq.write_table(table, path, compression="snappy")
+
+
+def mixed_tasks(rng: random.Random, n: int, benign_share: float = 1 / 3) -> list[Task]:
+    """``n`` tasks, about ``benign_share`` of them benign, in shuffled order."""
+    n_benign = round(n * benign_share)
+    tasks = cycle(rng, UNSAFE_TASKS, n - n_benign) + cycle(rng, BENIGN_TASKS, n_benign)
+    rng.shuffle(tasks)
+    return tasks
+
+
+def image_struct(task: Task, rng: random.Random, name: str) -> dict[str, Any]:
+    """The ``{bytes, path}`` Image struct of a scene showing ``task``'s object, named ``name``."""
+    return {"bytes": png_bytes(draw_scene(task.obj, rng)), "path": name}
