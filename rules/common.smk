@@ -7,6 +7,7 @@ from snakemake.utils import validate
 from safervlm.workflow_support import (
     code_digest,
     benchmark_module,
+    fixture_writer_module,
     judge_module,
     missing_paths,
     stage_module,
@@ -105,7 +106,9 @@ def code(command, *plugins):
     A param, so editing any of these modules reruns the job and nothing else does; where the
     checkout lives does not matter. tests/test_e2e.py checks it equals what each job loaded.
     """
-    return code_digest(PY, ["cli.py", stage_module(command), *plugins], cache=CODE_CACHE)
+    return code_digest(
+        PY, ["cli.py", stage_module(command), *plugins], cache=CODE_CACHE
+    )
 
 
 def judge_cache():
@@ -136,9 +139,26 @@ def source_root(name):
 
 
 def fixtures_if_needed(section, names):
-    """The fixture folder when any of these entries uses fixtures, else nothing."""
-    uses = any(config[section][n]["root"] is None for n in names)
-    return [FIXTURES] if uses else []
+    """The fixture roots of the entries that use fixtures (``root: null``)."""
+    folder = {"benchmarks": lambda n: n, "sources": lambda n: FIXTURE_SOURCE_DIRS[n]}[
+        section
+    ]
+    return [
+        f"{FIXTURES}/{folder(n)}" for n in names if config[section][n]["root"] is None
+    ]
+
+
+# Fixture roots: every configured benchmark, and train/<folder> per training source.
+FIXTURE_PATTERN = "|".join(
+    [*sorted(config["benchmarks"]), *sorted(FIXTURE_SOURCE_DIRS.values())]
+)
+
+
+def fixture_size(name):
+    """``--n-per-benchmark N`` or ``--n-train-per-source N``: only the size that fixture uses."""
+    if name.startswith("train/"):
+        return ["--n-train-per-source", config["fixtures"]["n_train_per_source"]]
+    return ["--n-per-benchmark", config["fixtures"]["n_per_benchmark"]]
 
 
 def bench_parquet(names):
@@ -205,7 +225,9 @@ def eval_data(wildcards):
 # Launch lines and resources for clusters (issue #8: Slurm, multi-GPU) ---------------
 # Runs `safervlm <stage>` on every GPU of the job (accelerate), or as one plain process. Through
 # the environment, not the shell command: where the checkout lives must not rerun training.
-os.environ["SAFERVLM_TRAIN_LAUNCH"] = f"{workflow.basedir}/workflow/scripts/train-launch"
+os.environ["SAFERVLM_TRAIN_LAUNCH"] = (
+    f"{workflow.basedir}/workflow/scripts/train-launch"
+)
 # Judges that load a model inside the job (not an HTTP endpoint, not rules) need a GPU.
 LOCAL_MODEL_JUDGES = ("hf",)
 
@@ -226,7 +248,9 @@ def judge_gpus():
 
 def audit_expected():
     """Expectation files, relative to the working directory (a moved checkout plans nothing)."""
-    return [os.path.relpath(f"{workflow.basedir}/{p}") for p in config["audit"]["expected"]]
+    return [
+        os.path.relpath(f"{workflow.basedir}/{p}") for p in config["audit"]["expected"]
+    ]
 
 
 def pair_args(pairs):

@@ -44,6 +44,7 @@ rule qi_score:
     conda:
         "../envs/safervlm.yaml"
     params:
+        **judge_params("reward_judge"),
         # The modules its job runs ({module: digest}): editing one reruns it.
         code=code("qi-score", *judge_module(config["reward_judge"]["name"])),
         curate=as_json(
@@ -56,7 +57,6 @@ rule qi_score:
                 "score",
             )
         ),
-        **judge_params("reward_judge"),
         reward=config["grpo"]["reward"],
         reward_params=as_json(config["grpo"]["reward_params"]),
         seed=config["seed"],

@@ -1,22 +1,25 @@
+# One job per synthetic benchmark or training source (`fixture`: a benchmark name or
+# train/<source>): editing one benchmark's writer rebuilds that fixture alone.
 rule fixtures:
-    input:
     output:
-        directory(FIXTURES),
+        directory(f"{FIXTURES}/{{fixture}}"),
     log:
-        f"{R}/logs/fixtures.log",
+        f"{R}/logs/fixtures/{{fixture}}.log",
     benchmark:
-        f"{R}/benchmarks/fixtures.tsv"
+        f"{R}/benchmarks/fixtures/{{fixture}}.tsv"
+    wildcard_constraints:
+        fixture=FIXTURE_PATTERN,
     conda:
         "../envs/safervlm.yaml"
     params:
         # The modules its job runs ({module: digest}): editing one reruns it.
-        code=code("fixtures"),
+        code=lambda w: code("fixtures", fixture_writer_module(w.fixture)),
+        root=FIXTURES,
         seed=config["seed"],
-        n=config["fixtures"]["n_per_benchmark"],
-        n_train=config["fixtures"]["n_train_per_source"],
+        size=lambda w: fixture_size(w.fixture),
     shell:
-        "safervlm fixtures --out {output:q} --seed {params.seed:q} --n-per-benchmark {params.n:q}"
-        " --n-train-per-source {params.n_train:q} > {log:q} 2>&1"
+        "safervlm fixtures --out {params.root:q} --only {wildcards.fixture:q} --seed {params.seed:q}"
+        " {params.size:q} > {log:q} 2>&1"
 
 
 rule prepare:

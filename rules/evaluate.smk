@@ -56,9 +56,9 @@ rule judge:
     resources:
         gpu=judge_gpus(),
     params:
+        **judge_params("judge"),
         # The modules its job runs ({module: digest}): editing one reruns it.
         code=code("judge", *judge_module(config["judge"]["name"])),
-        **judge_params("judge"),
     shell:
         "safervlm judge --responses {input.responses:q} --data {input.data:q} --out {output:q}"
         " --judge {params.judge:q} --judge-params {params.judge_params:q} --judge-cache {params.judge_cache:q} > {log:q} 2>&1"

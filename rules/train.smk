@@ -17,7 +17,7 @@ rule sft:
         launch=launch_args("sft"),
         seed=config["seed"],
     shell:
-        "\"$SAFERVLM_TRAIN_LAUNCH\" {params.launch:q} safervlm sft --model {input.model:q} --data {input.data:q} --out {output:q}"
+        '"$SAFERVLM_TRAIN_LAUNCH" {params.launch:q} safervlm sft --model {input.model:q} --data {input.data:q} --out {output:q}'
         " --params {params.sft:q} --seed {params.seed:q} > {log:q} 2>&1"
 
 
@@ -36,16 +36,16 @@ rule grpo:
     conda:
         "../envs/train.yaml"
     params:
+        **judge_params("reward_judge"),
         # The modules its job runs ({module: digest}): editing one reruns it.
         code=code("grpo", *judge_module(config["reward_judge"]["name"])),
         grpo=lambda w: as_json(grpo_section(w.grpo_variant)),
         launch=launch_args("grpo"),
-        **judge_params("reward_judge"),
         seed=config["seed"],
         # Checkpoints live outside the output: Snakemake deletes a failed job's outputs.
         state=f"{R}/checkpoints/{{grpo_variant}}.partial",
     shell:
-        "\"$SAFERVLM_TRAIN_LAUNCH\" {params.launch:q} safervlm grpo --model {input.model:q} --data {input.data:q} --out {output:q}"
+        '"$SAFERVLM_TRAIN_LAUNCH" {params.launch:q} safervlm grpo --model {input.model:q} --data {input.data:q} --out {output:q}'
         " --params {params.grpo:q}"
         " --judge {params.judge:q} --judge-params {params.judge_params:q} --judge-cache {params.judge_cache:q} --seed {params.seed:q}"
         " --state-dir {params.state:q} > {log:q} 2>&1"

@@ -21,8 +21,6 @@ import pytest
 import yaml
 from helpers import BIN, ROOT, snakemake
 
-from safervlm.tracking import flatten
-
 STARTUP_DEADLINE_S = 240  # a cold `mlflow server` takes ~35 s on a busy 2-core box
 EXPERIMENT = "server-test"
 
@@ -153,10 +151,9 @@ def test_stages_logged_to_the_server_read_back(
     # params and metrics: exactly what the stages computed
     fx = runs["fixtures"]
     assert fx.info.status == "FINISHED"
-    assert fx.data.params == {"seed": "0", "n_per_benchmark": "4", "n_train_per_source": "8"}
-    manifest = json.loads((fixtures / "MANIFEST.json").read_text())
-    numeric = {k: float(v) for k, v in flatten(manifest).items() if isinstance(v, int | float)}
-    assert numeric and fx.data.metrics == numeric
+    assert fx.data.params == {"fixture": "vlguard", "seed": "0", "n": "4"}
+    truth = json.loads((fixtures / "vlguard" / "safervlm_truth.json").read_text())
+    assert fx.data.metrics["samples"] == len(truth) > 0
     prep = runs["prepare"]
     assert prep.data.params["benchmark"] == "vlguard"
     assert prep.data.params["root"].endswith("results/fixtures/vlguard")
@@ -167,7 +164,7 @@ def test_stages_logged_to_the_server_read_back(
     assert exp.artifact_location.startswith("mlflow-artifacts:"), exp.artifact_location
     assert not (workdir / "results" / "mlflow").exists(), "a client-side artifact root was used"
     for run, name, local in (
-        (fx, "MANIFEST.json", fixtures / "MANIFEST.json"),
+        (fx, "safervlm_truth.json", fixtures / "vlguard" / "safervlm_truth.json"),
         (prep, "vlguard.summary.json", workdir / "results" / "data" / "bench" / "vlguard.summary.json"),
     ):
         assert [a.path for a in client.list_artifacts(run.info.run_id)] == [name]
@@ -205,14 +202,11 @@ def test_workflow_refuses_to_start_when_the_server_is_down(tmp_path: Path) -> No
         (tmp_path / "config.yaml").write_text(yaml.safe_dump(_config(url)))
         start = time.monotonic()
         config = str(tmp_path / "config.yaml")
-        r = snakemake(
-            "-d", str(tmp_path), "--cores", "1", "results/fixtures", "--configfile", config, tracking=True
-        )  # fmt: skip
+        target = "results/fixtures/vlguard"
+        r = snakemake("-d", str(tmp_path), "--cores", "1", target, "--configfile", config, tracking=True)
         took = time.monotonic() - start
         # A dry run computes nothing and asks nothing of the server.
-        dry = snakemake(
-            "-d", str(tmp_path), "-n", "results/fixtures", "--configfile", config, tracking=True
-        )  # fmt: skip
+        dry = snakemake("-d", str(tmp_path), "-n", target, "--configfile", config, tracking=True)
     assert dry.returncode == 0, (dry.stdout + dry.stderr)[-3000:]
     assert r.returncode != 0
     assert f"MLflow tracking server at {url} does not answer" in r.stdout + r.stderr

@@ -63,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--n-per-benchmark", type=int, default=24)
     p.add_argument("--n-train-per-source", type=int, default=120)
+    p.add_argument("--only", help="write only this root: a benchmark, or train/<source>")
 
     p = _add(sub, "tiny-model", "build the offline tiny Qwen2.5-VL policy")
     _many(p, "--texts", nargs="+", required=True, help="parquet files whose text trains the tokenizer")

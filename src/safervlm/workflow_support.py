@@ -17,8 +17,17 @@ from typing import Any
 from safervlm.codegraph import code_closure, code_digest
 from safervlm.plugins import JUDGES, module_file
 
-__all__ = ["benchmark_module", "code_closure", "code_digest", "judge_module", "missing_paths", "stage_module",
-           "tracking_env", "tracking_server_error"]  # fmt: skip
+__all__ = [
+    "benchmark_module",
+    "code_closure",
+    "code_digest",
+    "fixture_writer_module",
+    "judge_module",
+    "missing_paths",
+    "stage_module",
+    "tracking_env",
+    "tracking_server_error",
+]
 
 
 def missing_paths(config: dict[str, Any]) -> list[str]:
@@ -105,6 +114,11 @@ def stage_module(command: str) -> str:
 def benchmark_module(name: str) -> str:
     """The module of a benchmark, imported by name when it is loaded (``benchmarks.get_benchmark``)."""
     return f"benchmarks/{name}.py"
+
+
+def fixture_writer_module(name: str) -> str:
+    """The writer of a fixture root (a benchmark, or ``train/<folder>``: its benchmark's writer)."""
+    return f"embedded/writers/{name.removeprefix('train/')}.py"
 
 
 def judge_module(name: str) -> list[str]:

@@ -1,12 +1,16 @@
-"""Benchmarks: one module per benchmark, and the one list every benchmark table derives from.
+"""Benchmarks: one module per benchmark, loaded by name.
 
-A benchmark module holds its adapter from the official on-disk format (with ``version``
-and ``card``), the judge rubric of its official protocol and its official metric, and
-declares them in one ``BENCHMARK`` record. Its synthetic fixture writer for the embedded
-default lives in :mod:`safervlm.embedded.writers` (real-data paths never load the
-synthetic world). Adding a benchmark: its module, one line in ``_MODULES`` below, a
-writer in ``embedded/writers`` with one line in ``embedded.fixtures.BENCHMARK_WRITERS``, and its
-config entries::
+A benchmark module (``benchmarks/<name>.py``) holds its adapter from the official on-disk
+format (with ``version`` and ``card``), the judge rubric of its official protocol and its
+official metric, and declares them in one ``BENCHMARK`` record. Its synthetic fixture
+writer for the embedded default lives in ``embedded/writers/<name>.py`` (real-data paths
+never load the synthetic world).
+
+:func:`get_benchmark` imports only the named module, so preparing one benchmark runs (and
+its rule tracks) that module alone; :mod:`safervlm.benchmarks.catalog` imports them all,
+for the tables every benchmark contributes to (official metrics, official rubrics). The
+catalog's module list is the registry: adding a benchmark is its module, one line there, a
+fixture writer, and its config entries::
 
     from safervlm.benchmarks import list_benchmarks, load_benchmark
     samples = load_benchmark("vlguard", "/data/VLGuard", limit=100)
@@ -14,49 +18,46 @@ config entries::
 
 from __future__ import annotations
 
+import functools
+import importlib
 import logging
 from pathlib import Path
 from typing import Any
 
-from safervlm.benchmarks import (
-    beavertails_v,
-    figstep,
-    mmsafetybench,
-    mssbench,
-    siuo,
-    spa_vl,
-    vlguard,
-    vlsbench,
-)
-from safervlm.benchmarks.registry import Benchmark, Indicator, UnknownBenchmarkError, build_registry, lookup
+from safervlm.benchmarks.registry import Benchmark, Indicator, UnknownBenchmarkError, build_registry
 from safervlm.data.base import CARD_KEYS, BenchmarkAdapter
 from safervlm.errors import ConfigError, InputError
 from safervlm.schema import Sample
 
 logger = logging.getLogger(__name__)
 
-# The registry: one line per benchmark.
-_MODULES = (
-    beavertails_v,
-    figstep,
-    mmsafetybench,
-    mssbench,
-    siuo,
-    spa_vl,
-    vlguard,
-    vlsbench,
-)
-BENCHMARKS: dict[str, Benchmark] = build_registry(m.BENCHMARK for m in _MODULES)
-# Benchmark -> rubric of its official protocol (for judge.params.rubrics: official).
-OFFICIAL_RUBRICS: dict[str, str] = {name: b.rubric for name, b in BENCHMARKS.items()}
-# Benchmark -> (official metric name, per-sample indicator).
-OFFICIAL: dict[str, tuple[str, Indicator]] = {name: (b.metric, b.official) for name, b in BENCHMARKS.items()}
+# Modules of this package that are not benchmarks.
+_SUPPORT = frozenset({"catalog", "official", "registry"})
+_PACKAGE = Path(__file__).parent
+
+
+def list_benchmarks() -> list[str]:
+    """Names of every benchmark module in this package, sorted (nothing is imported)."""
+    return sorted(p.stem for p in _PACKAGE.glob("*.py") if p.stem not in _SUPPORT and p.stem != "__init__")
+
+
+@functools.cache
+def get_benchmark(name: str) -> Benchmark:
+    """The :class:`Benchmark` record of ``benchmarks/<name>.py`` (imports that module only).
+
+    Raises:
+        UnknownBenchmarkError: (a ConfigError and KeyError) listing the known names.
+    """
+    known = list_benchmarks()
+    if name not in known:
+        raise UnknownBenchmarkError(f"unknown benchmark {name!r}; known benchmarks: {', '.join(known)}")
+    record = importlib.import_module(f"{__name__}.{name}").BENCHMARK
+    return build_registry([record])[name]
+
 
 __all__ = [
-    "BENCHMARKS",
+    "Indicator",
     "CARD_KEYS",
-    "OFFICIAL",
-    "OFFICIAL_RUBRICS",
     "Benchmark",
     "BenchmarkAdapter",
     "UnknownBenchmarkError",
@@ -68,18 +69,6 @@ __all__ = [
 ]
 
 
-def list_benchmarks() -> list[str]:
-    """Names of every registered benchmark, sorted."""
-    return sorted(BENCHMARKS)
-
-
-def get_benchmark(name: str) -> Benchmark:
-    """The :class:`Benchmark` record registered as ``name``.
-
-    Raises:
-        UnknownBenchmarkError: (a ConfigError and KeyError) listing the known names.
-    """
-    return lookup(BENCHMARKS, name)
 
 
 def get_adapter(name: str, **options: Any) -> BenchmarkAdapter:

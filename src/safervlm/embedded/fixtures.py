@@ -23,6 +23,7 @@ Evaluation fixtures phrase questions with ``EVAL_TEMPLATES``, training sources w
 
 from __future__ import annotations
 
+import importlib
 import logging
 import random
 import time
@@ -33,39 +34,18 @@ from typing import Any
 from safervlm.benchmarks import list_benchmarks
 from safervlm.data.base import TRUTH_FILE
 from safervlm.embedded.common import Truth, dump_json
-from safervlm.embedded.writers import (
-    beavertails_v,
-    figstep,
-    mmsafetybench,
-    mssbench,
-    siuo,
-    spa_vl,
-    vlguard,
-    vlsbench,
-)
 from safervlm.io import atomic_path
 
 logger = logging.getLogger(__name__)
 
 Writer = Callable[[Path, random.Random, int], Truth]
 
-# Benchmark -> fixture writer: one line per benchmark (written in this order, which with
-# the per-benchmark seeds keeps the bytes of every fixture fixed).
-BENCHMARK_WRITERS: dict[str, Writer] = {
-    "mmsafetybench": mmsafetybench.write,
-    "vlguard": vlguard.write,
-    "vlsbench": vlsbench.write,
-    "siuo": siuo.write,
-    "mssbench": mssbench.write,
-    "figstep": figstep.write,
-    "beavertails_v": beavertails_v.write,
-    "spa_vl": spa_vl.write,
-}
-# Training-source folder under ``out/train`` -> (load_source name, writer).
-SOURCE_WRITERS: dict[str, tuple[str, Writer]] = {
-    "beavertails_v": ("beavertails_v", lambda r, g, n: beavertails_v.write(r, g, n, train=True)),
-    "spa_vl": ("spa_vl", lambda r, g, n: spa_vl.write(r, g, n, train=True)),
-    "vlguard": ("vlguard_train", lambda r, g, n: vlguard.write(r, g, n, train=True)),
+# Training-source folders under ``out/train`` -> the source name they are loaded as. Each is
+# written by its benchmark's writer with ``train=True``.
+SOURCE_FOLDERS: dict[str, str] = {
+    "beavertails_v": "beavertails_v",
+    "spa_vl": "spa_vl",
+    "vlguard": "vlguard_train",
 }
 MANIFEST_FILE = "MANIFEST.json"
 
@@ -79,6 +59,35 @@ def _write_root(root: Path, writer: Writer, rng: random.Random, n: int) -> dict[
         files = sum(1 for p in tmp.rglob("*") if p.is_file())
     refuse = sum(1 for t in truth.values() if t["should_refuse"])
     return {"samples": len(truth), "should_refuse": refuse, "benign": len(truth) - refuse, "files": files}
+
+
+def fixture_names() -> list[str]:
+    """Every fixture root under the fixtures folder: each benchmark, then ``train/<source>``."""
+    return [*list_benchmarks(), *(f"train/{folder}" for folder in SOURCE_FOLDERS)]
+
+
+def writer_module(name: str) -> str:
+    """The writer module of a fixture root (``train/<folder>`` uses its benchmark's writer)."""
+    if name not in fixture_names():
+        raise ValueError(f"unknown fixture {name!r}; known: {fixture_names()}")
+    return f"safervlm.embedded.writers.{name.removeprefix('train/')}"
+
+
+def write_fixture(out: Path | str, name: str, seed: int, n: int) -> dict[str, Any]:
+    """Write one fixture root ``out/<name>`` (atomically, replacing an old copy) with ``n`` samples.
+
+    Imports only that fixture's writer, so a job writing one fixture runs (and its rule
+    tracks) that writer alone. Each root has its own seeded generator: the bytes do not
+    depend on which other fixtures are written, or in what order.
+
+    Returns:
+        Its manifest entry: sample, should_refuse / benign and file counts.
+    """
+    writer = importlib.import_module(writer_module(name)).write
+    rng = random.Random(f"safervlm-fixtures/{seed}/{name}")
+    if name.startswith("train/"):
+        return _write_root(Path(out) / name, lambda r, g, k: writer(r, g, k, train=True), rng, n)
+    return _write_root(Path(out) / name, writer, rng, n)
 
 
 def build_fixtures(
@@ -98,9 +107,6 @@ def build_fixtures(
     """
     if n_per_benchmark < 4 or n_train_per_source < 4:
         raise ValueError("n_per_benchmark and n_train_per_source must be >= 4")
-    missing = sorted(set(list_benchmarks()) - set(BENCHMARK_WRITERS))
-    if missing:
-        raise ValueError(f"no fixture writer for benchmarks {missing}")
     start = time.perf_counter()
     base = Path(out)
     base.mkdir(parents=True, exist_ok=True)
@@ -111,15 +117,10 @@ def build_fixtures(
         "benchmarks": {},
         "train": {},
     }
-    for name, writer in BENCHMARK_WRITERS.items():
-        rng = random.Random(f"safervlm-fixtures/{seed}/{name}")
-        manifest["benchmarks"][name] = {
-            "root": name,
-            **_write_root(base / name, writer, rng, n_per_benchmark),
-        }
-    for folder, (source, writer) in SOURCE_WRITERS.items():
-        rng = random.Random(f"safervlm-fixtures/{seed}/train/{folder}")
-        entry = _write_root(base / "train" / folder, writer, rng, n_train_per_source)
+    for name in list_benchmarks():
+        manifest["benchmarks"][name] = {"root": name, **write_fixture(base, name, seed, n_per_benchmark)}
+    for folder, source in SOURCE_FOLDERS.items():
+        entry = write_fixture(base, f"train/{folder}", seed, n_train_per_source)
         manifest["train"][source] = {"root": f"train/{folder}", **entry}
     dump_json(manifest, base / MANIFEST_FILE)
     logger.info("built fixtures in %s (%.1fs)", base, time.perf_counter() - start)

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from safervlm.benchmarks import OFFICIAL
+from safervlm.benchmarks.catalog import OFFICIAL
 from safervlm.data.transforms import attack_of
 from safervlm.evaluate.safemlrm import OUTCOME_COLUMNS, PARTS
 from safervlm.judge.markers import as_bool_or_none

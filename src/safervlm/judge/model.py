@@ -27,7 +27,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from safervlm.benchmarks import OFFICIAL_RUBRICS
+from safervlm.benchmarks.catalog import OFFICIAL_RUBRICS
 from safervlm.judge.base import Judge, Judgment
 from safervlm.judge.cache import JudgeCache, cache_key, image_digest
 from safervlm.judge.channel import KEY_TAG, check_channel, new_tag, read_verdict

@@ -1,4 +1,6 @@
-"""``safervlm fixtures``: the embedded default's synthetic benchmarks and sources."""
+"""``safervlm fixtures``: the embedded default's synthetic benchmarks and sources, in their
+official formats; all of them (with ``MANIFEST.json``), or one root (``--only``, one
+Snakemake job per benchmark and source)."""
 
 from __future__ import annotations
 
@@ -7,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from safervlm import tracking
-from safervlm.embedded.fixtures import build_fixtures
+from safervlm.data.base import TRUTH_FILE
+from safervlm.embedded.fixtures import build_fixtures, write_fixture
 from safervlm.io import atomic_path
 
 
@@ -26,6 +29,22 @@ def fixtures(out: str, seed: int, n_per_benchmark: int, n_train_per_source: int)
     return manifest
 
 
+def fixture(out: str, name: str, seed: int, n: int) -> dict[str, Any]:
+    """Write the fixture root ``out/<name>`` (a benchmark, or ``train/<source>``) with ``n`` samples."""
+    entry = write_fixture(out, name, seed, n)
+    tracking.log_stage(
+        "fixtures",
+        params={"fixture": name, "seed": seed, "n": n},
+        metrics=entry,
+        artifacts=[Path(out) / name / TRUTH_FILE],
+        run_name=f"fixtures:{name}",
+    )
+    return entry
+
+
 def main(a: argparse.Namespace) -> Any:
     """Run the stage from parsed arguments."""
-    return fixtures(a.out, a.seed, a.n_per_benchmark, a.n_train_per_source)
+    if a.only is None:
+        return fixtures(a.out, a.seed, a.n_per_benchmark, a.n_train_per_source)
+    n = a.n_train_per_source if a.only.startswith("train/") else a.n_per_benchmark
+    return fixture(a.out, a.only, a.seed, n)

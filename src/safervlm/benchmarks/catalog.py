@@ -1,0 +1,39 @@
+"""Every benchmark at once: the registry list, and the tables each benchmark contributes to.
+
+Importing this module imports every benchmark module (statically, so the rules that use
+these tables track them all). One line per benchmark in ``_MODULES``; a test checks it
+lists exactly the benchmark modules of the package.
+"""
+
+from __future__ import annotations
+
+from safervlm.benchmarks import (
+    beavertails_v,
+    figstep,
+    mmsafetybench,
+    mssbench,
+    siuo,
+    spa_vl,
+    vlguard,
+    vlsbench,
+)
+from safervlm.benchmarks.registry import Benchmark, Indicator, build_registry
+
+# The registry: one line per benchmark.
+_MODULES = (
+    beavertails_v,
+    figstep,
+    mmsafetybench,
+    mssbench,
+    siuo,
+    spa_vl,
+    vlguard,
+    vlsbench,
+)
+BENCHMARKS: dict[str, Benchmark] = build_registry(m.BENCHMARK for m in _MODULES)
+# Benchmark -> rubric of its official protocol (for judge.params.rubrics: official).
+OFFICIAL_RUBRICS: dict[str, str] = {name: b.rubric for name, b in BENCHMARKS.items()}
+# Benchmark -> (official metric name, per-sample indicator).
+OFFICIAL: dict[str, tuple[str, Indicator]] = {name: (b.metric, b.official) for name, b in BENCHMARKS.items()}
+
+__all__ = ["BENCHMARKS", "OFFICIAL", "OFFICIAL_RUBRICS"]
