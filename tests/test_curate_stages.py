@@ -14,8 +14,8 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from safervlm.config import PoolParams
 from safervlm.curate import DecontaminateParams, QIScoreParams
-from safervlm.curate.pool import PoolParams
 from safervlm.curate.scoring import sample_answers
 from safervlm.data import list_benchmarks
 from safervlm.data.fixtures import build_fixtures

@@ -11,23 +11,34 @@ import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from safervlm import __version__
+from safervlm.config import (
+    DecontaminateParams,
+    GenerateParams,
+    GRPOParams,
+    PoolParams,
+    QIScoreParams,
+    QISelectParams,
+    Section,
+    SFTParams,
+    from_dict,
+    parse_json_arg,
+)
 from safervlm.errors import SafervlmError
 
 log = logging.getLogger("safervlm")
+S = TypeVar("S", bound=Section)
 
 
-def _params(cls: Any, text: str, section: str) -> Any:
-    from safervlm.config import from_dict, parse_json_arg
-
+def _params(cls: type[S], text: str) -> S:
+    """A stage's ``--params`` JSON as its params model (errors name the config section)."""
+    section = cls.section
     return from_dict(cls, parse_json_arg(text, what=f"--params ({section})"), section=section)
 
 
 def _json(text: str, what: str) -> dict[str, Any]:
-    from safervlm.config import parse_json_arg
-
     return parse_json_arg(text, what=what)
 
 
@@ -50,29 +61,26 @@ def cmd_prepare(a: argparse.Namespace) -> Any:
 
 
 def cmd_pool(a: argparse.Namespace) -> Any:
-    from safervlm.curate.pool import PoolParams
     from safervlm.stages.pool import pool_stage
 
     return pool_stage(
         _json(a.sources, "--sources"),
         a.out,
-        _params(PoolParams, a.params, "curate"),
+        _params(PoolParams, a.params),
         a.seed,
         max_image_pixels=a.max_image_pixels,
     )
 
 
 def cmd_decontaminate(a: argparse.Namespace) -> Any:
-    from safervlm.curate.decontaminate import DecontaminateParams
     from safervlm.stages.curate import decontaminate_stage
 
     return decontaminate_stage(
-        a.pool, a.eval, a.out, a.report, _params(DecontaminateParams, a.params, "curate")
+        a.pool, a.eval, a.out, a.report, _params(DecontaminateParams, a.params)
     )
 
 
 def cmd_qi_score(a: argparse.Namespace) -> Any:
-    from safervlm.curate.scoring import QIScoreParams
     from safervlm.stages.curate import qi_score_stage
 
     return qi_score_stage(
@@ -80,7 +88,7 @@ def cmd_qi_score(a: argparse.Namespace) -> Any:
         a.pool,
         a.out,
         a.samples,
-        _params(QIScoreParams, a.params, "curate"),
+        _params(QIScoreParams, a.params),
         judge_name=a.judge,
         judge_params=_json(a.judge_params, "--judge-params"),
         judge_cache=a.judge_cache,
@@ -91,7 +99,6 @@ def cmd_qi_score(a: argparse.Namespace) -> Any:
 
 
 def cmd_qi_select(a: argparse.Namespace) -> Any:
-    from safervlm.curate.qi import QISelectParams
     from safervlm.stages.qi_select import qi_select_stage
 
     return qi_select_stage(
@@ -103,27 +110,25 @@ def cmd_qi_select(a: argparse.Namespace) -> Any:
         datasheet_md=a.datasheet,
         datasheet_json=a.datasheet_json,
         figure=a.figure,
-        params=_params(QISelectParams, a.params, "curate"),
+        params=_params(QISelectParams, a.params),
         seed=a.seed,
     )
 
 
 def cmd_sft(a: argparse.Namespace) -> Any:
-    from safervlm.config import SFTParams
     from safervlm.train.sft import run_sft
 
-    return run_sft(a.model, a.data, a.out, _params(SFTParams, a.params, "sft"), seed=a.seed)
+    return run_sft(a.model, a.data, a.out, _params(SFTParams, a.params), seed=a.seed)
 
 
 def cmd_grpo(a: argparse.Namespace) -> Any:
-    from safervlm.config import GRPOParams
     from safervlm.train.grpo import run_grpo
 
     return run_grpo(
         a.model,
         a.data,
         a.out,
-        _params(GRPOParams, a.params, "grpo"),
+        _params(GRPOParams, a.params),
         judge_name=a.judge,
         judge_params=_json(a.judge_params, "--judge-params"),
         judge_cache=a.judge_cache,
@@ -140,11 +145,10 @@ def cmd_grpo_compare(a: argparse.Namespace) -> Any:
 
 
 def cmd_generate(a: argparse.Namespace) -> Any:
-    from safervlm.config import GenerateParams
     from safervlm.stages.evaluate import generate_stage
 
     return generate_stage(
-        a.model, a.model_name, a.data, a.out, _params(GenerateParams, a.params, "generate"), a.seed
+        a.model, a.model_name, a.data, a.out, _params(GenerateParams, a.params), a.seed
     )
 
 

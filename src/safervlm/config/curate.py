@@ -12,6 +12,7 @@ from pydantic import Field, model_validator
 
 from safervlm.config.base import Real, Section, optional_key
 
+
 class RuleWhen(Section):
     """The conditions of one ``category_rules`` entry (all given ones must hold)."""
 
@@ -52,7 +53,9 @@ class CategoryRule(Section):
 class SourceSpec(Section):
     """One training source of the QI-Safe pool (an entry of the ``sources`` section)."""
 
-    root: str | None = Field(None, description="Local copy in the official format; null uses the synthetic fixture.")
+    root: str | None = Field(
+        None, description="Local copy in the official format; null uses the synthetic fixture."
+    )
     cap: int | None = Field(
         None, ge=1, description="Keep a seeded uniform sample of at most this many rows (null = all)."
     )
@@ -61,7 +64,8 @@ class SourceSpec(Section):
     )
     category_map: dict[str, str] = Field(
         default_factory=dict,
-        description='Source label -> curate.taxonomy category (unlisted labels outside the taxonomy go to "other").',
+        description="Source label -> curate.taxonomy category "
+        '(unlisted labels outside the taxonomy go to "other").',
     )
     category_rules: list[CategoryRule] = Field(
         default_factory=list,
@@ -123,7 +127,10 @@ class QIScoreParams(Section):
         "contradiction",
         "reasoning_safety",
         "answer_safety",
-    ] = Field("reward", description='Per-answer score, "reward" (grpo.reward over the judgment) or a judge score column.')
+    ] = Field(
+        "reward",
+        description='Per-answer score, "reward" (grpo.reward over the judgment) or a judge score column.',
+    )
 
 
 class QISelectParams(Section):

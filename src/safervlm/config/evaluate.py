@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, JsonValue
 
 from safervlm.config.base import Real, Section
 
@@ -13,7 +13,7 @@ JudgeName = Literal["reference", "openai", "hf"]
 # A (reasoning model, base model) pair.
 Pair = Annotated[list[str], Field(min_length=2, max_length=2)]
 # Judge params never hold an API key: keys come from the environment variable api_key_env.
-_NO_SECRETS = {"not": {"anyOf": [{"required": ["api_key"]}, {"required": ["key"]}, {"required": ["token"]}]}}
+_NO_SECRETS: dict[str, JsonValue] = {"not": {"anyOf": [{"required": ["api_key"]}, {"required": ["key"]}, {"required": ["token"]}]}}
 
 
 class JudgeConfig(Section):
@@ -91,7 +91,8 @@ class GenerateConfig(GenerateParams):
 
     models: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
-        description="Per-model overrides of the keys above (system prompt, format, backend ...), by model name.",
+        description="Per-model overrides of the keys above (system prompt, format, backend ...), "
+        "by model name.",
         json_schema_extra=_overrides_schema,
     )
 
@@ -112,7 +113,8 @@ class EvalConfig(Section):
     models: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]+$")]] = Field(
         default_factory=lambda: ["base", "sft", "grpo_plain", "grpo"],
         min_length=1,
-        description="Models to evaluate, in report order (base, sft, grpo_plain, grpo, or a name in model_paths).",
+        description="Models to evaluate, in report order (base, sft, grpo_plain, grpo, "
+        "or a name in model_paths).",
     )
     model_paths: dict[str, str] = Field(
         default_factory=dict,
@@ -120,13 +122,20 @@ class EvalConfig(Section):
     )
     benchmarks: list[str] = Field(
         default_factory=lambda: [
-            "beavertails_v", "mmsafetybench", "spa_vl", "vlguard", "vlsbench", "siuo", "mssbench", "figstep"
+            "beavertails_v",
+            "mmsafetybench",
+            "spa_vl",
+            "vlguard",
+            "vlsbench",
+            "siuo",
+            "mssbench",
+            "figstep",
         ],  # fmt: skip
         description="Benchmarks to evaluate (each must appear under benchmarks).",
     )
     n_bootstrap: int = Field(1000, ge=0, description="Bootstrap resamples for CIs.")
     attacks: list[Attack] = Field(
-        default_factory=lambda: ["none"],
+        default_factory=lambda: list[Attack](["none"]),
         min_length=1,
         description="Jailbreak transforms applied to every benchmark (none = as given).",
     )
@@ -138,7 +147,9 @@ class EvalConfig(Section):
         default_factory=list,
         description="(reasoning model, base model) pairs for the Reasoning Tax and blind spots.",
     )
-    safemlrm: SafeMLRMConfig = Field(default_factory=SafeMLRMConfig, description="SafeMLRM analysis settings.")
+    safemlrm: SafeMLRMConfig = Field(
+        default_factory=SafeMLRMConfig, description="SafeMLRM analysis settings."
+    )
 
 
 class AuditConfig(Section):

@@ -80,7 +80,9 @@ class DataConfig(Section):
 class BenchmarkRoot(Section):
     """An evaluation benchmark's local copy (an entry of the ``benchmarks`` section)."""
 
-    root: str | None = Field(None, description="Local copy in the official format; null uses the synthetic fixture.")
+    root: str | None = Field(
+        None, description="Local copy in the official format; null uses the synthetic fixture."
+    )
     limit: int | None = Field(None, ge=1, description="Read at most this many samples (null = all).")
 
 

@@ -91,7 +91,9 @@ class SFTSection(TrainParams):
 
     epochs: Annotated[Epochs, TrlArg("num_train_epochs")] = 8
     learning_rate: LearningRate = 3e-3
-    max_length: Annotated[int, TrlArg("max_length")] = Field(512, ge=16, description="Max tokens per example.")
+    max_length: Annotated[int, TrlArg("max_length")] = Field(
+        512, ge=16, description="Max tokens per example."
+    )
     warmup_steps: Annotated[int, TrlArg("warmup_steps")] = Field(5, ge=0, description="Linear warm-up steps.")
     correction_demos: Real = Field(
         0.0,
@@ -101,7 +103,9 @@ class SFTSection(TrainParams):
         "(grpo.correction_template with demo_critique -> the safe response), so the policy knows what "
         "the safety-aware rollout's correction prompt asks for. 0 = off.",
     )
-    demo_critique: str = Field(DEMO_CRITIQUE, description="The critique filled into the correction demonstrations.")
+    demo_critique: str = Field(
+        DEMO_CRITIQUE, description="The critique filled into the correction demonstrations."
+    )
 
 
 class SFTParams(SFTSection):
@@ -140,7 +144,9 @@ class GRPOParams(TrainParams):
     temperature: Annotated[Real, TrlArg("temperature")] = Field(1.0, gt=0, description="Rollout temperature.")
     beta: Annotated[Real, TrlArg("beta")] = Field(0.0, ge=0, description="KL coefficient.")
     reward: str = Field("structured", description="Reward registry name.")
-    reward_params: dict[str, Any] = Field(default_factory=dict, description="Parameters of the reward factory.")
+    reward_params: dict[str, Any] = Field(
+        default_factory=dict, description="Parameters of the reward factory."
+    )
     safety_aware: bool = Field(
         True, description="Reflect on and correct unsafe rollouts (false = plain GRPO)."
     )

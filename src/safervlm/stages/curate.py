@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from pathlib import Path
@@ -51,7 +50,7 @@ def decontaminate_stage(
     write_json(report, report_path)
     tracking.log_stage(
         "decontaminate",
-        params={**dataclasses.asdict(params), "eval_sets": sorted(paths)},
+        params={**params.model_dump(), "eval_sets": sorted(paths)},
         metrics={k: report[k] for k in ("n_pool", "n_removed", "n_kept", "removed_by_reason")}
         | {"removed_by_benchmark": report["removed_by_benchmark"]},
         artifacts=[report_path],
@@ -123,7 +122,7 @@ def qi_score_stage(
         log.warning("qi_score: no prompt has >= 2 scored answers; qi_select will find nothing to select")
     tracking.log_stage(
         "qi_score",
-        params={**dataclasses.asdict(params), "model": model_path, "judge": judge_name, "seed": seed}
+        params={**params.model_dump(), "model": model_path, "judge": judge_name, "seed": seed}
         | ({"reward": reward, "reward_params": reward_params} if params.score == "reward" else {}),
         metrics=summary,
     )

@@ -52,7 +52,7 @@ def generate_stage(
     tracking.log_stage(
         "generate",
         params={
-            **dataclasses.asdict(params),
+            **params.model_dump(),
             "model": model_name,
             "model_path": model_path,
             "benchmark": bench,

@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from safervlm import tracking
-from safervlm.curate.pool import PoolParams, build_pool, parse_sources
+from safervlm.config import PoolParams
+from safervlm.curate.pool import build_pool, parse_sources
 from safervlm.data.base import DEFAULT_MAX_IMAGE_PIXELS, image_pixel_limit
 from safervlm.io import write_json, write_parquet
 

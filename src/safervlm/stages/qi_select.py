@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import logging
 from pathlib import Path
@@ -61,7 +60,7 @@ def qi_select_stage(
         info=info,
         pool_summary=pool_summary,
         decontamination=decontamination,
-        params={**dataclasses.asdict(params), "seed": seed},
+        params={**params.model_dump(), "seed": seed},
         sha256=sha,
     )
     write_json(sheet, datasheet_json)
@@ -71,7 +70,7 @@ def qi_select_stage(
     log.info("qi_select: wrote %d rows to %s (sha256 %s)", len(selected), out, sha)
     tracking.log_stage(
         "qi_select",
-        params={**dataclasses.asdict(params), "seed": seed, "qi_safe_sha256": sha},
+        params={**params.model_dump(), "seed": seed, "qi_safe_sha256": sha},
         metrics={k: v for k, v in info.items() if k.startswith("n_")},
         artifacts=[datasheet_md, datasheet_json, figure],
     )
