@@ -15,6 +15,7 @@ import typing
 from typing import Annotated, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError, WrapValidator
+from pydantic._internal._model_construction import ModelMetaclass
 from pydantic_core.core_schema import ValidatorFunctionWrapHandler
 
 from safervlm.errors import ConfigError
@@ -48,7 +49,22 @@ def optional_key(schema: dict[str, Any]) -> None:
         schema.update(options[0])
 
 
-class Section(BaseModel):
+class _SectionMeta(ModelMetaclass):
+    """Turns a failed ``Section(...)`` call into ConfigError.
+
+    Not an ``__init__`` override: pydantic calls a custom ``__init__`` for nested sections
+    too, and the error would lose the key's location; the class call is only the outer one.
+    """
+
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().__call__(*args, **kwargs)
+        except ValidationError as exc:
+            name = getattr(cls, "section", "") or cls.__name__
+            raise ConfigError(format_errors(typing.cast(type[BaseModel], cls), exc, name)) from exc
+
+
+class Section(BaseModel, metaclass=_SectionMeta):
     """A config section (or stage params): unknown keys and wrong types are errors.
 
     Building one in Python (``SFTParams(epochs=2)``) validates too, raising ConfigError.
@@ -58,12 +74,6 @@ class Section(BaseModel):
 
     # The section's name in the config file, for error messages.
     section: typing.ClassVar[str] = ""
-
-    def __init__(self, **data: Any) -> None:
-        try:
-            super().__init__(**data)
-        except ValidationError as exc:
-            raise ConfigError(format_errors(type(self), exc, self.section or type(self).__name__)) from exc
 
 
 def _where(section: str, path: tuple[Any, ...]) -> str:

@@ -13,7 +13,9 @@ JudgeName = Literal["reference", "openai", "hf"]
 # A (reasoning model, base model) pair.
 Pair = Annotated[list[str], Field(min_length=2, max_length=2)]
 # Judge params never hold an API key: keys come from the environment variable api_key_env.
-_NO_SECRETS: dict[str, JsonValue] = {"not": {"anyOf": [{"required": ["api_key"]}, {"required": ["key"]}, {"required": ["token"]}]}}
+_NO_SECRETS: dict[str, JsonValue] = {
+    "not": {"anyOf": [{"required": ["api_key"]}, {"required": ["key"]}, {"required": ["token"]}]}
+}
 
 
 class JudgeConfig(Section):
