@@ -7,7 +7,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 STAMP := $(VENV)/.installed
 SNAKEMAKE := $(BIN)/snakemake --profile workflow/profiles/local
 
-.PHONY: install profiles demo report audit pin restore test test-fast test-slurm slurm-up slurm-down lint rulegraph clean
+.PHONY: install profiles demo report audit pin restore test test-fast test-slurm slurm-up slurm-down lint schema rulegraph clean
 
 install: $(STAMP) profiles
 
@@ -76,6 +76,9 @@ lint: install
 	$(BIN)/mypy
 	$(BIN)/snakefmt --check .
 	$(BIN)/snakemake --lint
+
+schema: install  ## regenerate workflow/schemas/config.schema.yaml from the config models
+	$(BIN)/python -m safervlm.config.schema > workflow/schemas/config.schema.yaml
 
 rulegraph: install
 	$(BIN)/snakemake --rulegraph | dot -Tsvg > docs/rulegraph.svg

@@ -171,7 +171,7 @@ def test_map_category_order():
             [{"when": {}, "category": "violence"}],
             r"category_rules\[0\]\.when names no condition",
         ),
-        ("vlguard_train", [{"when": {"subset": "x"}}], r"category_rules\[0\] maps to category ''"),
+        ("vlguard_train", [{"when": {"subset": "x"}}], r"category_rules\[0\]': key 'category' is required"),
         (
             "vlguard_train",
             [{"when": {"subset": "x"}, "category": "violence", "note": 1}],

@@ -134,9 +134,12 @@ def test_empty_box_and_bad_params_fail_clearly(scores, pool):
     nan = scores.assign(quality=float("nan"))
     with pytest.raises(InputError, match="no prompt of 12 has a quality"):
         qi_select(nan, pool, QISelectParams())
-    for bad in (QISelectParams(quality_range=[0.9, 0.1]), QISelectParams(allocation="nope")):
-        with pytest.raises(ConfigError):
-            qi_select(scores, pool, bad)
+    for bad, match in (
+        ({"quality_range": [0.9, 0.1]}, "low 0.9 > high 0.1"),
+        ({"allocation": "nope"}, "allocation"),
+    ):
+        with pytest.raises(ConfigError, match=match):
+            QISelectParams(**bad)
 
 
 def test_datasheet_tables(scores, pool):

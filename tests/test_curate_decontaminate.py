@@ -195,7 +195,7 @@ def test_undecodable_image_names_file_and_record(evals):
     first = evals["vlguard"]["id"].iloc[0]
     with pytest.raises(InputError, match=rf"bench/vlguard\.parquet \[record {first}\]"):
         decontaminate(pool.head(1), bad_eval, PARAMS, eval_paths={"vlguard": "bench/vlguard.parquet"})
-    with pytest.raises(ConfigError, match="image_hash 'nope'"):
+    with pytest.raises(ConfigError, match="'image_hash' must be 'phash', 'dhash', 'ahash' or 'whash', got"):
         decontaminate(pool, evals, DecontaminateParams(image_hash="nope"))
 
 

@@ -16,8 +16,8 @@ import pytest
 from safervlm.stages.curate import decontaminate_stage, qi_score_stage
 
 from safervlm.benchmarks import list_benchmarks
+from safervlm.config import PoolParams
 from safervlm.curate import DecontaminateParams, QIScoreParams
-from safervlm.curate.pool import PoolParams
 from safervlm.curate.scoring import sample_answers
 from safervlm.embedded.fixtures import build_fixtures
 from safervlm.schema import SCORE_COLUMNS

@@ -9,6 +9,7 @@ from chat_server import ChatServer, honest_verdict
 from PIL import Image
 
 from safervlm.config import GenerateParams
+from safervlm.errors import ConfigError
 from safervlm.evaluate.generate import format_question, generate_responses
 from safervlm.models.generation import build_generator
 from safervlm.schema import RESPONSE_COLUMNS, SAMPLE_COLUMNS, encode_image
@@ -49,7 +50,7 @@ def test_prompt_template_and_backend_errors() -> None:
     )
     with pytest.raises(ValueError, match="question"):
         format_question("Q?", "no placeholder")
-    with pytest.raises(ValueError, match="known"):
+    with pytest.raises(ConfigError, match="'backend' must be 'hf', 'openai' or 'vllm', got 'tgi'"):
         build_generator("m", GenerateParams(backend="tgi"))
     with pytest.raises(ValueError, match="base_url"):
         build_generator("m", GenerateParams(backend="openai"))

@@ -15,7 +15,7 @@ import torch
 from trl.data_utils import prepare_multimodal_messages
 
 from safervlm.cli import main
-from safervlm.config import GRPOParams, check_grpo_params
+from safervlm.config import GRPOParams
 from safervlm.embedded.fixtures import build_fixtures
 from safervlm.errors import ConfigError
 from safervlm.io import write_parquet
@@ -25,7 +25,7 @@ from safervlm.rewards import get_structured_reward
 from safervlm.schema import POOL_EXTRA, SAMPLE_COLUMNS
 from safervlm.sources import load_source
 from safervlm.train.data import prompt_dataset
-from safervlm.train.grpo import _grpo_args
+from safervlm.train.grpo import _grpo_args, require_runtime
 from safervlm.train.rollout import CORRECTED, PAD, SafetyAwareGRPOTrainer, SafetyAwareRollout, skip_padding
 
 
@@ -190,13 +190,23 @@ def test_skip_padding_scores_only_real_rows() -> None:
     ("change", "message"),
     [
         ({"batch_size": 6, "num_generations": 4}, "must divide batch_size"),
-        ({"reward": "nope"}, "unknown reward 'nope'"),
-        ({"safety_threshold": 1.5}, r"safety_threshold must be in \[0, 1\]"),
-        ({"correction_mode": "swap"}, "correction_mode must be one of"),
+        ({"safety_threshold": 1.5}, "'safety_threshold' must be less than or equal to 1"),
+        ({"correction_mode": "swap"}, "'correction_mode' must be 'replace' or 'add'"),
         ({"correction_mode": "add", "correction_slots": 4}, "correction_slots must be in"),
-        ({"safety_score": "helpfulness"}, "safety_score must be one of"),
+        ({"safety_score": "helpfulness"}, "'safety_score' must be 'safety', 'reasoning_safety' or"),
         ({"correction_template": "{question} {oops}"}, "correction_template may only use"),
-        ({"dtype": "int8"}, r"'grpo': dtype must be one of \['float32', 'bfloat16', 'float16'\]"),
+        ({"dtype": "int8"}, r"'grpo': key 'dtype' must be 'float32', 'bfloat16' or 'float16'"),
+    ],
+)
+def test_bad_grpo_config_is_rejected(change: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        GRPOParams(**change)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"reward": "nope"}, "unknown reward 'nope'"),
         pytest.param(
             {"use_vllm": True},
             "vLLM is not installed",
@@ -204,9 +214,9 @@ def test_skip_padding_scores_only_real_rows() -> None:
         ),
     ],
 )
-def test_bad_grpo_config_is_rejected(change: dict[str, Any], message: str) -> None:
+def test_runtime_requirements_are_checked(change: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
-        check_grpo_params(GRPOParams(**change))
+        require_runtime(GRPOParams(**change))
 
 
 def test_bad_config_fails_before_training_with_exit_2(

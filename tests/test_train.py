@@ -146,7 +146,7 @@ def test_correction_demonstrations_teach_the_correction_prompt(
     )
     assert metrics["n_correction_demos"] == len(harmful)
     assert metrics["n_examples"] == len(df) + len(harmful)
-    with pytest.raises(ConfigError, match="correction_demos must be in"):
+    with pytest.raises(ConfigError, match="'correction_demos' must be less than or equal to 1"):
         run_sft(str(tiny_model_dir), str(train_parquet), str(tmp_path / "x"), SFTParams(correction_demos=2.0))
     with pytest.raises(ConfigError, match="correction_template may only use"):
         run_sft(

@@ -19,15 +19,14 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from safervlm.config import DecontaminateParams
 from safervlm.curate.near_dup import (
-    IMAGE_HASHES,
     ImageIndex,
     Key,
     Match,
@@ -35,39 +34,11 @@ from safervlm.curate.near_dup import (
     image_hash,
     normalise_question,
 )
-from safervlm.errors import ConfigError, InputError
+from safervlm.errors import InputError
 
 logger = logging.getLogger(__name__)
 
 REASONS = ("exact_text", "near_text", "near_image")
-
-
-@dataclass
-class DecontaminateParams:
-    """Decontamination settings (keys of the ``curate`` config section)."""
-
-    shingle_size: int = 5
-    near_text_threshold: float = 0.75
-    minhash_perm: int = 128
-    image_hash: str = "phash"
-    image_hash_size: int = 16
-    near_image_distance: int = 12
-
-
-def check_params(params: DecontaminateParams) -> None:
-    """Reject settings no index can use (ConfigError naming the key)."""
-    problems = []
-    if params.image_hash not in IMAGE_HASHES:
-        problems.append(f"image_hash {params.image_hash!r} is not one of {sorted(IMAGE_HASHES)}")
-    if not 0.0 < params.near_text_threshold <= 1.0:
-        problems.append(f"near_text_threshold {params.near_text_threshold} is not in (0, 1]")
-    for key in ("shingle_size", "minhash_perm", "image_hash_size"):
-        if getattr(params, key) < (2 if key == "image_hash_size" else 1):
-            problems.append(f"{key} {getattr(params, key)} is too small")
-    if params.near_image_distance < 0:
-        problems.append(f"near_image_distance {params.near_image_distance} is negative")
-    if problems:
-        raise ConfigError("config section 'curate': " + "; ".join(problems))
 
 
 def _image_bytes(value: Any, *, path: str, record: object) -> bytes | None:
@@ -175,7 +146,6 @@ def decontaminate(
         InputError: an undecodable image (naming the file and record).
     """
     params = params or DecontaminateParams()
-    check_params(params)
     text, image, sizes = build_indexes(evals, params, eval_paths or {})
     hits = _find(pool, text, image, params, pool_path)
     ids = pool["id"].astype(str).tolist()
@@ -204,7 +174,7 @@ def decontaminate(
     reasons = Counter(r["reason"] for r in removed)
     keep = pd.Series([h is None for h in hits], index=pool.index, dtype=bool)
     report = {
-        "params": asdict(params),
+        "params": params.model_dump(),
         "eval_sets": sizes,
         "n_eval_texts": len(text),
         "n_eval_images": len(image),

@@ -23,13 +23,12 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from safervlm.config import from_dict
+from safervlm.config import CategoryRule, SourceSpec, from_dict
 from safervlm.errors import ConfigError, InputError
 from safervlm.schema import POOL_EXTRA, SAMPLE_COLUMNS
 from safervlm.sources import list_sources, load_source
@@ -51,61 +50,16 @@ ROUTES = ("benign", "rule", "category_map", "taxonomy", "unmapped")
 _UNMAPPED_KEEP = 50  # rows of ``unmapped_rows`` kept per source (largest groups first)
 
 
-@dataclass
-class PoolParams:
-    """Pool settings (keys of the ``curate`` config section)."""
-
-    taxonomy: list[str] = field(default_factory=lambda: [BENIGN])
-
-
-@dataclass
-class RuleWhen:
-    """The conditions of one ``category_rules`` entry (all given ones must hold)."""
-
-    subset: str | None = None
-    label: str | None = None
-    subcategory: str | None = None
-
-
-@dataclass
-class CategoryRule:
-    """One ``category_rules`` entry: rows matching ``when`` get ``category``."""
-
-    when: dict[str, Any] = field(default_factory=dict)
-    category: str = ""
-
-    def matches(self, subset: str, label: str, subcategory: str) -> bool:
-        """Whether a row with these values meets every condition of ``when``."""
-        row = {"subset": subset, "label": label, "subcategory": subcategory}
-        return all(row[k] == v for k, v in self.when.items() if v is not None)
-
-
-@dataclass
-class SourceSpec:
-    """One entry of the ``sources`` config section."""
-
-    root: str | None = None
-    cap: int | None = None
-    configs: list[str] | None = None
-    category_map: dict[str, str] = field(default_factory=dict)
-    category_rules: list[Any] = field(default_factory=list)
-
-
-def parse_rule(name: str, index: int, entry: Any, allowed: set[str]) -> CategoryRule:
-    """Validate entry ``index`` of ``sources.<name>.category_rules``.
+def parse_rule(name: str, index: int, rule: CategoryRule, allowed: set[str]) -> None:
+    """Check entry ``index`` of ``sources.<name>.category_rules`` against the source and taxonomy.
 
     Raises:
-        ConfigError: naming ``sources.<name>.category_rules[<index>]``: not a mapping,
-            unknown keys, an empty or unknown ``when`` key, a non-string value, a
-            ``subcategory`` for a source whose rows carry none, or a category outside
-            the taxonomy.
+        ConfigError: naming ``sources.<name>.category_rules[<index>]``: an empty ``when``, a
+            ``subcategory`` for a source whose rows carry none, or a category outside the
+            taxonomy. (Keys and types are checked by :class:`SourceSpec`.)
     """
     where = f"sources.{name}.category_rules[{index}]"
-    if not isinstance(entry, dict):
-        raise ConfigError(f"{where} must be a mapping {{when: {{...}}, category: ...}}, got {entry!r}")
-    rule = from_dict(CategoryRule, entry, section=where)
-    when = from_dict(RuleWhen, rule.when, section=f"{where}.when")
-    given = {k: v for k, v in vars(when).items() if v is not None}
+    given = rule.when.model_dump(exclude_none=True)
     if not given:
         raise ConfigError(f"{where}.when names no condition; use subset, label and/or subcategory")
     if "subcategory" in given and LABEL_FIELDS.get(name, ("", None))[1] is None:
@@ -114,7 +68,6 @@ def parse_rule(name: str, index: int, entry: Any, allowed: set[str]) -> Category
         raise ConfigError(
             f"{where} maps to category {rule.category!r}, which is not in curate.taxonomy {sorted(allowed)}"
         )
-    return CategoryRule(when=given, category=rule.category)
 
 
 def parse_sources(sources: dict[str, Any], taxonomy: list[str]) -> dict[str, SourceSpec]:
@@ -132,6 +85,13 @@ def parse_sources(sources: dict[str, Any], taxonomy: list[str]) -> dict[str, Sou
     for name, entry in sources.items():
         if name not in list_sources():
             raise ConfigError(f"unknown training source {name!r}; known sources: {', '.join(list_sources())}")
+        rules = entry.get("category_rules") if isinstance(entry, dict) else None
+        for i, rule in enumerate(rules if isinstance(rules, list) else []):
+            if not isinstance(rule, dict):
+                raise ConfigError(
+                    f"sources.{name}.category_rules[{i}] must be a mapping {{when: {{...}}, category: ...}}, "
+                    f"got {rule!r}"
+                )
         spec = from_dict(SourceSpec, entry, section=f"sources.{name}")
         if not spec.root:
             raise ConfigError(f"sources.{name}.root is not set")
@@ -141,7 +101,8 @@ def parse_sources(sources: dict[str, Any], taxonomy: list[str]) -> dict[str, Sou
                     f"sources.{name}.category_map maps {label!r} to {cat!r}, which is not in "
                     f"curate.taxonomy {sorted(allowed)}"
                 )
-        spec.category_rules = [parse_rule(name, i, r, allowed) for i, r in enumerate(spec.category_rules)]
+        for i, rule in enumerate(spec.category_rules):
+            parse_rule(name, i, rule, allowed)
         specs[name] = spec
     return specs
 
@@ -158,7 +119,7 @@ def route_category(
     """``(category, route)`` of a row (module docstring steps; route is one of :data:`ROUTES`)."""
     if not label and should_refuse is False and BENIGN in taxonomy:
         return BENIGN, "benign"
-    for rule in spec.category_rules:  # CategoryRule entries, as parse_sources leaves them
+    for rule in spec.category_rules:
         if rule.matches(subset, label, subcategory):
             return rule.category, "rule"
     if label in spec.category_map:

@@ -21,41 +21,18 @@ ties differently.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from safervlm.config import QISelectParams
 from safervlm.errors import ConfigError, InputError
 
 logger = logging.getLogger(__name__)
 
 ALLOCATIONS = ("proportional", "equal")
 _TIE_DECIMALS = 9
-
-
-@dataclass
-class QISelectParams:
-    """QI selection settings (keys of the ``curate`` config section)."""
-
-    quality_range: list[float] = field(default_factory=lambda: [0.0, 1.0])
-    min_instability: float = 0.0
-    target_size: int | None = None
-    allocation: str = "proportional"
-
-    def check(self) -> tuple[float, float]:
-        """Return ``(lo, hi)`` after rejecting inconsistent settings with ConfigError."""
-        if len(self.quality_range) != 2:
-            raise ConfigError(f"curate.quality_range must be [low, high], got {self.quality_range}")
-        lo, hi = (float(v) for v in self.quality_range)
-        if lo > hi:
-            raise ConfigError(f"curate.quality_range low {lo} > high {hi}")
-        if self.allocation not in ALLOCATIONS:
-            raise ConfigError(f"curate.allocation must be one of {ALLOCATIONS}, got {self.allocation!r}")
-        if self.target_size is not None and self.target_size < 1:
-            raise ConfigError(f"curate.target_size must be >= 1 or null, got {self.target_size}")
-        return lo, hi
 
 
 def allocate(counts: dict[str, int], target: int, allocation: str = "proportional") -> dict[str, int]:
@@ -121,7 +98,7 @@ def qi_select(
         InputError: no prompt has a score, or the box selects nothing (the message gives
             the box and the observed ranges).
     """
-    lo, hi = params.check()
+    lo, hi = (float(v) for v in params.quality_range)
     merged = pool.merge(
         scores[["id", "quality", "instability", "n_scored"]], on="id", how="inner", validate="one_to_one"
     )

@@ -16,11 +16,11 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 import pandas as pd
 
+from safervlm.config import QIScoreParams
 from safervlm.errors import ConfigError, InputError
 from safervlm.judge import Judge, Judgment, judge_frame
 from safervlm.rewards import get_reward
@@ -32,17 +32,6 @@ logger = logging.getLogger(__name__)
 REWARD = "reward"
 PROMPT_FIELDS = ["id", "source", "category", "should_refuse"]
 SCORE_FIELDS = ["quality", "instability", "n_samples", "n_scored"]
-
-
-@dataclass
-class QIScoreParams:
-    """QI scoring settings (keys of the ``curate`` config section)."""
-
-    k_samples: int = 4
-    temperature: float = 1.0
-    max_new_tokens: int = 48
-    batch_size: int = 32
-    score: str = REWARD
 
 
 class Generator(Protocol):

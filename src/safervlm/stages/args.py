@@ -7,14 +7,16 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
-from safervlm.config import from_dict, parse_json_arg
+from safervlm.config import Section, from_dict, parse_json_arg
 from safervlm.errors import SafervlmError
 
-T = TypeVar("T")
+S = TypeVar("S", bound=Section)
 
 
-def params_arg(cls: type[T], text: str, section: str) -> T:
-    """``--params`` JSON as the typed params of ``section`` (unknown keys rejected)."""
+def params_arg(cls: type[S], text: str) -> S:
+    """A stage's ``--params`` JSON as its params model (unknown keys rejected; errors name
+    the config section and key)."""
+    section = cls.section
     return from_dict(cls, parse_json_arg(text, what=f"--params ({section})"), section=section)
 
 

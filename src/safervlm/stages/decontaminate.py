@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 from pathlib import Path
 from typing import Any
 
 from safervlm import tracking
-from safervlm.curate.decontaminate import DecontaminateParams, decontaminate
+from safervlm.config import DecontaminateParams
+from safervlm.curate.decontaminate import decontaminate
 from safervlm.errors import InputError
 from safervlm.io import read_parquet, write_json, write_parquet
 from safervlm.stages.args import params_arg
@@ -40,7 +40,7 @@ def decontaminate_stage(
     write_json(report, report_path)
     tracking.log_stage(
         "decontaminate",
-        params={**dataclasses.asdict(params), "eval_sets": sorted(paths)},
+        params={**params.model_dump(), "eval_sets": sorted(paths)},
         metrics={k: report[k] for k in ("n_pool", "n_removed", "n_kept", "removed_by_reason")}
         | {"removed_by_benchmark": report["removed_by_benchmark"]},
         artifacts=[report_path],
@@ -50,5 +50,5 @@ def decontaminate_stage(
 
 def main(a: argparse.Namespace) -> Any:
     """Run the stage from parsed arguments."""
-    params = params_arg(DecontaminateParams, a.params, "curate")
+    params = params_arg(DecontaminateParams, a.params)
     return decontaminate_stage(a.pool, a.eval, a.out, a.report, params)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +31,7 @@ def generate_stage(
     tracking.log_stage(
         "generate",
         params={
-            **dataclasses.asdict(params),
+            **params.model_dump(),
             "model": model_name,
             "model_path": model_path,
             "benchmark": bench,
@@ -46,5 +45,5 @@ def generate_stage(
 
 def main(a: argparse.Namespace) -> Any:
     """Run the stage from parsed arguments."""
-    params = params_arg(GenerateParams, a.params, "generate")
+    params = params_arg(GenerateParams, a.params)
     return generate_stage(a.model, a.model_name, a.data, a.out, params, a.seed)

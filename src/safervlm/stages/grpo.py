@@ -16,7 +16,7 @@ def main(a: argparse.Namespace) -> Any:
         a.model,
         a.data,
         a.out,
-        params_arg(GRPOParams, a.params, "grpo"),
+        params_arg(GRPOParams, a.params),
         judge_name=a.judge,
         judge_params=json_arg(a.judge_params, "--judge-params"),
         judge_cache=a.judge_cache,

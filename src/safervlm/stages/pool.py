@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from safervlm import tracking
-from safervlm.curate.pool import PoolParams, build_pool, parse_sources
+from safervlm.config import PoolParams
+from safervlm.curate.pool import build_pool, parse_sources
 from safervlm.data.base import DEFAULT_MAX_IMAGE_PIXELS, image_pixel_limit
 from safervlm.io import write_json, write_parquet
 from safervlm.stages.args import json_arg, params_arg
@@ -59,5 +60,5 @@ def pool_stage(
 def main(a: argparse.Namespace) -> Any:
     """Run the stage from parsed arguments."""
     sources = json_arg(a.sources, "--sources")
-    params = params_arg(PoolParams, a.params, "curate")
+    params = params_arg(PoolParams, a.params)
     return pool_stage(sources, a.out, params, a.seed, max_image_pixels=a.max_image_pixels)

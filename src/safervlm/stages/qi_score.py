@@ -4,15 +4,14 @@ instability."""
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
 import time
 from pathlib import Path
 from typing import Any
 
 from safervlm import tracking
+from safervlm.config import QIScoreParams
 from safervlm.curate.scoring import (
-    QIScoreParams,
     answers_frame,
     check_score,
     qi_scores,
@@ -91,7 +90,7 @@ def qi_score_stage(
         log.warning("qi_score: no prompt has >= 2 scored answers; qi_select will find nothing to select")
     tracking.log_stage(
         "qi_score",
-        params={**dataclasses.asdict(params), "model": model_path, "judge": judge_name, "seed": seed}
+        params={**params.model_dump(), "model": model_path, "judge": judge_name, "seed": seed}
         | ({"reward": reward, "reward_params": reward_params} if params.score == "reward" else {}),
         metrics=summary,
     )
@@ -105,7 +104,7 @@ def main(a: argparse.Namespace) -> Any:
         a.pool,
         a.out,
         a.samples,
-        params_arg(QIScoreParams, a.params, "curate"),
+        params_arg(QIScoreParams, a.params),
         judge_name=a.judge,
         judge_params=json_arg(a.judge_params, "--judge-params"),
         judge_cache=a.judge_cache,

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import hashlib
 import logging
 from pathlib import Path
 from typing import Any
 
 from safervlm import tracking
+from safervlm.config import QISelectParams
 from safervlm.curate.datasheet import build_datasheet, plot_datasheet, render_markdown
-from safervlm.curate.qi import QISelectParams, qi_select
+from safervlm.curate.qi import qi_select
 from safervlm.errors import InputError
 from safervlm.io import atomic_path, read_json, read_parquet, write_json, write_parquet, write_text
 from safervlm.stages.args import params_arg
@@ -63,7 +63,7 @@ def qi_select_stage(
         info=info,
         pool_summary=pool_summary,
         decontamination=decontamination,
-        params={**dataclasses.asdict(params), "seed": seed},
+        params={**params.model_dump(), "seed": seed},
         sha256=sha,
     )
     write_json(sheet, datasheet_json)
@@ -73,7 +73,7 @@ def qi_select_stage(
     log.info("qi_select: wrote %d rows to %s (sha256 %s)", len(selected), out, sha)
     tracking.log_stage(
         "qi_select",
-        params={**dataclasses.asdict(params), "seed": seed, "qi_safe_sha256": sha},
+        params={**params.model_dump(), "seed": seed, "qi_safe_sha256": sha},
         metrics={k: v for k, v in info.items() if k.startswith("n_")},
         artifacts=[datasheet_md, datasheet_json, figure],
     )
@@ -91,6 +91,6 @@ def main(a: argparse.Namespace) -> Any:
         datasheet_md=a.datasheet,
         datasheet_json=a.datasheet_json,
         figure=a.figure,
-        params=params_arg(QISelectParams, a.params, "curate"),
+        params=params_arg(QISelectParams, a.params),
         seed=a.seed,
     )

@@ -12,4 +12,4 @@ from safervlm.train.sft import run_sft
 
 def main(a: argparse.Namespace) -> Any:
     """Run the stage from parsed arguments."""
-    return run_sft(a.model, a.data, a.out, params_arg(SFTParams, a.params, "sft"), seed=a.seed)
+    return run_sft(a.model, a.data, a.out, params_arg(SFTParams, a.params), seed=a.seed)

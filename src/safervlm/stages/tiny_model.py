@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from safervlm import tracking
-from safervlm.config import from_dict
+from safervlm.config import TinyConfig, from_dict
 from safervlm.embedded import world
 from safervlm.embedded.tiny import TinyDims, build_tiny_model
 from safervlm.io import read_parquet
@@ -31,7 +31,7 @@ def corpus_texts(paths: list[str]) -> list[str]:
 def tiny_model(text_paths: list[str], out: str, seed: int, dims: dict[str, Any]) -> int:
     """Build the offline tiny Qwen2.5-VL policy at ``out``."""
 
-    tiny_dims = from_dict(TinyDims, dims, section="base_model.tiny")
+    tiny_dims = TinyDims(**from_dict(TinyConfig, dims, section="base_model.tiny").model_dump())
     n = build_tiny_model(out, corpus_texts(text_paths), seed=seed, dims=tiny_dims)
     tracking.log_stage(
         "tiny_model",

@@ -8,21 +8,31 @@ from typing import Any
 
 import torch
 
-from safervlm.config import TrainParams
+from safervlm.config import TrainParams, TrlArg
 from safervlm.errors import ConfigError
 from safervlm.io import atomic_path, write_json
 
 log = logging.getLogger(__name__)
 
 
-def common_args(output_dir: str | Path, seed: int, params: TrainParams) -> dict[str, Any]:
-    """TrainingArguments fields both trainers take (we log to MLflow ourselves, under a lock)."""
+def trl_args(params: TrainParams) -> dict[str, Any]:
+    """The TRL config fields our keys map onto 1:1, as declared by their :class:`TrlArg` markers."""
     return {
+        marker.name: getattr(params, key)
+        for key, info in type(params).model_fields.items()
+        for marker in info.metadata
+        if isinstance(marker, TrlArg)
+    }
+
+
+def common_args(output_dir: str | Path, seed: int, params: TrainParams) -> dict[str, Any]:
+    """TRL config fields: the params' mapped keys plus the run settings both trainers share.
+
+    We log to MLflow ourselves (under a lock), so ``report_to`` is empty.
+    """
+    return {
+        **trl_args(params),
         "output_dir": str(output_dir),
-        "learning_rate": params.learning_rate,
-        "per_device_train_batch_size": params.batch_size,
-        "gradient_accumulation_steps": params.grad_accum,
-        "deepspeed": params.deepspeed,
         "seed": seed,
         "data_seed": seed,
         "report_to": [],
@@ -30,7 +40,6 @@ def common_args(output_dir: str | Path, seed: int, params: TrainParams) -> dict[
         "logging_steps": 1,
         "use_cpu": not torch.cuda.is_available(),
         "bf16": torch.cuda.is_available() and torch.cuda.is_bf16_supported(),
-        "gradient_checkpointing": params.gradient_checkpointing,
         "dataloader_num_workers": 0,
         "disable_tqdm": True,
     }

@@ -8,7 +8,7 @@ unsafe samples (:mod:`safervlm.train.rollout`); without it this is plain GRPO.
 
 from __future__ import annotations
 
-import dataclasses
+import importlib.util
 import logging
 import math
 import shutil
@@ -20,12 +20,12 @@ from transformers import TrainerCallback, set_seed
 from trl import GRPOConfig
 
 from safervlm import tracking
-from safervlm.config import GRPOParams, check_grpo_params
-from safervlm.errors import InputError
+from safervlm.config import GRPOParams
+from safervlm.errors import ConfigError, InputError
 from safervlm.io import read_parquet
 from safervlm.judge import build_judge
 from safervlm.models import load_policy
-from safervlm.rewards import get_reward
+from safervlm.rewards import available_rewards, get_reward
 from safervlm.train.common import common_args, lora_config, save_policy, step_logs
 from safervlm.train.data import prompt_dataset
 from safervlm.train.resume import CheckpointMarker, fingerprint, last_checkpoint, run_state_dir
@@ -66,20 +66,26 @@ class RewardComponentsCallback(TrainerCallback):
                 state.log_history[-1][f"{self.prefix}{key}"] = sum(values) / len(values)
 
 
+def require_runtime(params: GRPOParams) -> None:
+    """What the ``grpo`` section's model cannot know: the reward registry and an installed vLLM.
+
+    Raises:
+        ConfigError: an unknown reward (listing the known ones), or ``use_vllm`` without vLLM.
+    """
+    if params.reward not in available_rewards():
+        raise ConfigError(
+            f"config section 'grpo': unknown reward {params.reward!r}; known rewards: {available_rewards()}"
+        )
+    if params.use_vllm and importlib.util.find_spec("vllm") is None:
+        raise ConfigError(
+            "config section 'grpo': use_vllm is true but vLLM is not installed "
+            "(pip install vllm, on a GPU node)"
+        )
+
+
 def _grpo_args(workdir: str, seed: int, params: GRPOParams) -> GRPOConfig:
-    args = {
-        **common_args(workdir, seed, params),
-        "num_generations": params.num_generations,
-        "max_completion_length": params.max_completion_length,
-        "temperature": params.temperature,
-        "beta": params.beta,
-        "save_strategy": "steps",
-        "save_steps": params.save_steps,
-        "save_total_limit": 2,
-        "use_vllm": params.use_vllm,
-        "vllm_mode": params.vllm_mode,
-        "vllm_server_base_url": params.vllm_server_base_url,
-    }
+    # Checkpoints every save_steps are the run state a rerun resumes from.
+    args = {**common_args(workdir, seed, params), "save_strategy": "steps", "save_total_limit": 2}
     if params.max_steps is not None:
         args["max_steps"] = params.max_steps
     else:
@@ -135,7 +141,7 @@ def run_grpo(
         state_root: folder for resumable run state (checkpoints every ``save_steps``);
             None keeps checkpoints in a temporary folder (no resume).
     """
-    check_grpo_params(params)
+    require_runtime(params)
     set_seed(seed)
     log.info("GRPO params: %s", params)
     df = read_parquet(data_path, required=["id", "question", "image", "should_refuse", "image_objects"])
@@ -152,7 +158,7 @@ def run_grpo(
     with tempfile.TemporaryDirectory(prefix="grpo-") as tmp:
         if state_root:
             key = {
-                "params": {k: v for k, v in dataclasses.asdict(params).items() if k not in _NOT_IN_KEY},
+                "params": {k: v for k, v in params.model_dump().items() if k not in _NOT_IN_KEY},
                 "seed": seed,
                 "judge": [judge_name, judge_params or {}],
                 "model": fingerprint(model_path),
@@ -179,12 +185,12 @@ def run_grpo(
         )
         trainer.train(resume_from_checkpoint=resume)
         metrics = _metrics(trainer, len(dataset), resume)
-        save_policy(trainer, processor, out, {"metrics": metrics, "params": dataclasses.asdict(params)})
+        save_policy(trainer, processor, out, {"metrics": metrics, "params": params.model_dump()})
         if state_root:
             shutil.rmtree(workdir, ignore_errors=True)  # the run finished: its state is no longer needed
     tracking.log_stage(
         "grpo",
-        params={**dataclasses.asdict(params), "model": model_path, "data": data_path, "judge": judge_name},
+        params={**params.model_dump(), "model": model_path, "data": data_path, "judge": judge_name},
         metrics=metrics,
         step_metrics=step_logs(trainer),
         artifacts=[Path(out) / "train_log.json"],

@@ -1,7 +1,7 @@
 """SaFeR-VLM's safety-aware rollout (reflect-and-correct) as a TRL ``rollout_func``.
 
 For each group of ``num_generations`` rows with the same prompt ``x`` (TRL's sampler puts
-them next to each other; :func:`safervlm.config.check_grpo_params` makes every group sit in
+them next to each other; :class:`safervlm.config.GRPOParams` (its validator) makes every group sit in
 one process's batch):
 
 1. the policy samples a completion ``y`` for each sampling row (TRL's own generation path,

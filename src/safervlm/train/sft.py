@@ -6,7 +6,6 @@ trainer, train, save, log to MLflow.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import tempfile
 from pathlib import Path
@@ -16,7 +15,7 @@ from transformers import set_seed
 from trl import SFTConfig, SFTTrainer
 
 from safervlm import tracking
-from safervlm.config import SFTParams, check_sft_params
+from safervlm.config import SFTParams
 from safervlm.io import read_parquet
 from safervlm.models import load_policy
 from safervlm.train.common import common_args, lora_config, save_policy, step_logs
@@ -27,7 +26,6 @@ log = logging.getLogger(__name__)
 
 def run_sft(model_path: str, data_path: str, out: str, params: SFTParams, seed: int = 0) -> dict[str, Any]:
     """Fine-tune ``model_path`` on the ``response`` column of ``data_path``; save to ``out``."""
-    check_sft_params(params)
     set_seed(seed)
     log.info("SFT params: %s", params)
     df = read_parquet(data_path, required=["id", "question", "image", "response"])
@@ -37,13 +35,7 @@ def run_sft(model_path: str, data_path: str, out: str, params: SFTParams, seed: 
     dataset = sft_dataset(df, data_path, demos=demos)
     model, processor = load_policy(model_path, params.dtype)
     with tempfile.TemporaryDirectory(prefix="sft-") as workdir:
-        args = SFTConfig(
-            **common_args(workdir, seed, params),
-            num_train_epochs=params.epochs,
-            max_length=params.max_length,
-            warmup_steps=params.warmup_steps,
-            lr_scheduler_type="cosine",
-        )
+        args = SFTConfig(**common_args(workdir, seed, params), lr_scheduler_type="cosine")
         trainer = SFTTrainer(
             model=model,
             args=args,
@@ -60,10 +52,10 @@ def run_sft(model_path: str, data_path: str, out: str, params: SFTParams, seed: 
     }
     final = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     metrics["final_loss"] = final[-1] if final else float("nan")
-    save_policy(trainer, processor, out, {"metrics": metrics, "params": dataclasses.asdict(params)})
+    save_policy(trainer, processor, out, {"metrics": metrics, "params": params.model_dump()})
     tracking.log_stage(
         "sft",
-        params={**dataclasses.asdict(params), "model": model_path, "data": data_path, "seed": seed},
+        params={**params.model_dump(), "model": model_path, "data": data_path, "seed": seed},
         metrics=metrics,
         step_metrics=step_logs(trainer),
         artifacts=[Path(out) / "train_log.json"],
