@@ -13,7 +13,6 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from safervlm.stages.curate import decontaminate_stage, qi_score_stage
 
 from safervlm.benchmarks import list_benchmarks
 from safervlm.config import PoolParams
@@ -21,8 +20,10 @@ from safervlm.curate import DecontaminateParams, QIScoreParams
 from safervlm.curate.scoring import sample_answers
 from safervlm.embedded.fixtures import build_fixtures
 from safervlm.schema import SCORE_COLUMNS
+from safervlm.stages.decontaminate import decontaminate_stage
 from safervlm.stages.pool import pool_stage
 from safervlm.stages.prepare import prepare
+from safervlm.stages.qi_score import qi_score_stage
 
 TAXONOMY = ["benign", "cybercrime", "fraud", "privacy", "property_crime", "theft", "violence"]
 K = 3

@@ -10,7 +10,7 @@ import pytest
 
 from safervlm import tracking
 from safervlm.report.mlflow_runs import COLUMNS, TRACKING_OFF, latest_runs, safe_uri
-from safervlm.stages.provenance import mlflow_runs_stage
+from safervlm.stages.mlflow_runs import mlflow_runs_stage
 
 
 @pytest.fixture
