@@ -10,11 +10,11 @@ import json
 import logging
 import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from safervlm import __version__
 from safervlm.errors import SafervlmError
+from safervlm.metrics.asr import ASR_THRESHOLD
 
 log = logging.getLogger("safervlm")
 
@@ -133,7 +133,7 @@ def cmd_grpo(a: argparse.Namespace) -> Any:
 
 
 def cmd_grpo_compare(a: argparse.Namespace) -> Any:
-    from safervlm.train.compare import compare_grpo
+    from safervlm.report.compare import compare_grpo
 
     runs = dict(r.split("=", 1) for r in a.runs)
     return compare_grpo(runs, a.metrics, a.out_md, a.out_png)
@@ -184,7 +184,7 @@ def _pairs(items: list[str]) -> list[tuple[str, str]]:
 
 
 def _settings(a: argparse.Namespace) -> Any:
-    from safervlm.evaluate.safemlrm import Settings
+    from safervlm.metrics import Settings
 
     try:
         return Settings(threshold=a.threshold, missing=a.missing, n_bootstrap=a.n_bootstrap, seed=a.seed)
@@ -210,66 +210,19 @@ def cmd_import_opensafemlrm(a: argparse.Namespace) -> Any:
     return import_stage(a.dir, a.out, _pairs(a.pair), _settings(a), a.benchmark)
 
 
-def _audit_args_from_config(a: argparse.Namespace) -> None:
-    import yaml
-
-    try:
-        cfg = yaml.safe_load(Path(a.config).read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise SafervlmError(f"{a.config}: cannot read the config: {exc}") from exc
-    ev = cfg.get("eval") or {}
-    a.results = cfg.get("results", a.results)
-    a.models = a.models or ev.get("models", [])
-    a.benchmarks = a.benchmarks or ev.get("benchmarks", [])
-    a.pair = a.pair or [f"{r}={b}" for r, b in ev.get("pairs", [])]
-    a.threshold = (ev.get("safemlrm") or {}).get("threshold", a.threshold)
-    a.missing = (ev.get("safemlrm") or {}).get("missing", a.missing)
-    audit_cfg = cfg.get("audit") or {}
-    # Relative expectation paths are relative to the workflow folder (the config's parent's
-    # parent, as for config/config.yaml) unless they exist from the working directory.
-    root = Path(a.config).resolve().parent.parent
-    a.expected = a.expected or [
-        p if Path(p).is_absolute() or Path(p).exists() else str(root / p)
-        for p in audit_cfg.get("expected", [])
-    ]
-    a.audit_pair = a.audit_pair or [f"{r}={b}" for r, b in audit_cfg.get("pairs", [])]
-
-
 def cmd_audit(a: argparse.Namespace) -> Any:
-    from safervlm import audit
+    from safervlm.report.audit import AuditInputs, inputs_from_config
+    from safervlm.stages.audit import audit_stage, pin_stage
 
-    if a.config:  # results, models, benchmarks, pairs and analysis settings from a config file
-        _audit_args_from_config(a)
-    pairs = _pairs(a.pair)
-    if a.pin:
-        if not a.models or not a.benchmarks:
-            raise SafervlmError("--pin needs --models and --benchmarks")
-        cells = audit.demo_cells(Path(a.results), a.models, a.benchmarks, pairs, a.threshold, a.missing)
-        if not cells:
-            raise SafervlmError(f"no judgments under {a.results}/eval to pin numbers from")
-        audit.write_pins(a.pin, cells, a.note)
-        log.info("pinned %d cells to %s", len(cells), a.pin)
-        return cells
-    if not a.expected:
-        raise SafervlmError("--expected names no expectations file")
-    result = audit.run_audit(
-        a.results, a.expected, pairs=pairs, audit_pairs=_pairs(a.audit_pair), threshold=a.threshold,
-        missing=a.missing, dvc_lock=a.dvc_lock, report_rates=a.report_rates,
+    inputs = AuditInputs(
+        results=a.results, expected=a.expected, models=a.models, benchmarks=a.benchmarks,
+        pairs=_pairs(a.pair), audit_pairs=_pairs(a.audit_pair), threshold=a.threshold, missing=a.missing,
     )  # fmt: skip
-    if a.out_dir:
-        audit.write_audit(result, a.out_dir, a.expected)
-    counts = result.counts()
-    print(
-        ", ".join(f"{n} {v}" for v, n in counts.items())
-        + f"; report values cross-checked: {len(result.report)}"
-    )
-    for cell in result.mismatches:
-        print(f"MISMATCH {cell}", file=sys.stderr)
-    if a.strict and result.mismatches:
-        raise audit.AuditFailed(
-            f"{len(result.mismatches)} cell(s) do not match: {', '.join(result.mismatches[:10])}"
-        )
-    return result
+    if a.config:  # results, models, benchmarks, pairs and analysis settings from a config file
+        inputs = inputs_from_config(a.config, inputs)
+    if a.pin:
+        return pin_stage(inputs, a.pin, a.note)
+    return audit_stage(inputs, a.out_dir, a.dvc_lock, a.report_rates, a.strict)
 
 
 def _add(sub: Any, name: str, fn: Callable[[argparse.Namespace], Any], help_: str) -> argparse.ArgumentParser:
@@ -439,7 +392,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _analysis_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pair", nargs="*", default=[], metavar="REASONING=BASE", help="Reasoning Tax pairs")
-    p.add_argument("--threshold", type=float, default=4.0, help="attack success: harm score >= this (1-5)")
+    p.add_argument(
+        "--threshold", type=float, default=ASR_THRESHOLD, help="attack success: harm score >= this (1-5)"
+    )
     p.add_argument("--missing", default="count", help="unscored/empty parts: count (default) or exclude")
     p.add_argument("--n-bootstrap", type=int, default=1000)
     p.add_argument("--seed", type=int, default=0)

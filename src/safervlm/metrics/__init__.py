@@ -15,6 +15,7 @@ from safervlm.metrics.asr import (
     mean_unsafety_samples,
 )
 from safervlm.metrics.bootstrap import bootstrap_ci, bootstrap_means, percentile_interval
+
 # The official per-benchmark metrics (``metrics.outcomes.OFFICIAL``) are imported from
 # their module: they are moving to the benchmark modules.
 from safervlm.metrics.outcomes import outcomes_from_judgments

@@ -20,7 +20,7 @@ import pandas as pd
 from safervlm.data.transforms import attack_of
 from safervlm.judge.markers import as_bool_or_none, find_markers
 from safervlm.judge.rubrics import VLGUARD_REFUSAL_KEYWORDS
-from safervlm.metrics.asr import ASR_THRESHOLD, PART_HARM, PARTS, PART_SAFETY, PART_TEXT, attack_success
+from safervlm.metrics.asr import ASR_THRESHOLD, PART_HARM, PART_SAFETY, PART_TEXT, PARTS, attack_success
 from safervlm.metrics.safemlrm import OUTCOME_COLUMNS
 from safervlm.text import split_status
 

@@ -1,4 +1,4 @@
-"""Paper-style tables of the SafeMLRM analysis (md, csv, tex) from ``safemlrm.analyse``.
+"""Paper-style tables of the SafeMLRM analysis (md, csv, tex) from ``metrics.analyse``.
 
 Written by both an evaluation run's ``report`` and ``import-opensafemlrm``:
 
@@ -25,8 +25,9 @@ from typing import Any
 
 import pandas as pd
 
-from safervlm.evaluate.safemlrm import MEAN
 from safervlm.io import write_text
+from safervlm.metrics import MEAN
+from safervlm.metrics.outcomes import official_metric
 from safervlm.report.tables import MISSING, _tex_escape
 
 logger = logging.getLogger(__name__)
@@ -123,8 +124,6 @@ def write_analysis(
         analysis["blind_spots"],
     )
     off = top[(top["metric"] == "official") & (top["benchmark"] != MEAN)].copy()
-    from safervlm.evaluate.outcomes import official_metric
-
     off["official_metric"] = off["benchmark"].map(official_metric)
     off["official_source"] = off["benchmark"].map(lambda b: (sources or {}).get(b, "derived"))
     _write("official", out, *_wide(off, ["benchmark", "official_metric", "attack"], ["model"], _pct), off)

@@ -1,8 +1,8 @@
 """Evaluation stages: attack, generate, judge, score, report, import-opensafemlrm.
 
-Each stage imports its library modules inside its function: a rule lists the modules its
-stage runs as code inputs (``rules/common.smk``), so a module imported here at the top would
-make every evaluation rule rerun when it changes.
+Generation and judging import their library modules inside their functions (generation
+needs torch, which the light stages should not load); scoring, the report and the
+OpenSafeMLRM import use ``metrics`` and ``report``, imported here.
 """
 
 from __future__ import annotations
@@ -12,14 +12,27 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
 
 from safervlm import __version__, tracking
 from safervlm.config import GenerateParams
 from safervlm.errors import InputError
+from safervlm.evaluate.opensafemlrm import import_opensafemlrm
+from safervlm.evaluate.score import score_judgments
 from safervlm.io import read_json, read_parquet, write_json, write_parquet
+from safervlm.metrics import Settings, analyse, outcomes_from_judgments
+from safervlm.metrics.outcomes import official_source
+from safervlm.report import (
+    build_table,
+    plot_blind_spots,
+    plot_safety_helpfulness,
+    plot_safety_vs_helpfulness,
+    safety_helpfulness_points,
+    write_analysis,
+    write_tables,
+)
 from safervlm.schema import (
     JUDGE_STATUSES,
     JUDGMENT_COLUMNS,
@@ -27,9 +40,6 @@ from safervlm.schema import (
     SAMPLE_COLUMNS,
     SCORE_COLUMNS,
 )
-
-if TYPE_CHECKING:
-    from safervlm.evaluate.safemlrm import Settings
 
 log = logging.getLogger(__name__)
 
@@ -117,8 +127,6 @@ def judge_stage(
 
 def score_stage(judgments_path: str, out: str, n_bootstrap: int, seed: int) -> dict[str, Any]:
     """Aggregate judgments into metrics (means, ASR on reasoning/answer/full, CIs)."""
-    from safervlm.evaluate.score import score_judgments
-
     df = read_parquet(judgments_path, required=JUDGMENT_COLUMNS)
     metrics = score_judgments(df, n_bootstrap=n_bootstrap, seed=seed)
     model = df["model"].iloc[0] if len(df) else "unknown"
@@ -163,8 +171,6 @@ def _analysis_outputs(
     analysis: dict[str, pd.DataFrame], out_dir: str, sources: dict[str, str]
 ) -> list[str | Path]:
     """Analysis tables and the blind-spot heat map; returns the markdown/figure paths."""
-    from safervlm.report import plot_blind_spots, write_analysis
-
     paths: list[str | Path] = list(write_analysis(analysis, out_dir, sources).values())
     heat = Path(out_dir) / "blind_spots.png"
     plot_blind_spots(analysis["blind_spots"], heat)
@@ -185,16 +191,6 @@ def report_stage(
     from which the SafeMLRM analysis (ASR r/a/f per attack and scenario, Reasoning Tax for
     ``pairs``, blind spots, self-correction, official metrics) is computed.
     """
-    from safervlm.evaluate.outcomes import official_source, outcomes_from_judgments
-    from safervlm.evaluate.safemlrm import Settings, analyse
-    from safervlm.report import (
-        build_table,
-        plot_safety_helpfulness,
-        plot_safety_vs_helpfulness,
-        safety_helpfulness_points,
-        write_tables,
-    )
-
     settings = settings or Settings()
     metrics: dict[str, dict[str, Any]] = {}
     for p in metric_paths:
@@ -230,9 +226,6 @@ def import_stage(
     root: str, out_dir: str, pairs: list[tuple[str, str]], settings: Settings, benchmark: str
 ) -> dict[str, pd.DataFrame]:
     """Re-analyse OpenSafeMLRM's published files with the same metrics code and tables."""
-    from safervlm.evaluate.opensafemlrm import import_opensafemlrm
-    from safervlm.evaluate.safemlrm import analyse
-
     outcomes = import_opensafemlrm(root, benchmark=benchmark, threshold=settings.threshold)
     models = set(outcomes["model"])
     unknown = sorted({m for pair in pairs for m in pair} - models)

@@ -1,0 +1,67 @@
+"""The audit stage and the pin stage (``safervlm audit``, ``safervlm audit --pin``)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from safervlm.errors import SafervlmError
+from safervlm.report.audit import (
+    AuditFailed,
+    AuditInputs,
+    AuditResult,
+    demo_cells,
+    run_audit,
+    write_audit,
+    write_pins,
+)
+
+log = logging.getLogger(__name__)
+
+
+def audit_stage(
+    inputs: AuditInputs,
+    out_dir: str | None = None,
+    dvc_lock: str | os.PathLike[str] | None = None,
+    report_rates: str | os.PathLike[str] | None = None,
+    strict: bool = False,
+) -> AuditResult:
+    """Recompute every expected cell and the report's rates; write the audit to ``out_dir``.
+
+    Raises:
+        SafervlmError: when no expectations file is named.
+        AuditFailed: with ``strict``, when any cell or report value does not match.
+    """
+    if not inputs.expected:
+        raise SafervlmError("--expected names no expectations file")
+    result = run_audit(
+        inputs.results, inputs.expected, pairs=inputs.pairs, audit_pairs=inputs.audit_pairs,
+        threshold=inputs.threshold, missing=inputs.missing, dvc_lock=dvc_lock, report_rates=report_rates,
+    )  # fmt: skip
+    if out_dir:
+        write_audit(result, out_dir, inputs.expected)
+    counts = ", ".join(f"{n} {v}" for v, n in result.counts().items())
+    log.info("%s; report values cross-checked: %d", counts, len(result.report))
+    for cell in result.mismatches:
+        log.error("MISMATCH %s", cell)
+    if strict and result.mismatches:
+        first = ", ".join(result.mismatches[:10])
+        raise AuditFailed(f"{len(result.mismatches)} cell(s) do not match: {first}")
+    return result
+
+
+def pin_stage(inputs: AuditInputs, pin: str | os.PathLike[str], note: str) -> list[dict[str, Any]]:
+    """Write the run's numbers as expectations to ``pin`` (``report.audit.pin``)."""
+    if not inputs.models or not inputs.benchmarks:
+        raise SafervlmError("--pin needs --models and --benchmarks")
+    cells = demo_cells(
+        Path(inputs.results), inputs.models, inputs.benchmarks, inputs.pairs,
+        inputs.threshold, inputs.missing,
+    )  # fmt: skip
+    if not cells:
+        raise SafervlmError(f"no judgments under {inputs.results}/eval to pin numbers from")
+    write_pins(pin, cells, note)
+    log.info("pinned %d cells to %s", len(cells), pin)
+    return cells
