@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -42,10 +43,11 @@ def audit_stage(
     )  # fmt: skip
     if out_dir:
         write_audit(result, out_dir, inputs.expected)
+    # The verdict is the command's answer (stdout; mismatches on stderr), as make audit shows it.
     counts = ", ".join(f"{n} {v}" for v, n in result.counts().items())
-    log.info("%s; report values cross-checked: %d", counts, len(result.report))
+    print(f"{counts}; report values cross-checked: {len(result.report)}")
     for cell in result.mismatches:
-        log.error("MISMATCH %s", cell)
+        print(f"MISMATCH {cell}", file=sys.stderr)
     if strict and result.mismatches:
         first = ", ".join(result.mismatches[:10])
         raise AuditFailed(f"{len(result.mismatches)} cell(s) do not match: {first}")
