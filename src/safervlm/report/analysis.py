@@ -17,7 +17,6 @@ Percentages carry one decimal; the CSVs keep fractions and add ``ci_low``/``ci_h
 from __future__ import annotations
 
 import logging
-import math
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -146,8 +145,3 @@ def safety_helpfulness_points(rates: pd.DataFrame, attack: str) -> pd.DataFrame:
         index=["model", "benchmark"], columns="metric", values="value", sort=False, dropna=False
     )
     return wide.reset_index().dropna(subset=[c for c in ("safety", "helpfulness") if c in wide.columns])
-
-
-def is_nan(v: Any) -> bool:
-    """True for None or NaN."""
-    return v is None or (isinstance(v, float) and math.isnan(v))

@@ -2,9 +2,9 @@
 the numbers we expect — published ones (the papers' abstracts) and pinned ones (the embedded
 default's own run) — kept as YAML under ``config/audit/``.
 
-``spec`` reads and validates the expectations, ``recompute`` recomputes them from the
-judgments through ``metrics``, ``render`` writes ``audit.md``/``.csv``/``.json``, ``pin``
-writes a run's numbers as expectations.
+``spec`` reads and validates the expectations, ``artifacts`` finds and hashes the
+judgments, ``recompute`` recomputes every cell from them through ``metrics``, ``render``
+writes ``audit.md``/``.csv``/``.json``, ``pin`` writes a run's numbers as expectations.
 """
 
 from safervlm.report.audit.pin import demo_cells, write_pins

@@ -12,23 +12,20 @@ pins) and whether that hash equals the one pinned in ``dvc.lock``.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 import os
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
 
 from safervlm.errors import InputError, SafervlmError
-from safervlm.io import md5_file, read_parquet
 from safervlm.metrics import ASR_THRESHOLD, RATE_COLUMNS, Settings, analyse, outcomes_from_judgments
+from safervlm.report.audit.artifacts import Artifacts, dvc_pins, judgments_path, load_judgments, pin_status
 from safervlm.report.audit.spec import Cell, load_cells
-from safervlm.schema import JUDGMENT_COLUMNS
 
 log = logging.getLogger(__name__)
 
@@ -40,65 +37,6 @@ class AuditFailed(SafervlmError):
     """``--strict`` and at least one cell does not match."""
 
     exit_code = 1
-
-
-# --- artifacts and their hashes -------------------------------------------------------
-
-
-def judgments_path(results: Path, model: str, bench: str) -> Path:
-    return results / "eval" / model / bench / "judgments.parquet"
-
-
-def dvc_pins(lock: str | os.PathLike[str] | None, root: Path) -> dict[str, str]:
-    """Absolute path -> md5 of every file out pinned in ``dvc.lock`` (directories skipped)."""
-    if not lock or not Path(lock).is_file():
-        return {}
-    try:
-        doc = yaml.safe_load(Path(lock).read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise InputError(f"not valid YAML: {exc}", path=lock) from exc
-    pins: dict[str, str] = {}
-    for stage in (doc.get("stages") or {}).values():
-        for out in stage.get("outs") or []:
-            md5 = str(out.get("md5", ""))
-            if md5 and not md5.endswith(".dir"):
-                pins[str((root / out["path"]).resolve())] = md5
-    return pins
-
-
-@dataclass
-class Artifacts:
-    """The per-sample judgments found under a results folder, hashed once."""
-
-    results: Path
-    md5: dict[str, str] = field(default_factory=dict)
-
-    def has(self, model: str, bench: str) -> bool:
-        return judgments_path(self.results, model, bench).is_file()
-
-    def digest(self, paths: Sequence[Path]) -> str:
-        """One md5 for a cell's artifacts (the file md5 itself when there is one file)."""
-        sums = []
-        for p in paths:
-            key = str(p.resolve())
-            if key not in self.md5:
-                self.md5[key] = md5_file(p)
-            sums.append(self.md5[key])
-        if len(sums) == 1:
-            return sums[0]
-        return hashlib.md5("\n".join(sums).encode()).hexdigest()
-
-
-def load_judgments(results: Path, pairs: Iterable[tuple[str, str]], models: Iterable[str]) -> pd.DataFrame:
-    """Every ``eval/<model>/<bench>/judgments.parquet`` for the given models."""
-    wanted = set(models) | {m for p in pairs for m in p}
-    frames = []
-    for model in sorted(wanted):
-        for path in sorted((results / "eval" / model).glob("*/judgments.parquet")):
-            frames.append(read_parquet(path, required=JUDGMENT_COLUMNS))
-    if not frames:
-        return pd.DataFrame(columns=JUDGMENT_COLUMNS)
-    return pd.concat(frames, ignore_index=True)
 
 
 def recompute_rates(
@@ -122,6 +60,7 @@ class RateLookup:
         self._v: dict[tuple[str, ...], float] = dict(zip(keys, rates["value"].astype(float), strict=True))
 
     def get(self, model: str, bench: str, attack: str, category: str, metric: str) -> float:
+        """The rate at that key, NaN when the rates have none."""
         return self._v.get((model, bench, attack, category, metric), math.nan)
 
 
@@ -174,7 +113,7 @@ def audit_cells(
             continue
         paths = [judgments_path(arts.results, m, b) for m, b in needed]
         row["artifact_md5"] = arts.digest(paths)
-        row["pin"] = _pin_status(arts, paths, pins, cell.pinned_md5, row["artifact_md5"])
+        row["pin"] = pin_status(arts, paths, pins, cell.pinned_md5, row["artifact_md5"])
         value = cell_value(look, cell)
         row["recomputed"] = value
         if math.isnan(value):
@@ -187,19 +126,6 @@ def audit_cells(
             row["detail"] = f"off by {value - cell.expected:+.6g}"
         rows.append(row)
     return pd.DataFrame(rows)
-
-
-def _pin_status(
-    arts: Artifacts, paths: Sequence[Path], pins: Mapping[str, str], cell_pin: str, md5: str
-) -> str:
-    """``pinned`` when every file's md5 equals dvc.lock's (or the cell's own pinned md5)."""
-    if cell_pin:
-        return "pinned" if cell_pin == md5 else "differs from pin"
-    file_pins = [pins.get(str(p.resolve())) for p in paths]
-    if not pins or any(pin is None for pin in file_pins):
-        return "not pinned"
-    same = all(pin == arts.md5[str(p.resolve())] for p, pin in zip(paths, file_pins, strict=True))
-    return "pinned" if same else "differs from pin"
 
 
 REPORT_KEYS = ("model", "benchmark", "attack", "category", "metric")
@@ -256,15 +182,19 @@ def _cross_check(reported: pd.DataFrame, look: RateLookup, rates_csv: Path | Non
 
 @dataclass
 class AuditResult:
+    """Cell verdicts and the cross-check of the report's rates."""
+
     cells: pd.DataFrame
     report: pd.DataFrame
 
     @property
     def mismatches(self) -> list[str]:
+        """Ids of the cells and report values that do not match."""
         bad = self.cells[self.cells["verdict"] == "mismatch"]["id"].tolist()
         return bad + self.report[self.report["verdict"] == "mismatch"]["id"].tolist()
 
     def counts(self) -> dict[str, int]:
+        """Cells per verdict, every verdict present."""
         c = self.cells["verdict"].value_counts()
         return {v: int(c.get(v, 0)) for v in VERDICTS}
 
