@@ -9,8 +9,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from safervlm import audit
 from safervlm.errors import InputError
+from safervlm.io import md5_file
+from safervlm.report import audit
 
 
 def rates(*rows: tuple[str, str, str, str, str, float]) -> audit.RateLookup:
@@ -127,9 +128,7 @@ def test_verdicts_and_pins(tmp_path: Path) -> None:
         yaml.safe_dump(
             {
                 "stages": {
-                    "j": {
-                        "outs": [{"path": "results/eval/m/b/judgments.parquet", "md5": audit.md5_file(p_m)}]
-                    }
+                    "j": {"outs": [{"path": "results/eval/m/b/judgments.parquet", "md5": md5_file(p_m)}]}
                 }
             }
         )
@@ -144,7 +143,7 @@ def test_verdicts_and_pins(tmp_path: Path) -> None:
         "own-pin": "match",
     }
     assert table.loc["match", "pin"] == "pinned"
-    assert table.loc["match", "artifact_md5"] == audit.md5_file(p_m)
+    assert table.loc["match", "artifact_md5"] == md5_file(p_m)
     assert table.loc["own-pin", "pin"] == "differs from pin"
     assert "other/b" in table.loc["absent", "detail"]
     assert "+0.1" in table.loc["mismatch", "detail"]

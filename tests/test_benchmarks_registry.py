@@ -21,7 +21,7 @@ from safervlm.benchmarks.registry import Benchmark, build_registry
 from safervlm.benchmarks.vlguard import VLGuard
 from safervlm.data.base import BenchmarkAdapter
 from safervlm.embedded.fixtures import fixture_names, writer_module
-from safervlm.evaluate import outcomes
+from safervlm.metrics import outcomes
 from safervlm.judge.http import OpenAIJudge
 from safervlm.judge.rubrics import RUBRICS
 
@@ -109,7 +109,7 @@ REAL_DATA_MODULES = (
     "safervlm.sources",
     "safervlm.stages.prepare",
     "safervlm.stages.pool",
-    "safervlm.evaluate.outcomes",
+    "safervlm.metrics.outcomes",
     "safervlm.evaluate.score",
     "safervlm.judge.rubrics",
     "safervlm.judge.http",

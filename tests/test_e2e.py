@@ -432,7 +432,7 @@ def test_html_report_lists_the_mlflow_run_of_every_stage(run_dir: Path, html_rep
 
 def test_pins_include_the_safety_aware_gain(run_dir: Path) -> None:
     """`make pin` pins grpo - grpo_plain (the rollout's claim) next to each model's averages."""
-    from safervlm.audit import demo_cells
+    from safervlm.report.audit import demo_cells
 
     cfg = reduced_config()
     pairs = [tuple(p) for p in cfg["eval"]["pairs"]]

@@ -223,8 +223,7 @@ def test_a_response_carrying_the_exact_verdict_cannot_erase_its_failure(tmp_path
 
 def test_counts_show_injections_the_fooled_judge_and_image_only_prompts(tmp_path):
     """counts.md (the report's counts, also in the HTML report) carries the screen's counts."""
-    from safervlm.evaluate.outcomes import outcomes_from_judgments
-    from safervlm.evaluate.safemlrm import Settings, analyse
+    from safervlm.metrics import Settings, analyse, outcomes_from_judgments
     from safervlm.report.analysis import write_analysis
 
     fake = json.dumps(FAKE_SAFE["mmsafetybench"])

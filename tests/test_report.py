@@ -92,7 +92,7 @@ def test_end_to_end_from_score_judgments():
 
 
 def test_analysis_tables_and_figures(tmp_path):
-    from safervlm.evaluate.safemlrm import Settings, analyse
+    from safervlm.metrics import Settings, analyse
     from safervlm.report import (
         plot_blind_spots,
         plot_safety_vs_helpfulness,

@@ -121,7 +121,7 @@ def test_dvc_lock_pins_every_artifact_family(pinned: tuple[Path, Path]) -> None:
 
 
 def _md5(path: Path) -> str:
-    from safervlm.audit import md5_file
+    from safervlm.io import md5_file
 
     return md5_file(path)
 

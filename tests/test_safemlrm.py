@@ -8,16 +8,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from safervlm.evaluate.outcomes import official_source, outcomes_from_judgments
-from safervlm.evaluate.safemlrm import (
+from safervlm.metrics import (
     MEAN,
     OUTCOME_COLUMNS,
     Settings,
     analyse,
     blind_spots,
     bootstrap_means,
+    outcomes_from_judgments,
     percentile_interval,
 )
+from safervlm.metrics.outcomes import official_source
 from safervlm.schema import HARM_COLUMNS, JUDGMENT_COLUMNS, SCORE_COLUMNS
 from safervlm.text import split_status
 

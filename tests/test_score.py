@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from safervlm.evaluate.score import bootstrap_ci, score_judgments
+from safervlm.evaluate.score import score_judgments
+from safervlm.metrics import bootstrap_ci
 from safervlm.schema import SCORE_COLUMNS
 
 NAN = float("nan")

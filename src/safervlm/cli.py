@@ -196,7 +196,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _analysis_args(p: argparse.ArgumentParser) -> None:
     _many(p, "--pair", nargs="*", default=[], metavar="REASONING=BASE", help="Reasoning Tax pairs")
-    p.add_argument("--threshold", type=float, default=4.0, help="attack success: harm score >= this (1-5)")
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        help="attack success: harm score >= this, 1-5 (default: safervlm.metrics.ASR_THRESHOLD)",
+    )
     p.add_argument("--missing", default="count", help="unscored/empty parts: count (default) or exclude")
     p.add_argument("--n-bootstrap", type=int, default=1000)
     p.add_argument("--seed", type=int, default=0)

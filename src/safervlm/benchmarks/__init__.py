@@ -69,8 +69,6 @@ __all__ = [
 ]
 
 
-
-
 def get_adapter(name: str, **options: Any) -> BenchmarkAdapter:
     """Instantiate the adapter registered under ``name``.
 

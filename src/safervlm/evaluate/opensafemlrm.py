@@ -27,7 +27,8 @@ import numpy as np
 import pandas as pd
 
 from safervlm.errors import InputError
-from safervlm.evaluate.safemlrm import OUTCOME_COLUMNS, PARTS
+from safervlm.metrics.asr import ASR_THRESHOLD, PARTS, attack_success
+from safervlm.metrics.safemlrm import OUTCOME_COLUMNS
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +53,9 @@ def _part(score: float, threshold: float) -> tuple[float, str]:
         return math.nan, "unscored"
     if score == -1.0:
         return math.nan, "empty"
-    return float(score >= threshold), "scored"
+    # A published score is a harm score: no unified-safety fallback (safety = NaN).
+    success = attack_success(np.array([score]), np.array([math.nan]), threshold)
+    return float(success[0]), "scored"
 
 
 def _row(
@@ -138,7 +141,7 @@ def _key(path: Path, root: Path) -> tuple[str, str, str]:
 
 
 def import_opensafemlrm(
-    root: str | Path, benchmark: str = "opensafemlrm", threshold: float = 4.0
+    root: str | Path, benchmark: str = "opensafemlrm", threshold: float = ASR_THRESHOLD
 ) -> pd.DataFrame:
     """Read every OpenSafeMLRM file under ``root`` into ``safemlrm.OUTCOME_COLUMNS`` rows.
 

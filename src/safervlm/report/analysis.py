@@ -1,4 +1,4 @@
-"""Paper-style tables of the SafeMLRM analysis (md, csv, tex) from ``safemlrm.analyse``.
+"""Paper-style tables of the SafeMLRM analysis (md, csv, tex) from ``metrics.analyse``.
 
 Written by both an evaluation run's ``report`` and ``import-opensafemlrm``:
 
@@ -17,7 +17,6 @@ Percentages carry one decimal; the CSVs keep fractions and add ``ci_low``/``ci_h
 from __future__ import annotations
 
 import logging
-import math
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -25,8 +24,9 @@ from typing import Any
 
 import pandas as pd
 
-from safervlm.evaluate.safemlrm import MEAN
 from safervlm.io import write_text
+from safervlm.metrics import MEAN
+from safervlm.metrics.outcomes import official_metric
 from safervlm.report.tables import MISSING, _tex_escape
 
 logger = logging.getLogger(__name__)
@@ -123,8 +123,6 @@ def write_analysis(
         analysis["blind_spots"],
     )
     off = top[(top["metric"] == "official") & (top["benchmark"] != MEAN)].copy()
-    from safervlm.evaluate.outcomes import official_metric
-
     off["official_metric"] = off["benchmark"].map(official_metric)
     off["official_source"] = off["benchmark"].map(lambda b: (sources or {}).get(b, "derived"))
     _write("official", out, *_wide(off, ["benchmark", "official_metric", "attack"], ["model"], _pct), off)
@@ -147,8 +145,3 @@ def safety_helpfulness_points(rates: pd.DataFrame, attack: str) -> pd.DataFrame:
         index=["model", "benchmark"], columns="metric", values="value", sort=False, dropna=False
     )
     return wide.reset_index().dropna(subset=[c for c in ("safety", "helpfulness") if c in wide.columns])
-
-
-def is_nan(v: Any) -> bool:
-    """True for None or NaN."""
-    return v is None or (isinstance(v, float) and math.isnan(v))

@@ -1,77 +1,91 @@
-"""``safervlm audit``: recompute every reported number from the judgments and compare it
-with pinned expectations (or pin this run's numbers)."""
+"""The audit stage and the pin stage (``safervlm audit``, ``safervlm audit --pin``)."""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from safervlm import audit
 from safervlm.errors import SafervlmError
+from safervlm.metrics.asr import ASR_THRESHOLD
+from safervlm.report.audit import (
+    AuditFailed,
+    AuditInputs,
+    AuditResult,
+    demo_cells,
+    inputs_from_config,
+    run_audit,
+    write_audit,
+    write_pins,
+)
 from safervlm.stages.args import pairs_arg
 
 log = logging.getLogger(__name__)
 
 
-def _audit_args_from_config(a: argparse.Namespace) -> None:
-    try:
-        cfg = yaml.safe_load(Path(a.config).read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise SafervlmError(f"{a.config}: cannot read the config: {exc}") from exc
-    ev = cfg.get("eval") or {}
-    a.results = cfg.get("results", a.results)
-    a.models = a.models or ev.get("models", [])
-    a.benchmarks = a.benchmarks or ev.get("benchmarks", [])
-    a.pair = a.pair or [f"{r}={b}" for r, b in ev.get("pairs", [])]
-    a.threshold = (ev.get("safemlrm") or {}).get("threshold", a.threshold)
-    a.missing = (ev.get("safemlrm") or {}).get("missing", a.missing)
-    audit_cfg = cfg.get("audit") or {}
-    # Relative expectation paths are relative to the workflow folder (the config's parent's
-    # parent, as for config/config.yaml) unless they exist from the working directory.
-    root = Path(a.config).resolve().parent.parent
-    a.expected = a.expected or [
-        p if Path(p).is_absolute() or Path(p).exists() else str(root / p)
-        for p in audit_cfg.get("expected", [])
-    ]
-    a.audit_pair = a.audit_pair or [f"{r}={b}" for r, b in audit_cfg.get("pairs", [])]
+def audit_stage(
+    inputs: AuditInputs,
+    out_dir: str | None = None,
+    dvc_lock: str | os.PathLike[str] | None = None,
+    report_rates: str | os.PathLike[str] | None = None,
+    strict: bool = False,
+) -> AuditResult:
+    """Recompute every expected cell and the report's rates; write the audit to ``out_dir``.
+
+    Raises:
+        SafervlmError: when no expectations file is named.
+        AuditFailed: with ``strict``, when any cell or report value does not match.
+    """
+    if not inputs.expected:
+        raise SafervlmError("--expected names no expectations file")
+    result = run_audit(
+        inputs.results, inputs.expected, pairs=inputs.pairs, audit_pairs=inputs.audit_pairs,
+        threshold=inputs.threshold, missing=inputs.missing, dvc_lock=dvc_lock, report_rates=report_rates,
+    )  # fmt: skip
+    if out_dir:
+        write_audit(result, out_dir, inputs.expected)
+    # The verdict is the command's answer (stdout; mismatches on stderr), as make audit shows it.
+    counts = ", ".join(f"{n} {v}" for v, n in result.counts().items())
+    print(f"{counts}; report values cross-checked: {len(result.report)}")
+    for cell in result.mismatches:
+        print(f"MISMATCH {cell}", file=sys.stderr)
+    if strict and result.mismatches:
+        first = ", ".join(result.mismatches[:10])
+        raise AuditFailed(f"{len(result.mismatches)} cell(s) do not match: {first}")
+    return result
+
+
+def pin_stage(inputs: AuditInputs, pin: str | os.PathLike[str], note: str) -> list[dict[str, Any]]:
+    """Write the run's numbers as expectations to ``pin`` (``report.audit.pin``)."""
+    if not inputs.models or not inputs.benchmarks:
+        raise SafervlmError("--pin needs --models and --benchmarks")
+    cells = demo_cells(
+        Path(inputs.results), inputs.models, inputs.benchmarks, inputs.pairs,
+        inputs.threshold, inputs.missing,
+    )  # fmt: skip
+    if not cells:
+        raise SafervlmError(f"no judgments under {inputs.results}/eval to pin numbers from")
+    write_pins(pin, cells, note)
+    log.info("pinned %d cells to %s", len(cells), pin)
+    return cells
+
+
+def inputs_from_args(a: argparse.Namespace) -> AuditInputs:
+    """What to audit, from the flags, completed from ``--config`` when given."""
+    inputs = AuditInputs(
+        results=a.results, expected=a.expected, models=a.models, benchmarks=a.benchmarks,
+        pairs=pairs_arg(a.pair), audit_pairs=pairs_arg(a.audit_pair),
+        threshold=ASR_THRESHOLD if a.threshold is None else a.threshold, missing=a.missing,
+    )  # fmt: skip
+    return inputs_from_config(a.config, inputs) if a.config else inputs
 
 
 def main(a: argparse.Namespace) -> Any:
-    """Run the audit (or pin numbers) from parsed arguments."""
-    if a.config:  # results, models, benchmarks, pairs and analysis settings from a config file
-        _audit_args_from_config(a)
-    pairs = pairs_arg(a.pair)
+    """Run the audit, or pin this run's numbers (``--pin``), from parsed arguments."""
+    inputs = inputs_from_args(a)
     if a.pin:
-        if not a.models or not a.benchmarks:
-            raise SafervlmError("--pin needs --models and --benchmarks")
-        cells = audit.demo_cells(Path(a.results), a.models, a.benchmarks, pairs, a.threshold, a.missing)
-        if not cells:
-            raise SafervlmError(f"no judgments under {a.results}/eval to pin numbers from")
-        audit.write_pins(a.pin, cells, a.note)
-        log.info("pinned %d cells to %s", len(cells), a.pin)
-        return cells
-    if not a.expected:
-        raise SafervlmError("--expected names no expectations file")
-    result = audit.run_audit(
-        a.results, a.expected, pairs=pairs, audit_pairs=pairs_arg(a.audit_pair), threshold=a.threshold,
-        missing=a.missing, dvc_lock=a.dvc_lock, report_rates=a.report_rates,
-    )  # fmt: skip
-    if a.out_dir:
-        audit.write_audit(result, a.out_dir, a.expected)
-    counts = result.counts()
-    print(
-        ", ".join(f"{n} {v}" for v, n in counts.items())
-        + f"; report values cross-checked: {len(result.report)}"
-    )
-    for cell in result.mismatches:
-        print(f"MISMATCH {cell}", file=sys.stderr)
-    if a.strict and result.mismatches:
-        raise audit.AuditFailed(
-            f"{len(result.mismatches)} cell(s) do not match: {', '.join(result.mismatches[:10])}"
-        )
-    return result
+        return pin_stage(inputs, a.pin, a.note)
+    return audit_stage(inputs, a.out_dir, a.dvc_lock, a.report_rates, a.strict)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from safervlm.train.compare import compare_grpo
+from safervlm.report.compare import compare_grpo
 
 
 def main(a: argparse.Namespace) -> Any:

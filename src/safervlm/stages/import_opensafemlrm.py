@@ -13,8 +13,8 @@ import pandas as pd
 from safervlm import tracking
 from safervlm.errors import InputError
 from safervlm.evaluate.opensafemlrm import import_opensafemlrm
-from safervlm.evaluate.safemlrm import Settings, analyse
 from safervlm.io import write_parquet
+from safervlm.metrics import Settings, analyse
 from safervlm.stages.args import pairs_arg
 from safervlm.stages.report import _analysis_outputs, analysis_settings
 

@@ -13,9 +13,10 @@ import pandas as pd
 
 from safervlm import tracking
 from safervlm.errors import SafervlmError
-from safervlm.evaluate.outcomes import official_source, outcomes_from_judgments
-from safervlm.evaluate.safemlrm import Settings, analyse
 from safervlm.io import read_json, read_parquet
+from safervlm.metrics import Settings, analyse, outcomes_from_judgments
+from safervlm.metrics.asr import ASR_THRESHOLD
+from safervlm.metrics.outcomes import official_source
 from safervlm.report import (
     build_table,
     plot_blind_spots,
@@ -30,9 +31,11 @@ from safervlm.stages.args import pairs_arg
 
 
 def analysis_settings(a: argparse.Namespace) -> Settings:
-    """The SafeMLRM analysis settings from ``--threshold --missing --n-bootstrap --seed``."""
+    """The SafeMLRM analysis settings from ``--threshold --missing --n-bootstrap --seed``
+    (no ``--threshold``: :data:`~safervlm.metrics.asr.ASR_THRESHOLD`)."""
     try:
-        return Settings(threshold=a.threshold, missing=a.missing, n_bootstrap=a.n_bootstrap, seed=a.seed)
+        threshold = ASR_THRESHOLD if a.threshold is None else a.threshold
+        return Settings(threshold=threshold, missing=a.missing, n_bootstrap=a.n_bootstrap, seed=a.seed)
     except ValueError as exc:
         raise SafervlmError(str(exc)) from exc
 

@@ -1,0 +1,56 @@
+"""The one metrics path: per-sample outcomes, ASR on reasoning / answer / full response,
+Reasoning Tax, blind spots, self-correction, and the bootstrap behind every interval.
+
+``asr`` holds the metric names, the attack-success threshold and both ASR definitions;
+``bootstrap`` the resampling; ``outcomes`` turns judgments into per-sample outcomes;
+``safemlrm`` aggregates outcomes into rates, the Reasoning Tax and blind spots.
+"""
+
+from safervlm.metrics.asr import (
+    ASR_METRICS,
+    ASR_THRESHOLD,
+    PARTS,
+    RATE_METRICS,
+    attack_success,
+    mean_unsafety_samples,
+)
+from safervlm.metrics.bootstrap import bootstrap_ci, bootstrap_means, percentile_interval
+
+# The official per-benchmark metrics (``metrics.outcomes.OFFICIAL``) are imported from
+# their module: they are moving to the benchmark modules.
+from safervlm.metrics.outcomes import outcomes_from_judgments
+from safervlm.metrics.safemlrm import (
+    KEYS,
+    MEAN,
+    MISSING_POLICIES,
+    OUTCOME_COLUMNS,
+    RATE_COLUMNS,
+    TAX_COLUMNS,
+    Settings,
+    analyse,
+    blind_spots,
+    count_statuses,
+)
+
+__all__ = [
+    "ASR_METRICS",
+    "ASR_THRESHOLD",
+    "KEYS",
+    "MEAN",
+    "MISSING_POLICIES",
+    "OUTCOME_COLUMNS",
+    "PARTS",
+    "RATE_COLUMNS",
+    "RATE_METRICS",
+    "TAX_COLUMNS",
+    "Settings",
+    "analyse",
+    "attack_success",
+    "blind_spots",
+    "bootstrap_ci",
+    "bootstrap_means",
+    "count_statuses",
+    "mean_unsafety_samples",
+    "outcomes_from_judgments",
+    "percentile_interval",
+]

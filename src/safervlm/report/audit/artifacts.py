@@ -1,0 +1,87 @@
+"""The artifacts an audit reads: per-sample judgments, their md5 and the pins in ``dvc.lock``."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from safervlm.errors import InputError
+from safervlm.io import md5_file, read_parquet
+from safervlm.schema import JUDGMENT_COLUMNS
+
+
+def judgments_path(results: Path, model: str, bench: str) -> Path:
+    """Where the judgments of one model on one benchmark are (``rules/evaluate.smk``)."""
+    return results / "eval" / model / bench / "judgments.parquet"
+
+
+def dvc_pins(lock: str | os.PathLike[str] | None, root: Path) -> dict[str, str]:
+    """Absolute path -> md5 of every file out pinned in ``dvc.lock`` (directories skipped)."""
+    if not lock or not Path(lock).is_file():
+        return {}
+    try:
+        doc = yaml.safe_load(Path(lock).read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise InputError(f"not valid YAML: {exc}", path=lock) from exc
+    pins: dict[str, str] = {}
+    for stage in (doc.get("stages") or {}).values():
+        for out in stage.get("outs") or []:
+            md5 = str(out.get("md5", ""))
+            if md5 and not md5.endswith(".dir"):
+                pins[str((root / out["path"]).resolve())] = md5
+    return pins
+
+
+@dataclass
+class Artifacts:
+    """The per-sample judgments found under a results folder, hashed once."""
+
+    results: Path
+    md5: dict[str, str] = field(default_factory=dict)
+
+    def has(self, model: str, bench: str) -> bool:
+        """Whether the judgments of ``model`` on ``bench`` exist."""
+        return judgments_path(self.results, model, bench).is_file()
+
+    def digest(self, paths: Sequence[Path]) -> str:
+        """One md5 for a cell's artifacts (the file md5 itself when there is one file)."""
+        sums = []
+        for p in paths:
+            key = str(p.resolve())
+            if key not in self.md5:
+                self.md5[key] = md5_file(p)
+            sums.append(self.md5[key])
+        if len(sums) == 1:
+            return sums[0]
+        return hashlib.md5("\n".join(sums).encode()).hexdigest()
+
+
+def load_judgments(results: Path, pairs: Iterable[tuple[str, str]], models: Iterable[str]) -> pd.DataFrame:
+    """Every ``eval/<model>/<bench>/judgments.parquet`` for the given models."""
+    wanted = set(models) | {m for p in pairs for m in p}
+    frames = []
+    for model in sorted(wanted):
+        for path in sorted((results / "eval" / model).glob("*/judgments.parquet")):
+            frames.append(read_parquet(path, required=JUDGMENT_COLUMNS))
+    if not frames:
+        return pd.DataFrame(columns=JUDGMENT_COLUMNS)
+    return pd.concat(frames, ignore_index=True)
+
+
+def pin_status(
+    arts: Artifacts, paths: Sequence[Path], pins: Mapping[str, str], cell_pin: str, md5: str
+) -> str:
+    """``pinned`` when every file's md5 equals dvc.lock's (or the cell's own pinned md5)."""
+    if cell_pin:
+        return "pinned" if cell_pin == md5 else "differs from pin"
+    file_pins = [pins.get(str(p.resolve())) for p in paths]
+    if not pins or any(pin is None for pin in file_pins):
+        return "not pinned"
+    same = all(pin == arts.md5[str(p.resolve())] for p, pin in zip(paths, file_pins, strict=True))
+    return "pinned" if same else "differs from pin"

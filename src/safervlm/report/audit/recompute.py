@@ -1,0 +1,229 @@
+"""Audit recomputation: every expected number recomputed from the per-sample judgments.
+
+Recomputation uses the metrics of the report (``metrics.outcomes``, ``metrics.safemlrm``),
+read straight from ``eval/{model}/{benchmark}/judgments.parquet``, never from the report's
+own files. A cell whose judgments are not all present is ``absent`` (never a pass); one
+whose rate is undefined (e.g. no should-refuse samples) is ``undefined``. The report's
+``rates.csv`` is cross-checked too: every value in it is recomputed.
+
+Each cell carries the artifact hash it came from (md5 of its judgments files, the hash DVC
+pins) and whether that hash equals the one pinned in ``dvc.lock``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from safervlm.errors import InputError, SafervlmError
+from safervlm.metrics import ASR_THRESHOLD, RATE_COLUMNS, Settings, analyse, outcomes_from_judgments
+from safervlm.report.audit.artifacts import Artifacts, dvc_pins, judgments_path, load_judgments, pin_status
+from safervlm.report.audit.spec import Cell, load_cells
+
+log = logging.getLogger(__name__)
+
+VERDICTS = ("match", "mismatch", "absent", "undefined")
+REPORT_TOLERANCE = 1e-9
+
+
+class AuditFailed(SafervlmError):
+    """``--strict`` and at least one cell does not match."""
+
+    exit_code = 1
+
+
+def recompute_rates(
+    judgments: pd.DataFrame, pairs: Sequence[tuple[str, str]], threshold: float, missing: str
+) -> pd.DataFrame:
+    """The report's rate table (point values only: no bootstrap) from per-sample judgments."""
+    if judgments.empty:
+        return pd.DataFrame(columns=RATE_COLUMNS)
+    settings = Settings(threshold=threshold, missing=missing, n_bootstrap=0)
+    return analyse(outcomes_from_judgments(judgments, threshold), list(pairs), settings)["rates"]
+
+
+class RateLookup:
+    """value(model, benchmark, attack, category, metric) over a rates frame."""
+
+    def __init__(self, rates: pd.DataFrame) -> None:
+        keys = zip(
+            *(rates[c].astype(str) for c in ("model", "benchmark", "attack", "category", "metric")),
+            strict=True,
+        )
+        self._v: dict[tuple[str, ...], float] = dict(zip(keys, rates["value"].astype(float), strict=True))
+
+    def get(self, model: str, bench: str, attack: str, category: str, metric: str) -> float:
+        """The rate at that key, NaN when the rates have none."""
+        return self._v.get((model, bench, attack, category, metric), math.nan)
+
+
+def _rate(look: RateLookup, cell: Cell, model: str) -> float:
+    values = [look.get(model, b, cell.attack, cell.category, cell.metric) for b in cell.benchmarks]
+    if any(math.isnan(v) for v in values):
+        return math.nan
+    return sum(values) / len(values)
+
+
+def cell_value(look: RateLookup, cell: Cell) -> float:
+    """The recomputed number of a cell, on the cell's scale (NaN when undefined)."""
+    values = []
+    for model, versus in cell.sides():
+        v = _rate(look, cell, model)
+        if cell.kind == "difference":
+            v -= _rate(look, cell, versus)
+        elif cell.kind == "ratio":
+            base = _rate(look, cell, versus)
+            v = v / base if base else math.nan
+        values.append(v)
+    if any(math.isnan(v) for v in values):
+        return math.nan
+    return sum(values) / len(values) * cell.scale
+
+
+def audit_cells(
+    cells: Sequence[Cell], look: RateLookup, arts: Artifacts, pins: Mapping[str, str]
+) -> pd.DataFrame:
+    """One row per cell: expected, recomputed, tolerance, verdict, artifact hash, pin check."""
+    rows = []
+    for cell in cells:
+        needed = [(m, b) for m in cell.models() for b in cell.benchmarks]
+        absent = [f"{m}/{b}" for m, b in needed if not arts.has(m, b)]
+        row: dict[str, Any] = {
+            "id": cell.id,
+            "source": cell.source,
+            "description": cell.description,
+            "expected": cell.expected,
+            "recomputed": math.nan,
+            "tolerance": cell.tolerance,
+            "verdict": "absent",
+            "artifact_md5": "",
+            "pin": "",
+            "detail": "",
+        }
+        if cell.unresolved or absent:
+            row["detail"] = cell.unresolved or "no judgments for " + ", ".join(absent)
+            rows.append(row)
+            continue
+        paths = [judgments_path(arts.results, m, b) for m, b in needed]
+        row["artifact_md5"] = arts.digest(paths)
+        row["pin"] = pin_status(arts, paths, pins, cell.pinned_md5, row["artifact_md5"])
+        value = cell_value(look, cell)
+        row["recomputed"] = value
+        if math.isnan(value):
+            row["verdict"] = "undefined"
+            row["detail"] = "the rate is undefined on these artifacts (no applicable samples)"
+        elif abs(value - cell.expected) <= cell.tolerance:
+            row["verdict"] = "match"
+        else:
+            row["verdict"] = "mismatch"
+            row["detail"] = f"off by {value - cell.expected:+.6g}"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+REPORT_KEYS = ("model", "benchmark", "attack", "category", "metric")
+CHECK_COLUMNS = ["id", "expected", "recomputed", "verdict"]
+
+
+def read_report_rates(rates_csv: Path | None) -> pd.DataFrame:
+    """The report's ``rates.csv`` (empty when there is none), its columns checked."""
+    if rates_csv is None or not rates_csv.is_file():
+        return pd.DataFrame(columns=[*REPORT_KEYS, "value"])
+    try:
+        reported = pd.read_csv(rates_csv)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read the report's rates: {exc}", path=rates_csv) from exc
+    lacking = [c for c in (*REPORT_KEYS, "value") if c not in reported]
+    if lacking:
+        raise InputError(f"cannot read the report's rates: missing columns {lacking}", path=rates_csv)
+    return reported
+
+
+def cross_check_report(rates_csv: Path | None, look: RateLookup) -> pd.DataFrame:
+    """Every value the report's ``rates.csv`` states, recomputed from the judgments."""
+    return _cross_check(read_report_rates(rates_csv), look, rates_csv)
+
+
+def _cross_check(reported: pd.DataFrame, look: RateLookup, rates_csv: Path | None) -> pd.DataFrame:
+    rows = []
+    for i, r in enumerate(reported.to_dict("records")):
+        key = tuple(str(r[k]) for k in REPORT_KEYS)
+        try:
+            expected = float(r["value"]) if pd.notna(r["value"]) else math.nan
+        except (TypeError, ValueError) as exc:
+            raise InputError(f"value {r['value']!r} is not a number", path=rates_csv, record=i + 2) from exc
+        value = look.get(*key)
+        if math.isnan(expected) and math.isnan(value):
+            verdict = "match"
+        elif math.isnan(expected) or math.isnan(value):
+            verdict = "mismatch"
+        else:
+            verdict = "match" if abs(expected - value) <= REPORT_TOLERANCE else "mismatch"
+        rows.append(
+            {
+                "id": f"report.rates[{i}]:" + "/".join(key),
+                "expected": expected,
+                "recomputed": value,
+                "verdict": verdict,
+            }
+        )
+    return pd.DataFrame(rows, columns=CHECK_COLUMNS)
+
+
+# --- the audit as a whole -------------------------------------------------------------
+
+
+@dataclass
+class AuditResult:
+    """Cell verdicts and the cross-check of the report's rates."""
+
+    cells: pd.DataFrame
+    report: pd.DataFrame
+
+    @property
+    def mismatches(self) -> list[str]:
+        """Ids of the cells and report values that do not match."""
+        bad = self.cells[self.cells["verdict"] == "mismatch"]["id"].tolist()
+        return bad + self.report[self.report["verdict"] == "mismatch"]["id"].tolist()
+
+    def counts(self) -> dict[str, int]:
+        """Cells per verdict, every verdict present."""
+        c = self.cells["verdict"].value_counts()
+        return {v: int(c.get(v, 0)) for v in VERDICTS}
+
+
+def run_audit(
+    results: str | os.PathLike[str],
+    expectations: Sequence[str | os.PathLike[str]],
+    *,
+    pairs: Sequence[tuple[str, str]] = (),
+    audit_pairs: Sequence[tuple[str, str]] = (),
+    threshold: float = ASR_THRESHOLD,
+    missing: str = "count",
+    dvc_lock: str | os.PathLike[str] | None = None,
+    report_rates: str | os.PathLike[str] | None = None,
+) -> AuditResult:
+    """Recompute every cell of ``expectations`` (and the report's rates) from ``results``.
+
+    ``pairs`` are the report's Reasoning Tax pairs; ``audit_pairs`` those that published
+    cells with ``pairs: config`` refer to (the models standing for the paper's).
+    """
+    root = Path(results)
+    cells = load_cells(expectations, audit_pairs)
+    known = [c for c in cells if not c.unresolved]
+    all_pairs = list(dict.fromkeys([*pairs, *(p for c in known for p in c.sides() if p[1])]))
+    models = {m for c in known for m in c.models()} | {m for p in pairs for m in p}
+    rates_csv = Path(report_rates) if report_rates else None
+    reported = read_report_rates(rates_csv)
+    models |= set(reported["model"].astype(str))
+    look = RateLookup(recompute_rates(load_judgments(root, all_pairs, models), all_pairs, threshold, missing))
+    pins = dvc_pins(dvc_lock, Path(dvc_lock).resolve().parent if dvc_lock else Path.cwd())
+    table = audit_cells(cells, look, Artifacts(root), pins)
+    return AuditResult(table, _cross_check(reported, look, rates_csv))

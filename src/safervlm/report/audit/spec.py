@@ -1,0 +1,206 @@
+"""The audit's expectations: cells of expected numbers, read from ``config/audit/*.yaml``.
+
+A *cell* is one number. Its spec names what it is computed from and how:
+
+``kind``
+    ``rate`` (the model's rate, averaged unweighted over ``benchmarks``), ``difference``
+    (model's rate minus ``versus``'s), ``ratio`` (model's rate over ``versus``'s). With
+    ``pairs`` ([model, versus] lists, or ``config`` for the config's ``audit.pairs``) instead
+    of ``model``/``versus``, the cell is the unweighted mean over the pairs (for ``rate``:
+    over their reasoning models).
+``metric``
+    A SafeMLRM rate metric (``metrics.asr.RATE_METRICS``).
+``benchmarks`` (a list), ``attack`` (default ``none``), ``category`` (default ``(mean)``,
+the unweighted mean of the benchmark's scenarios), ``scale`` (100 for percentages),
+``expected``, ``tolerance``, ``pinned_md5`` (the artifact hash the number was pinned from).
+
+:func:`inputs_from_config` reads what an audit needs from a workflow config, resolving
+paths as ``rules/common.smk`` does.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from safervlm.errors import InputError, SafervlmError
+from safervlm.metrics import ASR_THRESHOLD, MEAN, RATE_METRICS
+
+KINDS = ("rate", "difference", "ratio")
+
+
+@dataclass
+class Cell:
+    """One expected number and how to recompute it."""
+
+    id: str
+    source: str
+    description: str
+    kind: str
+    metric: str
+    expected: float
+    tolerance: float
+    benchmarks: list[str]
+    model: str = ""
+    versus: str = ""
+    pairs: list[tuple[str, str]] = field(default_factory=list)
+    attack: str = "none"
+    category: str = MEAN
+    scale: float = 1.0
+    pinned_md5: str = ""
+    unresolved: str = ""  # why the cell cannot be computed at all (it reads as absent)
+
+    def sides(self) -> list[tuple[str, str]]:
+        """(model, versus) per pair, or the one (model, versus); versus is "" for a rate."""
+        if self.pairs:
+            return [(a, "" if self.kind == "rate" else b) for a, b in self.pairs]
+        return [(self.model, self.versus)]
+
+    def models(self) -> list[str]:
+        """Every model the cell reads, in order, once each."""
+        return list(dict.fromkeys(m for side in self.sides() for m in side if m))
+
+
+def cell_from(
+    raw: Mapping[str, Any], path: Path, index: int, source: str, config_pairs: Sequence[tuple[str, str]] = ()
+) -> Cell:
+    """A validated :class:`Cell` from one YAML mapping (``index`` and ``path`` name it in errors)."""
+    where = f"cell {raw.get('id', index)!r}"
+
+    def need(key: str) -> Any:
+        if key not in raw:
+            raise InputError(f"{where} has no {key!r}", path=path, record=index)
+        return raw[key]
+
+    kind = need("kind")
+    if kind not in KINDS:
+        raise InputError(f"{where}: kind {kind!r} is not one of {KINDS}", path=path, record=index)
+    metric = need("metric")
+    if metric not in RATE_METRICS:
+        raise InputError(f"{where}: metric {metric!r} is not one of {RATE_METRICS}", path=path, record=index)
+    benchmarks = need("benchmarks")
+    if not isinstance(benchmarks, list) or not benchmarks:
+        raise InputError(f"{where}: benchmarks must be a non-empty list", path=path, record=index)
+    try:
+        expected = float(need("expected"))
+        tolerance = float(raw.get("tolerance", 0.0))
+        scale = float(raw.get("scale", 1.0))
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"{where}: {exc}", path=path, record=index) from exc
+    raw_pairs = raw.get("pairs", [])
+    unresolved = ""
+    if raw_pairs == "config":
+        raw_pairs = [list(p) for p in config_pairs]
+        if not raw_pairs:
+            unresolved = "pairs: config, and audit.pairs names no (reasoning, base) models"
+            raw_pairs = [["?", "?"]]
+    if not isinstance(raw_pairs, list) or any(
+        not isinstance(p, list | tuple) or len(p) != 2 for p in raw_pairs
+    ):
+        raise InputError(f"{where}: pairs must be [model, versus] lists or 'config'", path=path, record=index)
+    pairs = [tuple(p) for p in raw_pairs]
+    if not pairs and not raw.get("model"):
+        raise InputError(f"{where}: needs a model or pairs", path=path, record=index)
+    if not pairs and kind in ("difference", "ratio") and not raw.get("versus"):
+        raise InputError(f"{where}: kind {kind} needs versus", path=path, record=index)
+    return Cell(
+        id=str(need("id")),
+        source=str(raw.get("source", source)),
+        description=str(raw.get("description", "")),
+        kind=kind,
+        metric=metric,
+        expected=expected,
+        tolerance=tolerance,
+        benchmarks=[str(b) for b in benchmarks],
+        model=str(raw.get("model", "")),
+        versus=str(raw.get("versus", "")),
+        pairs=[(str(a), str(b)) for a, b in pairs],
+        attack=str(raw.get("attack", "none")),
+        category=str(raw.get("category", MEAN)),
+        scale=scale,
+        pinned_md5=str(raw.get("pinned_md5", "")),
+        unresolved=unresolved,
+    )
+
+
+def load_cells(
+    paths: Iterable[str | os.PathLike[str]], config_pairs: Sequence[tuple[str, str]] = ()
+) -> list[Cell]:
+    """Cells of every expectations file, in order; ids must be unique across files."""
+    cells: list[Cell] = []
+    seen: dict[str, Path] = {}
+    for p in paths:
+        path = Path(p)
+        if not path.is_file():
+            raise InputError("expectations file not found", path=path)
+        try:
+            doc = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise InputError(f"not valid YAML: {exc}", path=path) from exc
+        if not isinstance(doc, dict) or not isinstance(doc.get("cells"), list):
+            raise InputError("expected a mapping with a 'cells' list", path=path)
+        for i, raw in enumerate(doc["cells"]):
+            if not isinstance(raw, dict):
+                raise InputError("a cell must be a mapping", path=path, record=i)
+            cell = cell_from(raw, path, i, str(doc.get("source", path.name)), config_pairs)
+            if cell.id in seen:
+                raise InputError(f"cell id {cell.id!r} also in {seen[cell.id]}", path=path, record=i)
+            seen[cell.id] = path
+            cells.append(cell)
+    return cells
+
+
+@dataclass
+class AuditInputs:
+    """What an audit or a pin reads: where, which models and pairs, analysis settings."""
+
+    results: str = "results"
+    expected: list[str] = field(default_factory=list)
+    models: list[str] = field(default_factory=list)
+    benchmarks: list[str] = field(default_factory=list)
+    pairs: list[tuple[str, str]] = field(default_factory=list)
+    audit_pairs: list[tuple[str, str]] = field(default_factory=list)
+    threshold: float = ASR_THRESHOLD
+    missing: str = "count"
+
+
+def _read_config(path: Path) -> dict[str, Any]:
+    try:
+        cfg = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise SafervlmError(f"{path}: cannot read the config: {exc}") from exc
+    if not isinstance(cfg, dict):
+        raise SafervlmError(f"{path}: cannot read the config: expected a mapping")
+    return cfg
+
+
+def inputs_from_config(config: str | os.PathLike[str], given: AuditInputs) -> AuditInputs:
+    """``given`` completed from a workflow config, as ``rules/audit.smk`` passes it.
+
+    The config's ``results``, ``eval.safemlrm.threshold`` and ``eval.safemlrm.missing`` win
+    (they are what the run used); models, benchmarks, pairs and expectation files come from
+    it only where ``given`` names none. As in ``rules/common.smk``, ``results`` is relative
+    to the working directory and expectation files to the workflow folder (the config's
+    folder's parent, as for ``config/config.yaml``).
+    """
+    path = Path(config)
+    cfg = _read_config(path)
+    ev = cfg.get("eval") or {}
+    analysis = ev.get("safemlrm") or {}
+    audit = cfg.get("audit") or {}
+    basedir = path.resolve().parent.parent
+    return AuditInputs(
+        results=str(cfg.get("results", given.results)),
+        expected=given.expected or [str(basedir / p) for p in audit.get("expected", [])],
+        models=given.models or [str(m) for m in ev.get("models", [])],
+        benchmarks=given.benchmarks or [str(b) for b in ev.get("benchmarks", [])],
+        pairs=given.pairs or [(str(r), str(b)) for r, b in ev.get("pairs", [])],
+        audit_pairs=given.audit_pairs or [(str(r), str(b)) for r, b in audit.get("pairs", [])],
+        threshold=float(analysis.get("threshold", given.threshold)),
+        missing=str(analysis.get("missing", given.missing)),
+    )
