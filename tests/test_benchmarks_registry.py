@@ -21,9 +21,9 @@ from safervlm.benchmarks.registry import Benchmark, build_registry
 from safervlm.benchmarks.vlguard import VLGuard
 from safervlm.data.base import BenchmarkAdapter
 from safervlm.embedded.fixtures import fixture_names, writer_module
-from safervlm.metrics import outcomes
 from safervlm.judge.http import OpenAIJudge
 from safervlm.judge.rubrics import RUBRICS
+from safervlm.metrics import outcomes
 
 NAMES = list_benchmarks()
 

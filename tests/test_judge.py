@@ -11,8 +11,8 @@ import pytest
 from safervlm.embedded import world
 from safervlm.errors import ConfigError, InputError
 from safervlm.judge import Judgment, available_judges, get_judge, judge_frame
-from safervlm.judge.markers import find_markers, is_refusal, mentioned_objects, parse_objects
 from safervlm.judge.reference import ReferenceJudge
+from safervlm.markers import find_markers, is_refusal, mentioned_objects, parse_objects
 from safervlm.schema import JUDGMENT_COLUMNS, RESPONSE_COLUMNS, SCORE_COLUMNS
 from safervlm.text import split_response
 

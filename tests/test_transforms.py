@@ -11,9 +11,9 @@ from PIL import Image
 
 from safervlm.benchmarks.figstep import FIGSTEP_PROMPT
 from safervlm.cli import main
-from safervlm.data.transforms import TYPO_QUESTION, apply_attacks, attack_of, key_phrase, list_attacks
 from safervlm.errors import ConfigError
-from safervlm.schema import SAMPLE_COLUMNS, decode_image, encode_image
+from safervlm.evaluate.attacks import TYPO_QUESTION, apply_attacks, key_phrase, list_attacks
+from safervlm.schema import SAMPLE_COLUMNS, attack_of, decode_image, encode_image
 
 
 def sample(i: int, question: str, should_refuse: bool | None, meta: dict | None = None, image=True) -> dict:

@@ -129,3 +129,16 @@ def image_data_url(image: bytes) -> str:
     elif image[:4] == b"RIFF" and image[8:12] == b"WEBP":
         mime = "image/webp"
     return f"data:{mime};base64,{base64.b64encode(image).decode('ascii')}"
+
+
+# Attacked samples keep their benchmark id with ``::<attack>`` appended (evaluate.attacks
+# makes them; its transforms are exactly ``ATTACKS``, a test checks).
+NONE = "none"
+ATTACK_SEP = "::"
+ATTACKS = ("vanilla", "typo", "sd_typo", "figstep")
+
+
+def attack_of(sample_id: str) -> str:
+    """The attack a sample id was made by (``{id}::{attack}``), ``none`` for plain ids."""
+    head, sep, tail = str(sample_id).rpartition(ATTACK_SEP)
+    return tail if sep and head and tail in ATTACKS else NONE

@@ -36,7 +36,7 @@ from safervlm.benchmarks import official
 from safervlm.benchmarks.registry import Benchmark
 from safervlm.data.base import BenchmarkAdapter, get_field, read_image_file, read_json_file
 from safervlm.errors import InputError
-from safervlm.judge.markers import as_bool_or_none
+from safervlm.markers import as_bool_or_none
 from safervlm.schema import Sample
 
 logger = logging.getLogger(__name__)

@@ -13,7 +13,7 @@ from typing import Any
 import pandas as pd
 
 from safervlm.benchmarks.registry import Indicator
-from safervlm.judge.markers import as_bool_or_none
+from safervlm.markers import as_bool_or_none
 
 NAN = math.nan
 

@@ -35,7 +35,7 @@ from safervlm.data.base import (
     resolve_inside,
 )
 from safervlm.errors import InputError
-from safervlm.judge.markers import as_bool_or_none, find_markers
+from safervlm.markers import as_bool_or_none, find_markers
 from safervlm.schema import Sample
 
 logger = logging.getLogger(__name__)

@@ -2,7 +2,7 @@
 
 :mod:`safervlm.data.base` (the adapter base class, record and image reading, path
 containment), :mod:`safervlm.data.hf_parquet` (Hugging Face parquet / ``save_to_disk``
-layouts) and :mod:`safervlm.data.transforms` (jailbreak inputs). The adapters themselves
+layouts) and :mod:`safervlm.evaluate.attacks` (jailbreak inputs). The adapters themselves
 live in :mod:`safervlm.benchmarks`, the source readers in :mod:`safervlm.sources`, the
 synthetic fixtures in :mod:`safervlm.embedded`.
 """

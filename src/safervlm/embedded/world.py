@@ -5,7 +5,7 @@ benign requests, question phrasings, reference responses) and everything the
 rule-based reference judge needs to score against it (harm-recognition markers, the
 object vocabulary for hallucination checks) lives here, so fixtures and judge cannot
 drift. The refusal phrases are not the world's: the over-refusal metric uses them on
-real data too, so they live in :data:`safervlm.judge.markers.REFUSAL_MARKERS` (the
+real data too, so they live in :data:`safervlm.markers.REFUSAL_MARKERS` (the
 world's refusals use them; tests/test_judge.py checks every reference response scores).
 
 The signal a tiny model can learn sits where a tiny encoder can use it: whether to

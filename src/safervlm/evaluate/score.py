@@ -35,11 +35,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from safervlm.data.transforms import NONE, attack_of
-from safervlm.judge.markers import as_bool_or_none, is_refusal
+from safervlm.markers import as_bool_or_none, is_refusal
 from safervlm.metrics.asr import PART_SAFETY, mean_unsafety_samples
 from safervlm.metrics.bootstrap import bootstrap_ci
-from safervlm.schema import SCORE_COLUMNS
+from safervlm.schema import NONE, SCORE_COLUMNS, attack_of
 
 logger = logging.getLogger(__name__)
 

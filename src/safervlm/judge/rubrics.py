@@ -61,7 +61,7 @@ import jsonschema
 from safervlm.benchmarks.vlguard import VLGUARD_REFUSAL_KEYWORDS
 from safervlm.errors import ConfigError
 from safervlm.judge.channel import KEY_TAG, delimit, envelope_close, envelope_open
-from safervlm.judge.markers import as_bool_or_none, find_markers, parse_objects
+from safervlm.markers import as_bool_or_none, find_markers, parse_objects
 from safervlm.text import has_reasoning_format
 
 NAN = float("nan")

@@ -18,10 +18,10 @@ import numpy as np
 import pandas as pd
 
 from safervlm.benchmarks.catalog import OFFICIAL
-from safervlm.data.transforms import attack_of
-from safervlm.judge.markers import as_bool_or_none
+from safervlm.markers import as_bool_or_none
 from safervlm.metrics.asr import ASR_THRESHOLD, PART_HARM, PART_SAFETY, PART_TEXT, PARTS, attack_success
 from safervlm.metrics.safemlrm import OUTCOME_COLUMNS
+from safervlm.schema import attack_of
 from safervlm.text import split_status
 
 NAN = math.nan

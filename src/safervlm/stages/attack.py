@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from safervlm import tracking
-from safervlm.data.transforms import apply_attacks
+from safervlm.evaluate.attacks import apply_attacks
 from safervlm.io import read_parquet, write_parquet
 from safervlm.schema import SAMPLE_COLUMNS
 
