@@ -9,6 +9,7 @@ from safervlm.workflow_support import (
     benchmark_module,
     fixture_writer_module,
     judge_module,
+    launcher_env,
     missing_paths,
     stage_module,
     tracking_env,
@@ -223,11 +224,10 @@ def eval_data(wildcards):
 
 
 # Launch lines and resources for clusters (issue #8: Slurm, multi-GPU) ---------------
-# Runs `safervlm <stage>` on every GPU of the job (accelerate), or as one plain process. Through
-# the environment, not the shell command: where the checkout lives must not rerun training.
-os.environ["SAFERVLM_TRAIN_LAUNCH"] = (
-    f"{workflow.basedir}/workflow/scripts/train-launch"
-)
+# $SAFERVLM_TRAIN_LAUNCH runs `safervlm <stage>` on every GPU of the job (accelerate), or as one
+# plain process. Through the environment, not the shell command: where the checkout lives must
+# not rerun training.
+os.environ.update(launcher_env(workflow.basedir))
 # Judges that load a model inside the job (not an HTTP endpoint, not rules) need a GPU.
 LOCAL_MODEL_JUDGES = ("hf",)
 

@@ -14,7 +14,7 @@ rule fixtures:
     params:
         # The modules its job runs ({module: digest}): editing one reruns it.
         code=lambda w: code("fixtures", fixture_writer_module(w.fixture)),
-        root=FIXTURES,
+        root=lambda w, output: output[0][: -len(w.fixture) - 1],
         seed=config["seed"],
         size=lambda w: fixture_size(w.fixture),
     shell:

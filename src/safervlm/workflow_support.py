@@ -23,6 +23,7 @@ __all__ = [
     "code_digest",
     "fixture_writer_module",
     "judge_module",
+    "launcher_env",
     "missing_paths",
     "stage_module",
     "tracking_env",
@@ -109,6 +110,11 @@ def tracking_server_error(env: dict[str, str], timeout: float = 10.0) -> str | N
 def stage_module(command: str) -> str:
     """The stage module that ``safervlm <command>`` runs (``cli.run_stage``)."""
     return f"stages/{command.replace('-', '_')}.py"
+
+
+def launcher_env(basedir: str | Path) -> dict[str, str]:
+    """``SAFERVLM_TRAIN_LAUNCH``: the training launcher of the workflow at ``basedir``."""
+    return {"SAFERVLM_TRAIN_LAUNCH": str(Path(basedir) / "workflow" / "scripts" / "train-launch")}
 
 
 def benchmark_module(name: str) -> str:
