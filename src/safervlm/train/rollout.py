@@ -151,6 +151,26 @@ class RolloutStats:
             self.seconds[phase] = self.seconds.get(phase, 0.0) + time.perf_counter() - t0
 
 
+@dataclass
+class _Batch:
+    """One rollout call: the prompts and their dataset rows, and what each step fills in."""
+
+    prompts: list[Any]
+    inputs: list[dict[str, Any]]
+    group: int  # completions per prompt (the GRPO group)
+    add: bool  # correction_mode add: corrections go to free slots, not over their sample
+    slots: int  # rows per group kept for corrections (add mode), else 0
+    sample_rows: list[int]  # rows that sample; k below indexes into this list
+    completion_ids: list[list[int]]
+    roles: list[str]
+    sample_logps: list[list[float] | None]
+    stats: RolloutStats
+    prompt_ids: list[Any] = field(default_factory=list)
+    texts: list[str] = field(default_factory=list)
+    safety: list[float] = field(default_factory=list)
+    logprobs: list[list[float]] | None = None
+
+
 class SafetyAwareRollout:
     """The reflect-and-correct rollout; pass an instance as ``GRPOTrainer(rollout_func=...)``.
 
@@ -185,109 +205,138 @@ class SafetyAwareRollout:
         key = self.params.safety_score
         return [j.scores.get(key, math.nan) for j in self.judge.judge(records)]
 
-    # -- the rollout -----------------------------------------------------------------------------
+    # -- the rollout: named steps over one batch ------------------------------------------------
     def __call__(self, prompts: list[Any], trainer: Any) -> dict[str, Any]:
-        p, n = self.params, len(prompts)
+        """Sample, judge, reflect on and correct the unsafe samples; return TRL's rollout dict."""
+        batch = self._plan(prompts, trainer)
+        self._sample_and_judge(batch, trainer)
+        targets = self._assign_corrections(batch)
+        if targets:
+            self._reflect_and_correct(batch, trainer, targets)
+        else:
+            self.last = {"rows": []}
+        return self._finish(batch, trainer)
+
+    def _plan(self, prompts: list[Any], trainer: Any) -> _Batch:
+        """Check the batch is whole groups with their dataset rows; choose the rows that sample
+        (``add`` mode keeps the last ``correction_slots`` of each group for corrections)."""
+        n = len(prompts)
         g = trainer.num_generations if trainer.model.training else trainer.num_generations_eval
         inputs = getattr(trainer, "current_inputs", [])
         if len(inputs) != n:
             raise RuntimeError("the safety-aware rollout needs SafetyAwareGRPOTrainer (rows per prompt)")
         if n % g:
             raise RuntimeError(f"rollout batch of {n} rows is not made of whole groups of {g}")
-        add = p.correction_mode == "add"
-        slots = p.correction_slots if add else 0
+        add = self.params.correction_mode == "add"
+        slots = self.params.correction_slots if add else 0
         sample_rows = [i for i in range(n) if i % g < g - slots]
-        tok = trainer.processing_class
-        eos = trainer.eos_token_ids[0]
+        return _Batch(
+            prompts=prompts,
+            inputs=inputs,
+            group=g,
+            add=add,
+            slots=slots,
+            sample_rows=sample_rows,
+            completion_ids=[[trainer.eos_token_ids[0]] for _ in range(n)],
+            roles=[PAD] * n,
+            sample_logps=[None] * n,
+            stats=RolloutStats(sampled=len(sample_rows)),
+        )
 
-        stats = RolloutStats(sampled=len(sample_rows))
-        orig_ids, _, _ = trainer._tokenize_prompts(prompts)
+    def _sample_and_judge(self, batch: _Batch, trainer: Any) -> None:
+        """One completion per sampling row, judged; each placed in its row as a ``sample``."""
+        rows, stats = batch.sample_rows, batch.stats
+        batch.prompt_ids, _, _ = trainer._tokenize_prompts(batch.prompts)
         with stats.timed("generate"):
-            _, sampled, logprobs = self._generate(trainer, [prompts[i] for i in sample_rows], g - slots)
-        texts = tok.batch_decode(sampled, skip_special_tokens=True)
+            _, sampled, batch.logprobs = self._generate(
+                trainer, [batch.prompts[i] for i in rows], batch.group - batch.slots
+            )
+        batch.texts = trainer.processing_class.batch_decode(sampled, skip_special_tokens=True)
         with stats.timed("judge"):
-            safety = self._safety([inputs[i] for i in sample_rows], texts)
-        stats.safety = safety
+            batch.safety = self._safety([batch.inputs[i] for i in rows], batch.texts)
+        stats.safety = batch.safety
+        for k, i in enumerate(rows):
+            batch.completion_ids[i], batch.roles[i] = sampled[k], SAMPLE
+            batch.sample_logps[i] = None if batch.logprobs is None else batch.logprobs[k]
 
-        completion_ids: list[list[int]] = [[eos] for _ in range(n)]
-        roles = [PAD] * n
-        sample_logps: list[list[float] | None] = [None] * n
-        for k, i in enumerate(sample_rows):
-            completion_ids[i], roles[i] = sampled[k], SAMPLE
-            sample_logps[i] = None if logprobs is None else logprobs[k]
-
-        # Which unsafe sample's correction goes to which row.
-        targets: dict[int, int] = {}
-        free = {grp: [grp * g + s for s in range(g - slots, g)] for grp in range(n // g)}
-        for k, i in enumerate(sample_rows):
-            if not safety[k] < p.safety_threshold:  # NaN (unscored) is never unsafe
+    def _assign_corrections(self, batch: _Batch) -> dict[int, int]:
+        """Unsafe sample (index into ``sample_rows``) -> the row its correction goes to: its own
+        row (``replace``), or a free slot of its group (``add``; none left: uncorrected)."""
+        g, targets = batch.group, {}
+        free = {
+            grp: [grp * g + s for s in range(g - batch.slots, g)] for grp in range(len(batch.prompts) // g)
+        }
+        for k, i in enumerate(batch.sample_rows):
+            if not batch.safety[k] < self.params.safety_threshold:  # NaN (unscored) is never unsafe
                 continue
-            stats.unsafe += 1
-            if not add:
+            batch.stats.unsafe += 1
+            if not batch.add:
                 targets[k] = i
             elif free[i // g]:
                 targets[k] = free[i // g].pop(0)
             else:
-                stats.uncorrected += 1
+                batch.stats.uncorrected += 1
+        return targets
 
-        if targets:
-            ks = list(targets)
-            reflect = [
-                [
-                    *prompts[sample_rows[k]],
-                    _text_message("assistant", texts[k]),
-                    _text_message("user", p.reflection_template.format(question=_user_text(prompts[i]))),
-                ]
-                for k in ks
-                for i in [sample_rows[k]]
+    def _reflect_and_correct(self, batch: _Batch, trainer: Any, targets: dict[int, int]) -> None:
+        """Ask for a critique of each unsafe sample, then a corrected answer given the critique;
+        judge the corrections and place them in their target rows as ``corrected``."""
+        p, tok, stats, ks = self.params, trainer.processing_class, batch.stats, list(targets)
+        prompt_of = [batch.prompts[batch.sample_rows[k]] for k in ks]
+        reflect = [
+            [
+                *prompt,
+                _text_message("assistant", batch.texts[k]),
+                _text_message("user", p.reflection_template.format(question=_user_text(prompt))),
             ]
-            with stats.timed("reflect"):
-                _, critique_ids, _ = self._generate(trainer, reflect, 1, p.reflection_max_tokens)
-            critiques = [c.strip() for c in tok.batch_decode(critique_ids, skip_special_tokens=True)]
-            correct = [
-                _with_user_text(
-                    prompts[sample_rows[k]],
-                    p.correction_template.format(question=_user_text(prompts[sample_rows[k]]), critique=c),
-                )
-                for k, c in zip(ks, critiques, strict=True)
-            ]
-            with stats.timed("correct"):
-                correction_prompt_ids, corrected, _ = self._generate(trainer, correct, 1)
-            corrected_texts = tok.batch_decode(corrected, skip_special_tokens=True)
-            with stats.timed("judge"):
-                corrected_safety = self._safety([inputs[targets[k]] for k in ks], corrected_texts)
-            for k, ids, s in zip(ks, corrected, corrected_safety, strict=True):
-                row = targets[k]
-                completion_ids[row], roles[row] = ids, CORRECTED
-                # NaN sampling log-probs: under vLLM's IS correction TRL gives these tokens ratio 1.
-                sample_logps[row] = None if logprobs is None else [math.nan] * len(ids)
-                stats.corrected += 1
-                stats.corrected_safe += int(s >= p.safety_threshold)
-            self.last = {
-                "rows": [targets[k] for k in ks],
-                "critiques": critiques,
-                "critique_ids": critique_ids,
-                "correction_prompt_ids": correction_prompt_ids,
-                "corrections": corrected_texts,
-                "correction_safety": corrected_safety,
-            }
-        else:
-            self.last = {"rows": []}
+            for k, prompt in zip(ks, prompt_of, strict=True)
+        ]
+        with stats.timed("reflect"):
+            _, critique_ids, _ = self._generate(trainer, reflect, 1, p.reflection_max_tokens)
+        critiques = [c.strip() for c in tok.batch_decode(critique_ids, skip_special_tokens=True)]
+        correct = [
+            _with_user_text(prompt, p.correction_template.format(question=_user_text(prompt), critique=c))
+            for prompt, c in zip(prompt_of, critiques, strict=True)
+        ]
+        with stats.timed("correct"):
+            correction_prompt_ids, corrected, _ = self._generate(trainer, correct, 1)
+        corrected_texts = tok.batch_decode(corrected, skip_special_tokens=True)
+        with stats.timed("judge"):
+            corrected_safety = self._safety([batch.inputs[targets[k]] for k in ks], corrected_texts)
+        for k, ids, s in zip(ks, corrected, corrected_safety, strict=True):
+            row = targets[k]
+            batch.completion_ids[row], batch.roles[row] = ids, CORRECTED
+            # NaN sampling log-probs: under vLLM's IS correction TRL gives these tokens ratio 1.
+            batch.sample_logps[row] = None if batch.logprobs is None else [math.nan] * len(ids)
+            stats.corrected += 1
+            stats.corrected_safe += int(s >= p.safety_threshold)
+        self.last = {
+            "rows": [targets[k] for k in ks],
+            "critiques": critiques,
+            "critique_ids": critique_ids,
+            "correction_prompt_ids": correction_prompt_ids,
+            "corrections": corrected_texts,
+            "correction_safety": corrected_safety,
+        }
 
-        metrics = stats.metrics()
+    def _finish(self, batch: _Batch, trainer: Any) -> dict[str, Any]:
+        """Log the rollout's metrics; the dict TRL expects (padding rows masked out)."""
+        metrics = batch.stats.metrics()
         self.history.append(metrics)
         for name, value in metrics.items():
             if not math.isnan(value):
                 trainer._log_metric(name, value)
         log.debug("rollout: %s", metrics)
         out: dict[str, Any] = {
-            "prompt_ids": [list(ids) for ids in orig_ids],
-            "completion_ids": completion_ids,
-            "logprobs": None if logprobs is None else [lp or [math.nan] for lp in sample_logps],
-            "rollout_role": roles,
+            "prompt_ids": [list(ids) for ids in batch.prompt_ids],
+            "completion_ids": batch.completion_ids,
+            "logprobs": None if batch.logprobs is None else [lp or [math.nan] for lp in batch.sample_logps],
+            "rollout_role": batch.roles,
         }
-        if PAD in roles:
-            out["env_mask"] = [[int(r != PAD)] * len(c) for c, r in zip(completion_ids, roles, strict=True)]
+        if PAD in batch.roles:
+            out["env_mask"] = [
+                [int(r != PAD)] * len(c) for c, r in zip(batch.completion_ids, batch.roles, strict=True)
+            ]
         return out
 
 
