@@ -8,6 +8,7 @@ import base64
 import hashlib
 import io
 import json
+import os
 import re
 import shutil
 import sqlite3
@@ -259,9 +260,20 @@ def test_editing_a_module_reruns_exactly_the_jobs_that_ran_it(moved_tree: Path) 
         f"| {', '.join(f'`{m}`' for m in modules)} | {', '.join(rules) if rules else '(nothing)'} |"
         for rules, modules in sorted(table.items(), key=lambda kv: (len(kv[0]), kv[0]))
     ]
-    (ROOT / "bench" / "rerun_table.md").write_text(
+    text = (
         "| module edited | rules that rerun (with their dependants) |\n|---|---|\n" + "\n".join(rows) + "\n"
     )
+    (ROOT / "bench" / "rerun_table.md").write_text(text)
+    readme = (ROOT / "README.md").read_text()
+    start, end = "<!-- rerun-table:start -->\n", "<!-- rerun-table:end -->"
+    head, rest = readme.split(start)
+    _, tail = rest.split(end)
+    if os.environ.get("SAFERVLM_WRITE_RERUN_TABLE") == "1":
+        (ROOT / "README.md").write_text(head + start + text + end + tail)
+    else:
+        assert rest.split(end)[0] == text, (
+            "README's rerun table is stale: rerun with SAFERVLM_WRITE_RERUN_TABLE=1"
+        )
 
 
 def test_params_change_reruns_only_dependents(run_dir: Path) -> None:
