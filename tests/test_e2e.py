@@ -13,6 +13,7 @@ import re
 import shutil
 import sqlite3
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -240,20 +241,36 @@ def test_editing_a_module_reruns_exactly_the_jobs_that_ran_it(moved_tree: Path) 
     for target, _, code in code_records(moved_tree):
         for module in code:
             outputs.setdefault(module, []).append(target)
-    expected_by_targets: dict[tuple[str, ...], dict[str, int]] = {}
-    table: dict[tuple[str, ...], list[str]] = {}
-    for path in sorted(pkg.rglob("*.py")):
-        module = path.relative_to(pkg).as_posix()
-        targets = tuple(sorted(outputs.get(module, [])))
-        if targets not in expected_by_targets:
-            expected_by_targets[targets] = moved_plan(moved_tree, "--forcerun", *targets) if targets else {}
+    modules = sorted(p.relative_to(pkg).as_posix() for p in pkg.rglob("*.py"))
+    groups = sorted({tuple(sorted(outputs.get(m, []))) for m in modules})
+    # Two copies of the tree, one dry run in each at a time (2 cores): each edit is alone in its tree.
+    second = moved_tree.parent / "checkout2"
+    shutil.copytree(moved_tree, second, symlinks=True)
+    trees = [moved_tree, second]
+
+    def expected(i: int, targets: tuple[str, ...]) -> dict[str, int]:
+        return moved_plan(trees[i % 2], "--forcerun", *targets) if targets else {}
+
+    def edited(i: int, module: str) -> dict[str, int]:
+        path = trees[i % 2] / "src" / "safervlm" / module
         text = path.read_text()
         path.write_text(text + "\n# an edit\n")
         try:
-            planned = moved_plan(moved_tree)
+            return moved_plan(trees[i % 2])
         finally:
             path.write_text(text)
-        assert planned == expected_by_targets[targets], f"editing {module}"
+
+    def in_pairs(fn: Any, items: list[Any]) -> list[Any]:
+        with ThreadPoolExecutor(2) as pool:
+            return [f.result() for f in [pool.submit(run_all, fn, items[k::2], k) for k in (0, 1)]]
+
+    def run_all(fn: Any, items: list[Any], k: int) -> list[tuple[Any, Any]]:
+        return [(item, fn(k, item)) for item in items]
+
+    expected_by_targets = {t: plan for part in in_pairs(expected, groups) for t, plan in part}
+    table: dict[tuple[str, ...], list[str]] = {}
+    for module, planned in sorted(pair for part in in_pairs(edited, modules) for pair in part):
+        assert planned == expected_by_targets[tuple(sorted(outputs.get(module, [])))], f"editing {module}"
         table.setdefault(tuple(sorted(planned)), []).append(module)
     assert moved_plan(moved_tree) == {}
     rows = [
