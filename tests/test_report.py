@@ -9,7 +9,8 @@ import pytest
 from PIL import Image
 
 from safervlm.evaluate.score import score_judgments
-from safervlm.report import build_long_table, build_table, plot_safety_helpfulness, write_tables
+from safervlm.report.figures import plot_safety_helpfulness
+from safervlm.report.tables import build_long_table, build_table, write_tables
 from safervlm.schema import SCORE_COLUMNS
 
 
@@ -93,12 +94,8 @@ def test_end_to_end_from_score_judgments():
 
 def test_analysis_tables_and_figures(tmp_path):
     from safervlm.metrics import Settings, analyse
-    from safervlm.report import (
-        plot_blind_spots,
-        plot_safety_vs_helpfulness,
-        safety_helpfulness_points,
-        write_analysis,
-    )
+    from safervlm.report.analysis import safety_helpfulness_points, write_analysis
+    from safervlm.report.figures import plot_blind_spots, plot_safety_vs_helpfulness
 
     def rows(model, cat, unsafe):
         return [

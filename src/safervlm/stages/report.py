@@ -17,15 +17,9 @@ from safervlm.io import read_json, read_parquet
 from safervlm.metrics import Settings, analyse, outcomes_from_judgments
 from safervlm.metrics.asr import ASR_THRESHOLD
 from safervlm.metrics.outcomes import official_source
-from safervlm.report import (
-    build_table,
-    plot_blind_spots,
-    plot_safety_helpfulness,
-    plot_safety_vs_helpfulness,
-    safety_helpfulness_points,
-    write_analysis,
-    write_tables,
-)
+from safervlm.report.analysis import safety_helpfulness_points, write_analysis
+from safervlm.report.figures import plot_blind_spots, plot_safety_helpfulness, plot_safety_vs_helpfulness
+from safervlm.report.tables import build_table, write_tables
 from safervlm.schema import JUDGMENT_COLUMNS
 from safervlm.stages.args import pairs_arg
 
