@@ -15,6 +15,8 @@ import pytest
 import yaml
 from helpers import BIN, ROOT, RULES, snakemake
 
+from safervlm.workflow_support import launcher_env
+
 PROFILE = ROOT / "workflow" / "profiles" / "slurm"
 LAUNCH = ROOT / "workflow" / "scripts" / "train-launch"
 GPU_RULES = {"sft", "grpo", "qi_score", "generate"}
@@ -151,4 +153,6 @@ def test_training_rules_use_the_launcher(tmp_path: Path) -> None:
     assert r.returncode == 0, out[-3000:]
     zero2 = ROOT / "config" / "deepspeed" / "zero2.json"
     for stage in ("sft", "grpo"):
-        assert f"train-launch --deepspeed {zero2} safervlm {stage} --model" in out
+        # The launcher's path comes through the environment (a moved checkout reruns nothing).
+        assert f'"$SAFERVLM_TRAIN_LAUNCH" --deepspeed {zero2} safervlm {stage} --model' in out
+    assert launcher_env(ROOT) == {"SAFERVLM_TRAIN_LAUNCH": str(LAUNCH)}
