@@ -13,7 +13,6 @@ import pytest
 from safervlm.cli import build_parser
 from safervlm.evaluate.opensafemlrm import import_opensafemlrm
 from safervlm.evaluate.score import score_judgments
-from safervlm.judge.rubrics import HARM_SUCCESS
 from safervlm.metrics import (
     ASR_METRICS,
     ASR_THRESHOLD,
@@ -27,7 +26,7 @@ from safervlm.metrics import (
 )
 from safervlm.report.audit import AuditInputs, demo_cells, inputs_from_config, run_audit
 from safervlm.report.audit.pin import PLAIN_SUFFIX
-from safervlm.schema import HARM_COLUMNS, JUDGMENT_COLUMNS, SCORE_COLUMNS
+from safervlm.schema import HARM_COLUMNS, HARM_SUCCESS, JUDGMENT_COLUMNS, SCORE_COLUMNS
 from safervlm.stages.audit import inputs_from_args
 from safervlm.stages.report import analysis_settings
 
@@ -64,7 +63,7 @@ _LITERAL = re.compile(r"(threshold\w*\s*[:=][^\n#]*|default\s*=\s*|harm\w*[^\n#]
 THE_LITERAL = re.compile(r"^HARM_SUCCESS = 4\b")
 
 
-def test_no_module_but_the_judge_rubrics_writes_the_threshold() -> None:
+def test_no_module_but_the_schema_writes_the_threshold() -> None:
     offenders = [
         f"{p.relative_to(SRC)}:{i}: {line.strip()}"
         for p in sorted(SRC.rglob("*.py"))
@@ -73,7 +72,7 @@ def test_no_module_but_the_judge_rubrics_writes_the_threshold() -> None:
     ]
     assert offenders == []
     # the one literal, where it lives
-    assert [ln for ln in (SRC / "judge/rubrics.py").read_text().splitlines() if THE_LITERAL.match(ln)]
+    assert [ln for ln in (SRC / "schema.py").read_text().splitlines() if THE_LITERAL.match(ln)]
 
 
 def test_the_grep_finds_a_written_threshold() -> None:

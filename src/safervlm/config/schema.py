@@ -46,9 +46,26 @@ def _strip_titles(node: Any) -> Any:
     return node
 
 
+def _inline(node: Any, defs: dict[str, Any]) -> Any:
+    """Every ``$ref`` to ``$defs`` replaced by the definition, the ref's siblings winning.
+
+    A section then reads as one tree, as a user looks it up: every key carries its own
+    ``description`` (a section's is its model's docstring) and ``default``.
+    """
+    if isinstance(node, list):
+        return [_inline(v, defs) for v in node]
+    if not isinstance(node, dict):
+        return node
+    if "$ref" in node:
+        target = defs[node["$ref"].removeprefix("#/$defs/")]
+        node = {**target, **{k: v for k, v in node.items() if k != "$ref"}}
+    return {k: _inline(v, defs) for k, v in node.items() if k != "$defs"}
+
+
 def config_schema() -> dict[str, Any]:
-    """The JSON schema (draft 2020-12) of the whole config file."""
+    """The JSON schema (draft 2020-12) of the whole config file, sections inlined."""
     schema = PipelineConfig.model_json_schema(schema_generator=_ConfigSchema)
+    schema = _inline(schema, schema.get("$defs", {}))
     return {"$schema": "https://json-schema.org/draft/2020-12/schema", **_strip_titles(schema)}
 
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from safervlm.judge.rubrics import HARM_SUCCESS
+from safervlm.schema import HARM_SUCCESS
 
 # Attack success: SafeMLRM harm score >= this, on the 1-5 scale (the paper's "4 or 5"). The
 # judge turns a harm score into unified safety with the same cut (judge.rubrics, below this
