@@ -220,11 +220,12 @@ def moved_plan(tree: Path, *args: str) -> dict[str, int]:
     cmd[cmd.index("-s") + 1] = str(tree / "Snakefile")
     r = subprocess.run([*cmd, "-d", str(tree)], capture_output=True, text=True, env=env, cwd=tree)
     assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
-    table = re.search(r"^job\s+count\n((?:\S+\s+\d+\n)+)", r.stdout + r.stderr, re.M)
-    if table is None:
-        assert "Nothing to be done" in r.stdout + r.stderr, (r.stdout + r.stderr)[-3000:]
+    out = r.stdout + r.stderr
+    if "Job stats:" not in out:
+        assert "Nothing to be done" in out, out[-3000:]
         return {}
-    rows = dict(line.split() for line in table.group(1).splitlines())
+    table = out.split("Job stats:")[1].split("total")[0]
+    rows = {m[1]: m[2] for m in re.finditer(r"^(\w+)\s+(\d+)\s*$", table, re.M)}
     return {rule: int(n) for rule, n in rows.items() if rule not in ("total", "all")}
 
 
