@@ -209,9 +209,11 @@ def test_dag_through_slurm_resumes_after_node_failure_and_equals_local(
         by_rule[job["rule"]].append(job)
     for rule in RULES:
         assert any(j["State"] == "COMPLETED" for j in by_rule[rule]), f"no completed {rule} job in sacct"
-    for rule in BEFORE_SFT:  # once each (prepare: once per configured benchmark)
+    # Once each; prepare once per configured benchmark, fixtures once per benchmark and source.
+    per_rule = {"prepare": 8, "fixtures": 8 + 3}
+    for rule in BEFORE_SFT:
         states = [j["State"] for j in by_rule[rule]]
-        assert states == ["COMPLETED"] * (8 if rule == "prepare" else 1), (rule, states)
+        assert states == ["COMPLETED"] * per_rule.get(rule, 1), (rule, states)
     assert ("NODE_FAIL" in {j["State"] for j in by_rule["sft"]}) == (node is not None)
     for job in jobs:
         gpu = "gres/gpu=1" in job["AllocTRES"]
