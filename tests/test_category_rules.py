@@ -16,15 +16,9 @@ import pytest
 import yaml
 from PIL import Image
 
-from safervlm.curate import (
-    SourceSpec,
-    build_datasheet,
-    build_pool,
-    map_category,
-    parse_sources,
-    render_markdown,
-)
-from safervlm.curate.pool import CategoryRule
+from safervlm.config import SourceSpec
+from safervlm.curate.datasheet import build_datasheet, render_markdown
+from safervlm.curate.pool import CategoryRule, build_pool, map_category, parse_sources
 from safervlm.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]

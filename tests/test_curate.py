@@ -8,16 +8,11 @@ import math
 import pandas as pd
 import pytest
 
-from safervlm.curate import (
-    QISelectParams,
-    allocate,
-    build_datasheet,
-    normalise_question,
-    qi_scores,
-    qi_select,
-    render_markdown,
-)
-from safervlm.curate.near_dup import jaccard, shingles
+from safervlm.config import QISelectParams
+from safervlm.curate.datasheet import build_datasheet, render_markdown
+from safervlm.curate.near_dup import jaccard, normalise_question, shingles
+from safervlm.curate.qi import allocate, qi_select
+from safervlm.curate.scoring import qi_scores
 from safervlm.errors import ConfigError, InputError
 
 
@@ -165,7 +160,7 @@ def test_datasheet_tables(scores, pool):
 
 def test_scores_from_one_judging_pass():
     """``score: reward`` reuses the judgments: the same values as the reward judging afresh."""
-    from safervlm.curate import answers_frame, score_answers
+    from safervlm.curate.scoring import answers_frame, score_answers
     from safervlm.embedded.world import UNSAFE_TASKS, response_for
     from safervlm.judge import get_judge
     from safervlm.rewards import get_reward

@@ -13,8 +13,9 @@ import pytest
 from PIL import Image, ImageEnhance
 
 from safervlm.benchmarks import list_benchmarks, load_benchmark
-from safervlm.curate import DecontaminateParams, decontaminate, normalise_question
-from safervlm.curate.near_dup import TextIndex
+from safervlm.config import DecontaminateParams
+from safervlm.curate.decontaminate import decontaminate
+from safervlm.curate.near_dup import TextIndex, normalise_question
 from safervlm.embedded.fixtures import build_fixtures
 from safervlm.embedded.world import EVAL_TEMPLATES, TRAIN_TEMPLATES, all_tasks
 from safervlm.errors import ConfigError, InputError

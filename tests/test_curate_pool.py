@@ -13,7 +13,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from safervlm.curate import SourceSpec, build_pool, map_category, parse_sources
+from safervlm.config import SourceSpec
+from safervlm.curate.pool import build_pool, map_category, parse_sources
 from safervlm.embedded.fixtures import build_fixtures
 from safervlm.errors import ConfigError
 from safervlm.sources import load_source

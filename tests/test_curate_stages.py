@@ -15,8 +15,7 @@ import pandas as pd
 import pytest
 
 from safervlm.benchmarks import list_benchmarks
-from safervlm.config import PoolParams
-from safervlm.curate import DecontaminateParams, QIScoreParams
+from safervlm.config import DecontaminateParams, PoolParams, QIScoreParams
 from safervlm.curate.scoring import sample_answers
 from safervlm.embedded.fixtures import build_fixtures
 from safervlm.schema import SCORE_COLUMNS

@@ -1,32 +1,7 @@
-"""QI-Safe curation: the training pool, decontamination, QI scoring and selection, datasheet."""
+"""QI-Safe curation: the training pool (pool.py), decontamination (decontaminate.py,
+near_dup.py), QI scoring (scoring.py) and selection (qi.py), the datasheet (datasheet.py).
 
-from safervlm.config import DecontaminateParams, PoolParams, QIScoreParams, QISelectParams, SourceSpec
-from safervlm.curate.datasheet import build_datasheet, plot_datasheet, render_markdown
-from safervlm.curate.decontaminate import REASONS, decontaminate
-from safervlm.curate.near_dup import normalise_question
-from safervlm.curate.pool import build_pool, map_category, parse_sources
-from safervlm.curate.qi import allocate, qi_select
-from safervlm.curate.scoring import answers_frame, qi_scores, sample_answers, score_answers
-
-__all__ = [
-    "REASONS",
-    "DecontaminateParams",
-    "PoolParams",
-    "QIScoreParams",
-    "QISelectParams",
-    "SourceSpec",
-    "allocate",
-    "answers_frame",
-    "build_datasheet",
-    "build_pool",
-    "decontaminate",
-    "map_category",
-    "normalise_question",
-    "parse_sources",
-    "plot_datasheet",
-    "qi_scores",
-    "qi_select",
-    "render_markdown",
-    "sample_answers",
-    "score_answers",
-]
+Import the submodule you need: this package file imports nothing, so building the pool never
+loads the scorer (and the reward and judge it uses), and editing the reward reruns only
+``qi_score`` and what follows.
+"""
