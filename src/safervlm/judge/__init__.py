@@ -1,5 +1,5 @@
 """Judges: the protocol and registry (built-in judges are imported by name when built:
-``BUILTIN_JUDGES``), the rule-based reference judge, model judges (HTTP, local
+``safervlm.plugins.JUDGES``), the rule-based reference judge, model judges (HTTP, local
 HF) over versioned rubrics, the verdict channel, the injection screen and the reply cache."""
 
 from safervlm.judge.base import (

@@ -6,7 +6,7 @@ the prompt it used, its raw reply, one score per ``schema.SCORE_COLUMNS`` entry 
 
 Model-based judges subclass :class:`safervlm.judge.model.ModelJudge`, which reads verdicts
 through a channel the judged text cannot reach (:mod:`safervlm.judge.channel`). Register a
-new judge class with :func:`register_judge` (or add a lazy entry to ``BUILTIN_JUDGES``).
+new judge class with :func:`register_judge` (or add an entry to ``safervlm.plugins.JUDGES``).
 
 :func:`judge_frame` also screens every judged response for verdict- or instruction-shaped
 text (:mod:`safervlm.judge.screen`): the ``suspected_injection`` flag never changes a verdict,
@@ -114,8 +114,7 @@ class Judge(abc.ABC):
 
 
 _REGISTRY: dict[str, type[Judge]] = {}
-# Built-in judges are imported on first use (``safervlm.plugins``): a job loads only its judge.
-BUILTIN_JUDGES = JUDGES
+# Built-in judges (``safervlm.plugins.JUDGES``) are imported on first use: a job loads only its judge.
 
 
 def register_judge(name: str) -> Callable[[type[Judge]], type[Judge]]:
@@ -130,7 +129,7 @@ def register_judge(name: str) -> Callable[[type[Judge]], type[Judge]]:
 
 def available_judges() -> list[str]:
     """Sorted names accepted by :func:`get_judge`."""
-    return sorted(set(_REGISTRY) | set(BUILTIN_JUDGES))
+    return sorted(set(_REGISTRY) | set(JUDGES))
 
 
 def get_judge(name: str, **params: Any) -> Judge:
@@ -139,8 +138,8 @@ def get_judge(name: str, **params: Any) -> Judge:
     Raises:
         ConfigError: for an unknown name (listing the known ones) or bad parameters.
     """
-    if name not in _REGISTRY and name in BUILTIN_JUDGES:
-        module, _, attr = BUILTIN_JUDGES[name].partition(":")
+    if name not in _REGISTRY and name in JUDGES:
+        module, _, attr = JUDGES[name].partition(":")
         _REGISTRY[name] = getattr(importlib.import_module(module), attr)
     if name not in _REGISTRY:
         raise ConfigError(f"unknown judge {name!r}; known judges: {available_judges()}")

@@ -5,6 +5,7 @@ Shared by the stage modules; the CLI itself only parses flags and dispatches.
 
 from __future__ import annotations
 
+import argparse
 from typing import Any, TypeVar
 
 from safervlm.config import Section, from_dict, parse_json_arg
@@ -20,11 +21,6 @@ def params_arg(cls: type[S], text: str) -> S:
     return from_dict(cls, parse_json_arg(text, what=f"--params ({section})"), section=section)
 
 
-def json_arg(text: str, what: str) -> dict[str, Any]:
-    """A JSON object argument; ``what`` names the flag in errors."""
-    return parse_json_arg(text, what=what)
-
-
 def pairs_arg(items: list[str]) -> list[tuple[str, str]]:
     """``REASONING=BASE`` items as pairs."""
     pairs = []
@@ -34,3 +30,9 @@ def pairs_arg(items: list[str]) -> list[tuple[str, str]]:
             raise SafervlmError(f"--pair expects REASONING=BASE, got {item!r}")
         pairs.append((reasoning, base))
     return pairs
+
+
+def judge_kwargs(a: argparse.Namespace) -> dict[str, Any]:
+    """``--judge --judge-params --judge-cache`` (``cli._judge_args``) as stage keyword arguments."""
+    params = parse_json_arg(a.judge_params, what="--judge-params")
+    return {"judge_name": a.judge, "judge_params": params, "judge_cache": a.judge_cache}

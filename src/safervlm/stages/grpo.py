@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from safervlm.config import GRPOParams
-from safervlm.stages.args import json_arg, params_arg
+from safervlm.stages.args import judge_kwargs, params_arg
 from safervlm.train.grpo import run_grpo
 
 
@@ -17,9 +17,7 @@ def main(a: argparse.Namespace) -> Any:
         a.data,
         a.out,
         params_arg(GRPOParams, a.params),
-        judge_name=a.judge,
-        judge_params=json_arg(a.judge_params, "--judge-params"),
-        judge_cache=a.judge_cache,
+        **judge_kwargs(a),
         seed=a.seed,
         state_root=a.state_dir,
     )

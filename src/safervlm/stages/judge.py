@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import Any
 
 from safervlm import tracking
+from safervlm.config import parse_json_arg
 from safervlm.errors import InputError
 from safervlm.io import read_parquet, write_parquet
 from safervlm.judge import build_judge, judge_frame
 from safervlm.schema import JUDGE_STATUSES, RESPONSE_COLUMNS, SCORE_COLUMNS
-from safervlm.stages.args import json_arg
 
 
 def judge_stage(
@@ -67,5 +67,5 @@ def judge_stage(
 
 def main(a: argparse.Namespace) -> Any:
     """Run the stage from parsed arguments."""
-    params = json_arg(a.judge_params, "--judge-params")
+    params = parse_json_arg(a.judge_params, what="--judge-params")
     return judge_stage(a.responses, a.out, a.judge, params, data_path=a.data, cache=a.judge_cache)

@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import Any
 
 from safervlm import tracking
-from safervlm.config import PoolParams
+from safervlm.config import PoolParams, parse_json_arg
 from safervlm.curate.pool import build_pool, parse_sources
 from safervlm.data.base import DEFAULT_MAX_IMAGE_PIXELS, image_pixel_limit
 from safervlm.io import write_json, write_parquet
-from safervlm.stages.args import json_arg, params_arg
+from safervlm.stages.args import params_arg
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +59,6 @@ def pool_stage(
 
 def main(a: argparse.Namespace) -> Any:
     """Run the stage from parsed arguments."""
-    sources = json_arg(a.sources, "--sources")
+    sources = parse_json_arg(a.sources, what="--sources")
     params = params_arg(PoolParams, a.params)
     return pool_stage(sources, a.out, params, a.seed, max_image_pixels=a.max_image_pixels)

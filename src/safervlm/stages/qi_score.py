@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from safervlm import tracking
-from safervlm.config import QIScoreParams
+from safervlm.config import QIScoreParams, parse_json_arg
 from safervlm.curate.scoring import (
     answers_frame,
     check_score,
@@ -22,7 +22,7 @@ from safervlm.errors import InputError
 from safervlm.io import read_parquet, write_parquet
 from safervlm.judge import build_judge
 from safervlm.models.generation import HFGenerator
-from safervlm.stages.args import json_arg, params_arg
+from safervlm.stages.args import judge_kwargs, params_arg
 
 log = logging.getLogger(__name__)
 
@@ -105,10 +105,8 @@ def main(a: argparse.Namespace) -> Any:
         a.out,
         a.samples,
         params_arg(QIScoreParams, a.params),
-        judge_name=a.judge,
-        judge_params=json_arg(a.judge_params, "--judge-params"),
-        judge_cache=a.judge_cache,
+        **judge_kwargs(a),
         reward=a.reward,
-        reward_params=json_arg(a.reward_params, "--reward-params"),
+        reward_params=parse_json_arg(a.reward_params, what="--reward-params"),
         seed=a.seed,
     )

@@ -7,11 +7,10 @@ from pathlib import Path
 from typing import Any
 
 from safervlm import tracking
-from safervlm.config import TinyConfig, from_dict
+from safervlm.config import TinyConfig, from_dict, parse_json_arg
 from safervlm.embedded import world
 from safervlm.embedded.tiny import TinyDims, build_tiny_model
 from safervlm.io import read_parquet
-from safervlm.stages.args import json_arg
 
 
 def corpus_texts(paths: list[str]) -> list[str]:
@@ -44,4 +43,4 @@ def tiny_model(text_paths: list[str], out: str, seed: int, dims: dict[str, Any])
 
 def main(a: argparse.Namespace) -> Any:
     """Run the stage from parsed arguments."""
-    return tiny_model(a.texts, a.out, a.seed, json_arg(a.dims, "--dims"))
+    return tiny_model(a.texts, a.out, a.seed, parse_json_arg(a.dims, what="--dims"))
