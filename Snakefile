@@ -16,6 +16,8 @@ include: "rules/common.smk"
 wildcard_constraints:
     bench="|".join(sorted(config["benchmarks"])),
     model="|".join(sorted(MODEL_PATHS)),
+    seed="|".join(str(s) for s in SEEDS),
+    judge="|".join(sorted(JUDGES)),
 
 
 include: "rules/data.smk"

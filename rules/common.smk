@@ -29,15 +29,50 @@ FIXTURE_SOURCE_DIRS = {
 EVAL_BENCHMARKS = config["eval"]["benchmarks"]
 EVAL_MODELS = config["eval"]["models"]
 BASE = config["base_model"]["path"] or f"{R}/models/base"
+# The seed dimension: one seed keeps today's paths; several put each seed's curation,
+# training and evaluation under results/seeds/{seed}/ (a wildcard).
+SEEDS = config["seeds"] or [config["seed"]]
+MULTI_SEED = len(SEEDS) > 1
+SD = f"{R}/seeds/{{seed}}" if MULTI_SEED else R
+# The judge dimension: label -> {name, params}; one judge keeps judgments.parquet, several
+# write judgments.{judge}.parquet next to the responses they judged.
+JUDGES = config["eval"]["judges"] or {
+    config["judge"]["name"]: {
+        "name": config["judge"]["name"],
+        "params": config["judge"]["params"],
+    }
+}
+MULTI_JUDGE = len(JUDGES) > 1
+JS = ".{judge}" if MULTI_JUDGE else ""
+# Served models (generate.models.<name>.backend: openai) need no local folder.
+SERVED = [
+    m
+    for m in EVAL_MODELS
+    if config["generate"]["models"]
+    .get(m, {})
+    .get("backend", config["generate"]["backend"])
+    == "openai"
+    and m not in config["eval"]["model_paths"]
+]
 # Models the DAG builds, then any further model by local path (external baselines).
 MODEL_PATHS = {
     "base": BASE,
-    "sft": f"{R}/checkpoints/sft",
-    "grpo": f"{R}/checkpoints/grpo",
-    "grpo_plain": f"{R}/checkpoints/grpo_plain",
+    "sft": f"{SD}/checkpoints/sft",
+    "grpo": f"{SD}/checkpoints/grpo",
+    "grpo_plain": f"{SD}/checkpoints/grpo_plain",
+    **{m: m for m in SERVED},
     **config["eval"]["model_paths"],
 }
 EVAL_PAIRS = [tuple(p) for p in config["eval"]["pairs"]]
+# Model pairs compared item by item (b - a): each declared pair's base -> reasoning model,
+# sft -> grpo and plain -> safety-aware GRPO, where both are evaluated.
+COMPARE_PAIRS = [
+    p
+    for p in dict.fromkeys(
+        [(b, a) for a, b in EVAL_PAIRS] + [("sft", "grpo"), ("grpo_plain", "grpo")]
+    )
+    if set(p) <= set(EVAL_MODELS)
+]
 # Both GRPO runs are compared when both are evaluated.
 COMPARE_GRPO = {"grpo", "grpo_plain"} <= set(EVAL_MODELS)
 # The package whose modules the jobs run (their digests are the rules' ``code`` params).
@@ -194,8 +229,42 @@ def grpo_section(variant):
     return section
 
 
+def seed_of(wildcards):
+    """The seed of a job: its ``{seed}`` wildcard, or the one seed."""
+    return int(wildcards.seed) if MULTI_SEED else SEEDS[0]
+
+
+def seeded(path, seed):
+    """A per-seed path pattern with the seed filled in."""
+    return path.replace("{seed}", str(seed))
+
+
+def judge_of(wildcards):
+    """The judge label of a job: its ``{judge}`` wildcard, or the one judge."""
+    return wildcards.judge if MULTI_JUDGE else next(iter(JUDGES))
+
+
+def eval_judge_params(wildcards):
+    """``--judge`` and ``--judge-params`` of one judge of the judge dimension."""
+    spec = JUDGES[judge_of(wildcards)]
+    return [spec["name"], as_json(spec["params"])]
+
+
+def judge_code(wildcards):
+    """The judge job's modules: the stage and that judge's plugin."""
+    return code("judge", *judge_module(JUDGES[judge_of(wildcards)]["name"]))
+
+
 def model_path(wildcards):
-    return MODEL_PATHS[wildcards.model]
+    """The local folder of a model (none for a served model: generate calls its endpoint)."""
+    if wildcards.model in SERVED:
+        return []
+    return seeded(MODEL_PATHS[wildcards.model], seed_of(wildcards))
+
+
+def model_arg(wildcards):
+    """``--model``: the folder (with the seed) or a served model's name."""
+    return seeded(MODEL_PATHS[wildcards.model], seed_of(wildcards))
 
 
 def generate_params(wildcards):
@@ -209,11 +278,39 @@ def attacks_for(bench):
     return config["eval"]["benchmark_attacks"].get(bench, config["eval"]["attacks"])
 
 
-def eval_outputs(name):
-    """``eval/{model}/{bench}/<name>`` for every evaluated model and benchmark."""
-    return expand(
-        f"{R}/eval/{{model}}/{{bench}}/{name}", model=EVAL_MODELS, bench=EVAL_BENCHMARKS
+def judged(name):
+    """``judgments.parquet`` or ``metrics.json`` of a judge: ``.{judge}`` before the suffix
+    when there are several."""
+    stem, ext = name.split(".", 1)
+    return f"{stem}{JS}.{ext}"
+
+
+def eval_outputs(name, seeds=None, judges=None):
+    """``eval/{model}/{bench}/<name>`` for every evaluated model and benchmark, per seed and
+    (for judged files) judge; by default the first seed and judge (the main tables)."""
+    seeds = SEEDS[:1] if seeds is None else seeds
+    judges = list(JUDGES)[:1] if judges is None else judges
+    pattern = f"{SD}/eval/{{model}}/{{bench}}/" + (
+        name if name.startswith("responses") else judged(name)
     )
+    return expand(
+        pattern,
+        model=EVAL_MODELS,
+        bench=EVAL_BENCHMARKS,
+        seed=seeds,
+        judge=judges,
+        allow_missing=True,
+    )
+
+
+def run_args(name):
+    """``SEED:JUDGE=path`` for every seed, judge, model and benchmark (the robustness stage)."""
+    return [
+        f"{seed}:{judge}={path}"
+        for seed in SEEDS
+        for judge in JUDGES
+        for path in eval_outputs(name, [seed], [judge])
+    ]
 
 
 def eval_data(wildcards):
@@ -238,9 +335,9 @@ def launch_args(stage):
     return ["--deepspeed", ds] if ds else []
 
 
-def judge_gpus():
-    """GPUs a judge job requests: 1 when the configured judge runs a local model."""
-    return int(config["judge"]["name"] in LOCAL_MODEL_JUDGES)
+def judge_gpus(wildcards):
+    """GPUs a judge job requests: 1 when its judge runs a local model."""
+    return int(JUDGES[judge_of(wildcards)]["name"] in LOCAL_MODEL_JUDGES)
 
 
 # The audit (rules/audit.smk) ------------------------------------------------------

@@ -35,12 +35,12 @@ rule qi_score:
         model=BASE,
         pool=f"{R}/data/pool.clean.parquet",
     output:
-        scores=f"{R}/data/qi_scores.parquet",
-        samples=f"{R}/data/qi_scores.samples.parquet",
+        scores=f"{SD}/data/qi_scores.parquet",
+        samples=f"{SD}/data/qi_scores.samples.parquet",
     log:
-        f"{R}/logs/qi_score.log",
+        f"{SD}/logs/qi_score.log",
     benchmark:
-        f"{R}/benchmarks/qi_score.tsv"
+        f"{SD}/benchmarks/qi_score.tsv"
     conda:
         "../envs/safervlm.yaml"
     params:
@@ -59,7 +59,7 @@ rule qi_score:
         ),
         reward=config["grpo"]["reward"],
         reward_params=as_json(config["grpo"]["reward_params"]),
-        seed=config["seed"],
+        seed=seed_of,
     shell:
         "safervlm qi-score --model {input.model:q} --pool {input.pool:q} --out {output.scores:q}"
         " --samples {output.samples:q} --params {params.curate:q}"
@@ -70,29 +70,29 @@ rule qi_score:
 
 rule qi_select:
     input:
-        scores=f"{R}/data/qi_scores.parquet",
+        scores=f"{SD}/data/qi_scores.parquet",
         pool=f"{R}/data/pool.clean.parquet",
         pool_summary=f"{R}/data/pool.summary.json",
         decontamination=f"{R}/data/decontamination.json",
     output:
-        qi_safe=f"{R}/data/qi_safe.parquet",
+        qi_safe=f"{SD}/data/qi_safe.parquet",
         datasheet=report(
-            f"{R}/data/qi_safe.datasheet.md",
+            f"{SD}/data/qi_safe.datasheet.md",
             caption="../workflow/report/datasheet.rst",
             category="Data",
             subcategory="QI-Safe",
         ),
-        datasheet_json=f"{R}/data/qi_safe.datasheet.json",
+        datasheet_json=f"{SD}/data/qi_safe.datasheet.json",
         figure=report(
-            f"{R}/data/qi_safe.datasheet.png",
+            f"{SD}/data/qi_safe.datasheet.png",
             caption="../workflow/report/datasheet_figure.rst",
             category="Data",
             subcategory="QI-Safe",
         ),
     log:
-        f"{R}/logs/qi_select.log",
+        f"{SD}/logs/qi_select.log",
     benchmark:
-        f"{R}/benchmarks/qi_select.tsv"
+        f"{SD}/benchmarks/qi_select.tsv"
     conda:
         "../envs/safervlm.yaml"
     params:
@@ -107,7 +107,7 @@ rule qi_select:
                 "allocation",
             )
         ),
-        seed=config["seed"],
+        seed=seed_of,
     shell:
         "safervlm qi-select --scores {input.scores:q} --pool {input.pool:q}"
         " --pool-summary {input.pool_summary:q} --decontamination {input.decontamination:q}"

@@ -24,62 +24,64 @@ rule generate:
         model=model_path,
         data=eval_data,
     output:
-        f"{R}/eval/{{model}}/{{bench}}/responses.parquet",
+        f"{SD}/eval/{{model}}/{{bench}}/responses.parquet",
     log:
-        f"{R}/logs/generate/{{model}}/{{bench}}.log",
+        f"{SD}/logs/generate/{{model}}/{{bench}}.log",
     benchmark:
-        f"{R}/benchmarks/generate/{{model}}/{{bench}}.tsv"
+        f"{SD}/benchmarks/generate/{{model}}/{{bench}}.tsv"
     conda:
         "../envs/safervlm.yaml"
     params:
         # The modules its job runs ({module: digest}): editing one reruns it.
         code=code("generate"),
+        model=model_arg,
         generate=generate_params,
-        seed=config["seed"],
+        seed=seed_of,
     shell:
-        "safervlm generate --model {input.model:q} --model-name {wildcards.model:q} --data {input.data:q}"
+        "safervlm generate --model {params.model:q} --model-name {wildcards.model:q} --data {input.data:q}"
         " --out {output:q} --params {params.generate:q} --seed {params.seed:q} > {log:q} 2>&1"
 
 
 rule judge:
     input:
-        responses=f"{R}/eval/{{model}}/{{bench}}/responses.parquet",
+        responses=f"{SD}/eval/{{model}}/{{bench}}/responses.parquet",
         data=eval_data,
     output:
-        f"{R}/eval/{{model}}/{{bench}}/judgments.parquet",
+        f"{SD}/eval/{{model}}/{{bench}}/judgments{JS}.parquet",
     log:
-        f"{R}/logs/judge/{{model}}/{{bench}}.log",
+        f"{SD}/logs/judge/{{model}}/{{bench}}{JS}.log",
     benchmark:
-        f"{R}/benchmarks/judge/{{model}}/{{bench}}.tsv"
+        f"{SD}/benchmarks/judge/{{model}}/{{bench}}{JS}.tsv"
     conda:
         "../envs/safervlm.yaml"
     resources:
-        gpu=judge_gpus(),
+        gpu=judge_gpus,
     params:
-        **judge_params("judge"),
-        # The modules its job runs ({module: digest}): editing one reruns it.
-        code=code("judge", *judge_module(config["judge"]["name"])),
+        judge=eval_judge_params,
+        judge_cache=judge_cache(),
+        # The modules its job runs ({module: digest}): the stage and this judge's plugin.
+        code=judge_code,
     shell:
         "safervlm judge --responses {input.responses:q} --data {input.data:q} --out {output:q}"
-        " --judge {params.judge:q} --judge-params {params.judge_params:q} --judge-cache {params.judge_cache:q} > {log:q} 2>&1"
+        " --judge {params.judge[0]:q} --judge-params {params.judge[1]:q} --judge-cache {params.judge_cache:q} > {log:q} 2>&1"
 
 
 rule score:
     input:
-        judgments=f"{R}/eval/{{model}}/{{bench}}/judgments.parquet",
+        judgments=f"{SD}/eval/{{model}}/{{bench}}/judgments{JS}.parquet",
     output:
-        f"{R}/eval/{{model}}/{{bench}}/metrics.json",
+        f"{SD}/eval/{{model}}/{{bench}}/metrics{JS}.json",
     log:
-        f"{R}/logs/score/{{model}}/{{bench}}.log",
+        f"{SD}/logs/score/{{model}}/{{bench}}{JS}.log",
     benchmark:
-        f"{R}/benchmarks/score/{{model}}/{{bench}}.tsv"
+        f"{SD}/benchmarks/score/{{model}}/{{bench}}{JS}.tsv"
     conda:
         "../envs/safervlm.yaml"
     params:
         # The modules its job runs ({module: digest}): editing one reruns it.
         code=code("score"),
         n_bootstrap=config["eval"]["n_bootstrap"],
-        seed=config["seed"],
+        seed=seed_of,
     shell:
         "safervlm score --judgments {input.judgments:q} --out {output:q} --n-bootstrap {params.n_bootstrap:q}"
         " --seed {params.seed:q} > {log:q} 2>&1"

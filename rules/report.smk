@@ -2,6 +2,9 @@ rule report:
     input:
         metrics=eval_outputs("metrics.json"),
         judgments=eval_outputs("judgments.parquet"),
+        # Every seed and judge: the seed, judge and paired tables.
+        run_metrics=eval_outputs("metrics.json", SEEDS, list(JUDGES)),
+        run_judgments=eval_outputs("judgments.parquet", SEEDS, list(JUDGES)),
     output:
         table=report(
             f"{R}/report/table.md",
@@ -65,8 +68,49 @@ rule report:
             category="SafeMLRM",
             subcategory="Counts",
         ),
+        seeds=report(
+            f"{R}/report/seeds.md",
+            caption="../workflow/report/seeds.rst",
+            category="Robustness",
+            subcategory="Seeds",
+        ),
+        safety_seeds=report(
+            f"{R}/report/safety_seeds.png",
+            caption="../workflow/report/safety_seeds.rst",
+            category="Robustness",
+            subcategory="Seeds",
+        ),
+        judges=report(
+            f"{R}/report/judges.md",
+            caption="../workflow/report/judges.rst",
+            category="Robustness",
+            subcategory="Judges",
+        ),
+        judge_sensitivity=report(
+            f"{R}/report/judge_sensitivity.md",
+            caption="../workflow/report/judge_sensitivity.rst",
+            category="Robustness",
+            subcategory="Judges",
+        ),
+        judge_agreement=report(
+            f"{R}/report/judge_agreement.png",
+            caption="../workflow/report/judge_agreement.rst",
+            category="Robustness",
+            subcategory="Judges",
+        ),
+        paired=report(
+            f"{R}/report/paired.md",
+            caption="../workflow/report/paired.rst",
+            category="Robustness",
+            subcategory="Paired tests",
+        ),
         tables=multiext(
             f"{R}/report/",
+            "seeds.csv",
+            "seed_tests.csv",
+            "judges.csv",
+            "agreement.csv",
+            "paired.csv",
             "asr.csv",
             "asr.tex",
             "tax.csv",
@@ -88,6 +132,9 @@ rule report:
         code=code("report"),
         out_dir=lambda w, output: os.path.dirname(output.table),
         pairs=pair_args(EVAL_PAIRS),
+        compare=pair_args(COMPARE_PAIRS),
+        run_metrics=run_args("metrics.json"),
+        run_judgments=run_args("judgments.parquet"),
         n_bootstrap=config["eval"]["n_bootstrap"],
         seed=config["seed"],
         threshold=config["eval"]["safemlrm"]["threshold"],
@@ -96,7 +143,8 @@ rule report:
         "safervlm report --metrics {input.metrics:q} --judgments {input.judgments:q}"
         " --out-dir {params.out_dir:q} --pair {params.pairs:q} --n-bootstrap {params.n_bootstrap:q}"
         " --seed {params.seed:q} --threshold {params.threshold:q} --missing {params.missing:q}"
-        " > {log:q} 2>&1"
+        " --run-metrics {params.run_metrics:q} --run-judgments {params.run_judgments:q}"
+        " --compare {params.compare:q} > {log:q} 2>&1"
 
 
 # After every stage of the DAG (its inputs are the targets of `all`): reruns whenever they do.

@@ -1,13 +1,13 @@
 rule sft:
     input:
         model=BASE,
-        data=f"{R}/data/qi_safe.parquet",
+        data=f"{SD}/data/qi_safe.parquet",
     output:
         directory(MODEL_PATHS["sft"]),
     log:
-        f"{R}/logs/sft.log",
+        f"{SD}/logs/sft.log",
     benchmark:
-        f"{R}/benchmarks/sft.tsv"
+        f"{SD}/benchmarks/sft.tsv"
     conda:
         "../envs/train.yaml"
     params:
@@ -15,7 +15,7 @@ rule sft:
         code=code("sft"),
         sft=lambda w: as_json(sft_section()),  # a function: the template holds braces
         launch=launch_args("sft"),
-        seed=config["seed"],
+        seed=seed_of,
     shell:
         '"$SAFERVLM_TRAIN_LAUNCH" {params.launch:q} safervlm sft --model {input.model:q} --data {input.data:q} --out {output:q}'
         " --params {params.sft:q} --seed {params.seed:q} > {log:q} 2>&1"
@@ -24,13 +24,13 @@ rule sft:
 rule grpo:
     input:
         model=MODEL_PATHS["sft"],
-        data=f"{R}/data/qi_safe.parquet",
+        data=f"{SD}/data/qi_safe.parquet",
     output:
-        directory(f"{R}/checkpoints/{{grpo_variant}}"),
+        directory(f"{SD}/checkpoints/{{grpo_variant}}"),
     log:
-        f"{R}/logs/{{grpo_variant}}.log",
+        f"{SD}/logs/{{grpo_variant}}.log",
     benchmark:
-        f"{R}/benchmarks/{{grpo_variant}}.tsv"
+        f"{SD}/benchmarks/{{grpo_variant}}.tsv"
     wildcard_constraints:
         grpo_variant="grpo|grpo_plain",
     conda:
@@ -41,9 +41,9 @@ rule grpo:
         code=code("grpo", *judge_module(config["reward_judge"]["name"])),
         grpo=lambda w: as_json(grpo_section(w.grpo_variant)),
         launch=launch_args("grpo"),
-        seed=config["seed"],
+        seed=seed_of,
         # Checkpoints live outside the output: Snakemake deletes a failed job's outputs.
-        state=f"{R}/checkpoints/{{grpo_variant}}.partial",
+        state=f"{SD}/checkpoints/{{grpo_variant}}.partial",
     shell:
         '"$SAFERVLM_TRAIN_LAUNCH" {params.launch:q} safervlm grpo --model {input.model:q} --data {input.data:q} --out {output:q}'
         " --params {params.grpo:q}"
@@ -53,9 +53,11 @@ rule grpo:
 
 rule grpo_compare:
     input:
-        runs=[MODEL_PATHS["grpo_plain"], MODEL_PATHS["grpo"]],
+        # The first seed and judge (the report's seed and judge tables span all of them).
+        runs=[seeded(MODEL_PATHS[m], SEEDS[0]) for m in ("grpo_plain", "grpo")],
         metrics=expand(
-            f"{R}/eval/{{model}}/{{bench}}/metrics.json",
+            f"{seeded(SD, SEEDS[0])}/eval/{{model}}/{{bench}}/"
+            + judged("metrics.json").replace("{judge}", next(iter(JUDGES))),
             model=["grpo_plain", "grpo"],
             bench=EVAL_BENCHMARKS,
         ),

@@ -161,6 +161,11 @@ def build_parser() -> argparse.ArgumentParser:
     _many(p, "--judgments", nargs="*", default=[], help="judgments.parquet files (SafeMLRM analysis)")
     p.add_argument("--out-dir", required=True)
     _analysis_args(p)
+    _many(p, "--run-metrics", nargs="*", default=[], metavar="SEED:JUDGE=PATH",
+                   help="metrics.json of every seed and judge (seed, judge and paired tables)")  # fmt: skip
+    _many(p, "--run-judgments", nargs="*", default=[], metavar="SEED:JUDGE=PATH",
+                   help="judgments.parquet of every seed and judge, likewise")  # fmt: skip
+    _many(p, "--compare", nargs="*", default=[], metavar="A=B", help="model pairs compared per item (b - a)")
 
     p = _add(sub, "audit", "recompute every reported number from the judgments and compare")
     p.add_argument(

@@ -23,6 +23,7 @@ from safervlm.config.evaluate import (
     GenerateConfig,
     GenerateParams,
     JudgeConfig,
+    JudgeSpec,
     RewardJudgeConfig,
     SafeMLRMConfig,
 )
@@ -71,6 +72,7 @@ __all__ = [
     "GenerateConfig",
     "GenerateParams",
     "JudgeConfig",
+    "JudgeSpec",
     "MlflowConfig",
     "PipelineConfig",
     "PoolParams",

@@ -37,6 +37,19 @@ class JudgeConfig(Section):
     )
 
 
+class JudgeSpec(Section):
+    """One judge of the judge dimension (an entry of ``eval.judges``)."""
+
+    section = "eval.judges"
+
+    name: JudgeName = Field("reference", description="Judge registry name.")
+    params: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Judge parameters (as for judge.params; never an API key).",
+        json_schema_extra=_NO_SECRETS,
+    )
+
+
 class RewardJudgeConfig(Section):
     """The scorer inside the structured reward (QI scoring and GRPO), e.g. a local GRM."""
 
@@ -154,6 +167,13 @@ class EvalConfig(Section):
     )
     safemlrm: SafeMLRMConfig = Field(
         default_factory=SafeMLRMConfig, description="SafeMLRM analysis settings."
+    )
+    judges: dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]+$")], JudgeSpec] = Field(
+        default_factory=dict,
+        description="The judge dimension, by label: every response is judged by each (judgments.<label>."
+        "parquet) and the report gives every headline metric per judge, their agreement and how far "
+        "each number moves across judges. Empty = the judge section alone (today's paths). The first "
+        "judge's verdicts feed the main tables.",
     )
 
 

@@ -90,6 +90,13 @@ class PipelineConfig(Section):
     """SaFeR-VLM pipeline configuration (experiment metadata only; resources live in profiles)."""
 
     seed: int = Field(0, description="Global seed for fixtures, model init, training and sampling.")
+    seeds: list[int] = Field(
+        default_factory=list,
+        description="The seed dimension: curation sampling (qi_score, qi_select), SFT, both GRPO runs, "
+        "generation, judging and scoring run once per seed under <results>/seeds/<seed>/, and the report "
+        "gives per-seed values, their mean and 95% interval, and paired tests over seed-level means. "
+        "Empty = [seed] (today's paths). Fixtures, the pool and the base model use seed.",
+    )
     results: str = Field("results", description="Folder for every output (git-ignored, DVC-versioned).")
     mlflow: MlflowConfig = Field(default_factory=MlflowConfig, description=MlflowConfig.__doc__)
     fixtures: FixturesConfig = Field(default_factory=FixturesConfig, description=FixturesConfig.__doc__)

@@ -81,27 +81,84 @@ def _save(fig: Figure, path: str | os.PathLike[str]) -> None:
 
 
 def plot_blind_spots(blind: pd.DataFrame, path: str | os.PathLike[str], dpi: int = 120) -> None:
-    """Heat map of blind-spot ratios: scenarios (benchmark/category) × (pair, attack).
+    """Blind-spot ratios (scenario tax / mean tax), only the cells that exist.
 
-    Cells with no ratio (mean tax 0 or undefined) are left blank and marked "n/a".
+    One horizontal bar per (scenario, pair, attack) with a ratio, largest first: a heat map
+    of every combination is mostly empty (a ratio needs a non-zero mean tax).
     """
-    df = blind.assign(
-        scenario=blind["benchmark"] + "/" + blind["category"],
-        column=blind["reasoning_model"] + "-" + blind["base_model"] + " " + blind["attack"],
-    )
-    grid = df.pivot_table(index="scenario", columns="column", values="ratio", sort=False, dropna=False)
-    rows, cols = list(grid.index), list(grid.columns)
-    fig = Figure(figsize=(max(4.0, 1.6 * len(cols) + 3), max(2.5, 0.35 * len(rows) + 1.5)), dpi=dpi)
+    df = blind.dropna(subset=["ratio"]).assign(
+        label=lambda d: d["benchmark"] + "/" + d["category"] + "  "
+        + d["reasoning_model"] + "-" + d["base_model"] + " " + d["attack"]
+    ).sort_values("ratio", ascending=True)  # fmt: skip
+    fig = Figure(figsize=(6.5, max(2.0, 0.28 * len(df) + 1.2)), dpi=dpi)
     FigureCanvasAgg(fig)
     ax = fig.subplots()
-    values = grid.to_numpy(dtype=float) if rows and cols else np.zeros((1, 1))
-    image = ax.imshow(np.ma.masked_invalid(values), cmap="Reds", aspect="auto")
-    for (i, j), v in np.ndenumerate(values):
-        ax.text(j, i, "n/a" if np.isnan(v) else f"{v:.2f}", ha="center", va="center", fontsize="x-small")
-    ax.set_xticks(range(len(cols)), cols, rotation=20, ha="right")
-    ax.set_yticks(range(len(rows)), rows, fontsize="x-small")
-    ax.set_title("Blind-spot ratio (scenario tax / mean tax, ASR full)")
-    fig.colorbar(image, ax=ax)
+    if df.empty:
+        ax.text(0.5, 0.5, "no blind-spot ratio is defined (every mean tax is 0)", ha="center", va="center")
+        ax.set_axis_off()
+    else:
+        ys = np.arange(len(df))
+        ratios = df["ratio"].to_numpy(dtype=float)
+        ax.barh(ys, ratios, color=np.where(ratios > 1, "tab:red", "tab:gray"))
+        ax.axvline(1.0, color="black", linewidth=0.8)
+        ax.set_yticks(ys, list(df["label"]), fontsize="x-small")
+        ax.set_xlabel("scenario tax / mean tax (ASR full); > 1: a blind spot")
+    ax.set_title("Blind spots (cells with a ratio)")
+    _save(fig, path)
+
+
+def plot_seed_safety(seeds: pd.DataFrame, path: str | os.PathLike[str], dpi: int = 120) -> None:
+    """Safety per benchmark: one bar per model at the mean over seeds, error bars = 95% interval."""
+    part = seeds[seeds["metric"] == "safety"]
+    models = list(dict.fromkeys(part["model"]))
+    benches = list(dict.fromkeys(part["benchmark"]))
+    fig = Figure(figsize=(max(6.0, 0.9 * len(benches) * max(1, len(models)) / 2 + 2), 4.0), dpi=dpi)
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    width = 0.8 / max(1, len(models))
+    xs = np.arange(len(benches))
+    for i, model in enumerate(models):
+        rows = part[part["model"] == model].set_index("benchmark").reindex(benches)
+        mean = rows["mean"].to_numpy(dtype=float) * 100
+        low = np.nan_to_num(mean - rows["ci_low"].to_numpy(dtype=float) * 100)
+        high = np.nan_to_num(rows["ci_high"].to_numpy(dtype=float) * 100 - mean)
+        ax.bar(xs + (i - (len(models) - 1) / 2) * width, np.nan_to_num(mean), width,
+               yerr=[low, high], capsize=2, label=model)  # fmt: skip
+    ax.set_xticks(xs, benches, rotation=20, ha="right")
+    ax.set_ylabel("safety (%)")
+    ax.set_ylim(0, 105)
+    n = int(part["n_seeds"].max()) if len(part) else 0
+    ax.set_title(f"Safety per benchmark: mean over {n} seeds, 95% interval")
+    if models:
+        ax.legend(fontsize="small")
+    _save(fig, path)
+
+
+def plot_judge_agreement(agreement: pd.DataFrame, path: str | os.PathLike[str], dpi: int = 120) -> None:
+    """Judge × judge matrix of Cohen's κ on the unsafe verdict (all benchmarks), % agreement below."""
+    allrows = agreement[agreement["benchmark"] == "(all)"]
+    judges = list(dict.fromkeys([*allrows["judge_1"], *allrows["judge_2"]]))
+    k = len(judges)
+    kappa, percent = np.full((k, k), np.nan), np.full((k, k), np.nan)
+    np.fill_diagonal(kappa, 1.0)
+    np.fill_diagonal(percent, 100.0)
+    for _, r in allrows.iterrows():
+        i, j = judges.index(r["judge_1"]), judges.index(r["judge_2"])
+        kappa[i, j] = kappa[j, i] = r["kappa"]
+        percent[i, j] = percent[j, i] = r["percent"]
+    fig = Figure(figsize=(1.4 * k + 2.5, 1.2 * k + 1.5), dpi=dpi)
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    image = ax.imshow(np.ma.masked_invalid(kappa), cmap="viridis", vmin=-1, vmax=1)
+    for (i, j), v in np.ndenumerate(kappa):
+        text = "κ n/a" if np.isnan(v) else f"κ {v:.2f}"
+        ax.text(j, i, f"{text}\n{percent[i, j]:.0f}%", ha="center", va="center", fontsize="small",
+                color="white" if not np.isnan(v) and v < 0.5 else "black")  # fmt: skip
+    ax.set_xticks(range(k), judges, rotation=20, ha="right")
+    ax.set_yticks(range(k), judges)
+    ax.set_title("Judge agreement on the unsafe verdict")
+    if k:
+        fig.colorbar(image, ax=ax, label="Cohen's κ")
     _save(fig, path)
 
 
