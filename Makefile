@@ -7,7 +7,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 STAMP := $(VENV)/.installed
 SNAKEMAKE := $(BIN)/snakemake --profile workflow/profiles/local
 
-.PHONY: install profiles demo report audit pin restore test test-fast test-slurm slurm-up slurm-down lint schema rulegraph clean
+.PHONY: install profiles demo eval demo-seeds report audit pin restore test test-fast test-slurm slurm-up slurm-down lint schema rulegraph clean
 
 install: $(STAMP) profiles
 
@@ -40,6 +40,15 @@ profiles: $(STAMP)
 demo: install  ## run the whole DAG on the embedded default -> results/report/
 	$(SNAKEMAKE) all
 	@echo "Report: results/report/table.md, results/report/safety_helpfulness.png"
+
+EVAL_CONFIG ?= config/eval.yaml
+eval: install  ## evaluate-only: the checkpoints and served models of $(EVAL_CONFIG) -> results/evaluate/report/
+	$(SNAKEMAKE) all --configfile $(EVAL_CONFIG)
+	@echo "Report: results/evaluate/report/table.md, results/evaluate/report/paired.md"
+
+demo-seeds: install  ## the multi-seed, two-judge comparison (config/seeds.yaml) -> results/seeds-demo/report/
+	$(SNAKEMAKE) all --configfile config/seeds.yaml
+	@echo "Report: results/seeds-demo/report/seeds.md, results/seeds-demo/report/paired.md"
 
 audit: install  ## recompute every reported number from the judgments -> results/audit/audit.md
 	$(SNAKEMAKE) audit

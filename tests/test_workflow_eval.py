@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
+import pandas as pd
+import pytest
 import yaml
+from chat_server import ChatServer, honest_verdict
 from helpers import ROOT, snakemake
 
 
@@ -46,3 +50,58 @@ def test_model_without_a_path_or_missing_path_fails_naming_it(tmp_path: Path) ->
     cfg = config(tmp_path, models=["base", "x"], model_paths={"x": "/no/such/model"}, pairs=[])
     r = snakemake("-n", "-d", str(tmp_path), "--configfile", str(cfg))
     assert r.returncode != 0 and "eval.model_paths.x: /no/such/model" in r.stdout + r.stderr
+
+
+TRAINING_OR_CURATION = ("pool", "decontaminate", "qi_score", "qi_select", "sft", "grpo", "tiny_model")
+
+
+def eval_only_config(tmp_path: Path, **eval_keys: object) -> dict:
+    cfg = yaml.safe_load((ROOT / "config" / "eval.yaml").read_text())
+    cfg["eval"].update(eval_keys)
+    return cfg
+
+
+def planned_rules(plan: str) -> set[str]:
+    return set(re.findall(r"^(?:local)?rule (\w+):", plan, flags=re.MULTILINE))
+
+
+def test_eval_only_config_plans_no_curation_or_training(tmp_path: Path) -> None:
+    r = snakemake("-n", "-p", "-d", str(tmp_path), "--cores", "1", "--configfile", str(ROOT / "config" / "eval.yaml"))
+    plan = r.stdout + r.stderr
+    assert r.returncode == 0, plan[-3000:]
+    rules = planned_rules(plan)
+    assert {"generate", "judge", "score", "report"} <= rules, rules
+    assert not rules & set(TRAINING_OR_CURATION), sorted(rules & set(TRAINING_OR_CURATION))
+    # every configured benchmark, the served model by name (no local folder)
+    assert plan.count("rule generate:") == 8
+    assert "safervlm generate --model served --model-name served" in plan
+
+
+@pytest.mark.slow
+def test_eval_only_runs_a_checkpoint_and_a_served_model(tmp_path: Path, tiny_model_dir: Path) -> None:
+    """The evaluate-only DAG against tests/chat_server.py as the served model, next to a local
+    checkpoint: responses from the endpoint, the report with the paired tables."""
+    with ChatServer() as srv:
+        cfg = eval_only_config(
+            tmp_path,
+            models=["mine", "served"],
+            model_paths={"mine": str(tiny_model_dir)},
+            benchmarks=["figstep"],
+            pairs=[["served", "mine"]],
+            n_bootstrap=50,
+        )
+        cfg["generate"]["models"]["served"].update(base_url=srv.base_url, served_model="chat")
+        cfg["fixtures"] = {"n_per_benchmark": 8}
+        cfg["mlflow"] = {"enabled": False}
+        path = tmp_path / "eval.yaml"
+        path.write_text(yaml.safe_dump(cfg))
+        r = snakemake("-d", str(tmp_path), "--cores", "2", "all", "--configfile", str(path))
+        assert r.returncode == 0, (r.stdout + r.stderr)[-5000:]
+        assert srv.total >= 8  # every figstep item went to the endpoint
+    out = tmp_path / "results" / "evaluate"
+    served = pd.read_parquet(out / "eval/served/figstep/responses.parquet")
+    assert (served["response"] == served["question"].map(honest_verdict)).all()  # the endpoint's replies
+    assert not (out / "checkpoints").exists() and not (out / "data" / "pool.parquet").exists()
+    paired = pd.read_csv(out / "report" / "paired.csv")
+    assert {("mine", "served")} <= set(zip(paired["a"], paired["b"], strict=True))
+    assert "served" in (out / "report" / "table.md").read_text()
