@@ -61,6 +61,12 @@ rule grpo_compare:
             model=["grpo_plain", "grpo"],
             bench=EVAL_BENCHMARKS,
         ),
+        judgments=expand(
+            f"{seeded(SD, SEEDS[0])}/eval/{{model}}/{{bench}}/"
+            + judged("judgments.parquet").replace("{judge}", next(iter(JUDGES))),
+            model=["grpo_plain", "grpo"],
+            bench=EVAL_BENCHMARKS,
+        ),
     output:
         table=report(
             f"{R}/report/grpo_comparison.md",
@@ -87,5 +93,5 @@ rule grpo_compare:
             f"{name}={path}" for name, path in zip(["grpo_plain", "grpo"], input.runs)
         ],
     shell:
-        "safervlm grpo-compare --runs {params.runs:q} --metrics {input.metrics:q}"
+        "safervlm grpo-compare --runs {params.runs:q} --metrics {input.metrics:q} --judgments {input.judgments:q}"
         " --out-md {output.table:q} --out-png {output.figure:q} > {log:q} 2>&1"

@@ -37,7 +37,10 @@ def seeds_judges_config(tiny_model: Path, base_url: str) -> dict:
         n_bootstrap=50,
         judges={
             "ref": {"name": "reference"},
-            "api": {"name": "openai", "params": {"model": "judge", "base_url": base_url, "api_key_env": KEY_ENV}},
+            "api": {
+                "name": "openai",
+                "params": {"model": "judge", "base_url": base_url, "api_key_env": KEY_ENV},
+            },
             "local": {"name": "hf", "params": {"model_path": str(tiny_model), "batch_size": 8}},
         },
     )
@@ -54,7 +57,9 @@ def seeds_judges_run(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: P
     workdir = tmp_path_factory.mktemp("seeds_judges")
     os.environ[KEY_ENV] = "unused"
     with ChatServer() as srv:
-        (workdir / "config.yaml").write_text(yaml.safe_dump(seeds_judges_config(tiny_model_dir, srv.base_url)))
+        (workdir / "config.yaml").write_text(
+            yaml.safe_dump(seeds_judges_config(tiny_model_dir, srv.base_url))
+        )
         r = run(workdir, "all")
         assert r.returncode == 0, (r.stdout + r.stderr)[-5000:]
         assert srv.total > 0  # the HTTP judge really judged

@@ -66,7 +66,9 @@ def planned_rules(plan: str) -> set[str]:
 
 
 def test_eval_only_config_plans_no_curation_or_training(tmp_path: Path) -> None:
-    r = snakemake("-n", "-p", "-d", str(tmp_path), "--cores", "1", "--configfile", str(ROOT / "config" / "eval.yaml"))
+    r = snakemake(
+        "-n", "-p", "-d", str(tmp_path), "--cores", "1", "--configfile", str(ROOT / "config" / "eval.yaml")
+    )
     plan = r.stdout + r.stderr
     assert r.returncode == 0, plan[-3000:]
     rules = planned_rules(plan)

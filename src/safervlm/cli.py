@@ -129,6 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = _add(sub, "grpo-compare", "plain vs safety-aware GRPO: table and safety curves")
     _many(p, "--runs", nargs="+", required=True, help="NAME=CHECKPOINT_DIR, in display order")
     _many(p, "--metrics", nargs="+", required=True, help="results/eval/{model}/{bench}/metrics.json")
+    _many(p, "--judgments", nargs="*", default=[], help="their judgments.parquet (paired tests)")
     p.add_argument("--out-md", required=True)
     p.add_argument("--out-png", required=True)
 

@@ -11,14 +11,19 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from safervlm import tracking
-from safervlm.io import atomic_path, read_json, write_text
+from safervlm.io import atomic_path, read_json, read_parquet, write_text
+from safervlm.metrics.paired import mcnemar_exact, paired_bootstrap
+from safervlm.report.robustness import unsafe_verdicts
+from safervlm.schema import JUDGMENT_COLUMNS
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +61,31 @@ def _pct(v: float) -> str:
     return "–" if math.isnan(v) else f"{100 * v:.1f}"
 
 
+def _paired_cells(judgment_paths: Sequence[str], a: str, b: str, benches: list[str]) -> dict[str, list[str]]:
+    """{bench: [b - a safety [95% CI], McNemar p]} on the items both models answered."""
+    if not judgment_paths:
+        return {}
+    df = pd.concat([read_parquet(p, required=JUDGMENT_COLUMNS) for p in judgment_paths], ignore_index=True)
+    df = df.assign(_unsafe=unsafe_verdicts(df))
+    both = df[df["model"] == a].merge(df[df["model"] == b], on=["benchmark", "id"], suffixes=("_a", "_b"))
+    out = {}
+    for bench in [*benches, "average"]:
+        g = both if bench == "average" else both[both["benchmark"] == bench]
+        d = paired_bootstrap(g["safety_a"].astype(float).to_numpy(), g["safety_b"].astype(float).to_numpy(),
+                             n_resamples=1000, seed=0)  # fmt: skip
+        mc = mcnemar_exact(g["_unsafe_a"].to_numpy(), g["_unsafe_b"].to_numpy())
+        ci = "" if math.isnan(d.low) else f" [{100 * d.low:+.1f}, {100 * d.high:+.1f}]"
+        gain = "–" if math.isnan(d.diff) else f"{100 * d.diff:+.1f}{ci}"
+        out[bench] = [gain, f"{mc.pvalue:.3g}"]
+    return out
+
+
 def compare_grpo(
-    runs: dict[str, str], metric_paths: list[str], out_md: str, out_png: str
+    runs: dict[str, str],
+    metric_paths: list[str],
+    out_md: str,
+    out_png: str,
+    judgment_paths: Sequence[str] = (),
 ) -> dict[str, float]:
     """Write the comparison table (markdown) and the safety-per-step figure.
 
@@ -71,11 +99,17 @@ def compare_grpo(
     held = _held_out(metric_paths)
     logs = {name: read_json(Path(folder) / "train_log.json") for name, folder in runs.items()}
     benches = sorted({b for name in runs for b in held.get(name, {})})
-    lines = ["| benchmark | " + " | ".join(runs) + " |", "|---|" + "---:|" * len(runs)]
+    names = list(runs)
+    paired = _paired_cells(judgment_paths, names[0], names[-1], benches) if len(names) == 2 else {}
+    extra = [f"{names[-1]} − {names[0]} [95% CI]", "p (McNemar)"] if paired else []
+    header = [*runs, *extra]
+    lines = ["| benchmark | " + " | ".join(header) + " |", "|---|" + "---:|" * len(header)]
     for b in benches:
-        lines.append(f"| {b} | " + " | ".join(_pct(held.get(n, {}).get(b, math.nan)) for n in runs) + " |")
+        cells = [_pct(held.get(n, {}).get(b, math.nan)) for n in runs] + paired.get(b, [])
+        lines.append(f"| {b} | " + " | ".join(cells) + " |")
     averages = {n: _mean([held.get(n, {}).get(b, math.nan) for b in benches]) for n in runs}
-    lines.append("| **average** | " + " | ".join(f"**{_pct(averages[n])}**" for n in runs) + " |")
+    cells = [f"**{_pct(averages[n])}**" for n in runs] + paired.get("average", [])
+    lines.append("| **average** | " + " | ".join(cells) + " |")
     lines += ["", "| training (mean over steps) | " + " | ".join(runs) + " |", "|---|" + "---:|" * len(runs)]
     for key, label in (
         ("steps", "steps"),
@@ -101,7 +135,8 @@ def compare_grpo(
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     text = (
         "# Plain vs safety-aware GRPO\n\nHeld-out safety (%) from the evaluation judge, same SFT start, "
-        "steps and seed.\n\n" + "\n".join(lines) + "\n"
+        "steps and seed; the gain per item with a paired bootstrap 95% interval and McNemar's exact "
+        "test on the unsafe verdict (all items pooled on the average row).\n\n" + "\n".join(lines) + "\n"
     )
     write_text(text, out_md)
     _plot({n: safety_curve(lg) for n, lg in logs.items()}, out_png)

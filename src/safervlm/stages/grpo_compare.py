@@ -11,4 +11,4 @@ from safervlm.report.compare import compare_grpo
 def main(a: argparse.Namespace) -> Any:
     """Run the stage from parsed arguments."""
     runs = dict(r.split("=", 1) for r in a.runs)
-    return compare_grpo(runs, a.metrics, a.out_md, a.out_png)
+    return compare_grpo(runs, a.metrics, a.out_md, a.out_png, a.judgments)
