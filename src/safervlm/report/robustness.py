@@ -281,11 +281,11 @@ def _judges_md(judges: pd.DataFrame, agreement: pd.DataFrame) -> str:
 
 
 def _sensitivity_md(judges: pd.DataFrame) -> str:
-    rows = []
+    rows: list[list[str]] = []
     for (metric, bench), g in judges.groupby(["metric", "benchmark"], sort=False):
-        r = g["range"].astype(float)
-        worst = g.loc[r.idxmax(), "model"] if r.notna().any() else MISSING
-        rows.append([metric, bench, _pct(r.mean()), _pct(r.max()), str(worst)])
+        r = g["range"].astype(float).reset_index(drop=True)
+        worst = str(g["model"].iloc[int(np.nanargmax(r.to_numpy()))]) if r.notna().any() else MISSING
+        rows.append([str(metric), str(bench), _pct(r.mean()), _pct(r.max()), worst])
     return (
         "# Judge sensitivity\n\nHow far each headline number moves across judges (points: max − min "
         "over judges of the same model's value), mean and largest over models.\n\n"
