@@ -325,6 +325,40 @@ def _paired_md(paired: pd.DataFrame) -> str:
     )
 
 
+def _first(df: pd.DataFrame, col: str) -> str:
+    return _pct(df[col].iloc[0]) if len(df) else MISSING
+
+
+def _pair_md(seeds: pd.DataFrame, tests: pd.DataFrame, paired: pd.DataFrame, judge: str) -> str:
+    """Per compared pair: safety per benchmark and seed (a / b), the mean gain over seeds with
+    its interval and paired t-test, and McNemar's p per seed (first judge)."""
+    safety = seeds[seeds["metric"] == "safety"]
+    cols = [c for c in seeds.columns if c.startswith("seed ")]
+    text = ""
+    for (a, b), t in tests[tests["metric"] == "safety"].groupby(["a", "b"], sort=False):
+        mc = paired[(paired["judge"] == judge) & (paired["measure"] == "safety") & (paired["a"] == a)
+                    & (paired["b"] == b)]  # fmt: skip
+        rows = []
+        for _, r in t.iterrows():
+            bench = r["benchmark"]
+            va = safety[(safety["model"] == a) & (safety["benchmark"] == bench)]
+            vb = safety[(safety["model"] == b) & (safety["benchmark"] == bench)]
+            per_seed = [f"{_first(va, c)} / {_first(vb, c)}" for c in cols]
+            item_bench = ALL if bench == AVERAGE else bench
+            ps = mc[mc["benchmark"] == item_bench].sort_values("seed")["mcnemar_p"]
+            rows.append(
+                [str(bench), *per_seed, f"{_pct(r['mean_a'])} {_interval(r['a_low'], r['a_high'])}",
+                 f"{_pct(r['mean_b'])} {_interval(r['b_low'], r['b_high'])}",
+                 f"{_pct(r['diff'], True)} {_interval(r['low'], r['high'], True)}", _p(r["pvalue"]),
+                 ", ".join(_p(float(p)) for p in ps) or MISSING]
+            )  # fmt: skip
+        header = ["benchmark", *(f"{c}: {a} / {b}" for c in cols), f"{a} mean [95% CI]",
+                  f"{b} mean [95% CI]", "gain [95% CI]", "p (paired t over seeds)",
+                  "p (McNemar, per seed)"]  # fmt: skip
+        text += f"\n## Safety (%), {a} → {b}\n\n" + _md(header, rows)
+    return text
+
+
 def write_robustness(
     metrics: Mapping[Run, Mapping[str, Mapping[str, Any]]],
     judgments: Mapping[Run, pd.DataFrame],
@@ -347,7 +381,9 @@ def write_robustness(
     }
     for name, df in frames.items():
         _write_csv(df, out / f"{name}.csv")
-    write_text(_seeds_md(frames["seeds"], frames["seed_tests"], first_judge), out / "seeds.md")
+    seeds_md = _seeds_md(frames["seeds"], frames["seed_tests"], first_judge)
+    seeds_md += _pair_md(frames["seeds"], frames["seed_tests"], frames["paired"], first_judge)
+    write_text(seeds_md, out / "seeds.md")
     write_text(_judges_md(frames["judges"], frames["agreement"]), out / "judges.md")
     write_text(_sensitivity_md(frames["judges"]), out / "judge_sensitivity.md")
     write_text(_paired_md(frames["paired"]), out / "paired.md")
