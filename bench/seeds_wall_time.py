@@ -11,6 +11,7 @@ average during each run (the 2-core machine is shared). Keeps the multi-seed run
 from __future__ import annotations
 
 import argparse
+import csv
 import os
 import re
 import subprocess
@@ -44,13 +45,42 @@ def run(workdir: Path, cores: int, configfile: Path | None) -> tuple[float, floa
     return wall, sum(loads) / max(1, len(loads)), jobs
 
 
+def job_cpu(workdir: Path) -> dict[str, float]:
+    """Summed job CPU time (Snakemake ``benchmark:`` files): shared jobs and each seed's."""
+    out: dict[str, float] = {}
+    for tsv in workdir.rglob("benchmarks/**/*.tsv"):
+        parts = tsv.relative_to(workdir).parts
+        key = f"seed {parts[parts.index('seeds') + 1]}" if "seeds" in parts[:-2] else "shared"
+        with tsv.open() as fh:
+            row = next(csv.DictReader(fh, delimiter="\t"))
+        out[key] = out.get(key, 0.0) + float(row["cpu_time"])
+    return out
+
+
+def print_cpu(workdir: Path) -> None:
+    cpu = job_cpu(workdir)
+    seeds = sorted(k for k in cpu if k.startswith("seed "))
+    print("\n| jobs | CPU time (s) |\n|---|---:|")
+    for key in ["shared", *seeds]:
+        print(f"| {key} | {cpu.get(key, 0.0):.1f} |")
+    if seeds:
+        one = cpu.get("shared", 0.0) + cpu[seeds[0]]
+        print(
+            f"\nCPU time, {len(seeds)} seeds / the same config with one seed: {sum(cpu.values()) / one:.2f}"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--cores", type=int, default=2)
     parser.add_argument("--keep", type=Path, default=None, help="run the multi-seed demo here")
     parser.add_argument("--skip-one-seed", action="store_true")
     parser.add_argument("--skip-multi-seed", action="store_true")
+    parser.add_argument("--summarise", type=Path, default=None, help="only the CPU split of a finished run")
     args = parser.parse_args()
+    if args.summarise:
+        print_cpu(args.summarise)
+        return
     rows = []
     multi = args.keep or Path(tempfile.mkdtemp(prefix="safervlm-seeds-"))
     if not args.skip_multi_seed:
@@ -66,6 +96,7 @@ def main() -> None:
     if len(rows) == 2:  # both, one after the other
         print(f"\nratio multi-seed / one-seed wall: {rows[1][1] / rows[0][1]:.2f}")
     if not args.skip_multi_seed:
+        print_cpu(multi)
         print(f"multi-seed run kept in {multi}")
 
 
