@@ -16,6 +16,7 @@ from safervlm.report.robustness import (
     paired_table,
     seed_table,
     seed_tests,
+    tax_tests_md,
     write_robustness,
 )
 from safervlm.schema import JUDGMENT_COLUMNS
@@ -72,6 +73,8 @@ def test_paired_table_counts_discordant_items(tmp_path: Path) -> None:
     assert (safety["n10"], safety["n01"]) == (2, 1)  # a unsafe only on 2 items, c only on 1
     tax = paired[paired["measure"] == "attack_success"].iloc[0]
     assert (tax["a"], tax["b"], tax["diff"]) == ("a", "c", pytest.approx(-0.25))
+    tax_md = tax_tests_md(paired)
+    assert "| c-a | b | 4 | -25.0 [" in tax_md and "p (McNemar)" in tax_md
     frames = write_robustness({(0, "j"): {"a/b": metrics(0.5), "c/b": metrics(0.75)}}, run, tmp_path,
                               [("a", "c")], [], n_resamples=50, seed=0)  # fmt: skip
     assert set(frames) == {"seeds", "seed_tests", "judges", "agreement", "paired"}

@@ -359,6 +359,24 @@ def _pair_md(seeds: pd.DataFrame, tests: pd.DataFrame, paired: pd.DataFrame, jud
     return text
 
 
+def tax_tests_md(paired: pd.DataFrame) -> str:
+    """The Reasoning Tax's paired tests (first seed and judge), a section for ``tax.md``."""
+    rows = paired[paired["measure"] == "attack_success"] if len(paired) else paired
+    if rows.empty:
+        return ""
+    rows = rows[(rows["seed"] == rows["seed"].iloc[0]) & (rows["judge"] == rows["judge"].iloc[0])]
+    body = [
+        [f"{r['b']}-{r['a']}", r["benchmark"], str(r["n"]),
+         f"{_pct(r['diff'], True)} {_interval(r['low'], r['high'], True)}", _p(r["mcnemar_p"])]
+        for _, r in rows.iterrows()
+    ]  # fmt: skip
+    return (
+        "\n## Paired tests\n\nAttack success of the reasoning model minus its base on the same "
+        "should-refuse items (every attack pooled per benchmark): paired bootstrap 95% interval and "
+        "McNemar's exact p.\n\n" + _md(["pair", "benchmark", "items", "tax [95% CI]", "p (McNemar)"], body)
+    )
+
+
 def write_robustness(
     metrics: Mapping[Run, Mapping[str, Mapping[str, Any]]],
     judgments: Mapping[Run, pd.DataFrame],

@@ -14,7 +14,7 @@ import pandas as pd
 
 from safervlm import tracking
 from safervlm.errors import SafervlmError
-from safervlm.io import read_json, read_parquet
+from safervlm.io import read_json, read_parquet, write_text
 from safervlm.metrics import Settings, analyse, outcomes_from_judgments
 from safervlm.metrics.asr import ASR_THRESHOLD
 from safervlm.metrics.outcomes import official_source
@@ -26,7 +26,7 @@ from safervlm.report.figures import (
     plot_safety_vs_helpfulness,
     plot_seed_safety,
 )
-from safervlm.report.robustness import Run, write_robustness
+from safervlm.report.robustness import Run, tax_tests_md, write_robustness
 from safervlm.report.tables import build_table, write_tables
 from safervlm.schema import JUDGMENT_COLUMNS
 from safervlm.stages.args import pairs_arg
@@ -89,6 +89,9 @@ def robustness_outputs(
         metrics, judgments, out_dir, compare, tax_pairs, settings.n_bootstrap, settings.seed
     )
     out = Path(out_dir)
+    tax = out / "tax.md"
+    if tax.exists():  # the SafeMLRM tables were written: the tax table gains its p-values
+        write_text(tax.read_text() + tax_tests_md(frames["paired"]), tax)
     plot_seed_safety(frames["seeds"], out / ROBUSTNESS_FIGURES[0])
     plot_judge_agreement(frames["agreement"], out / ROBUSTNESS_FIGURES[1])
     return [*(out / f"{n}.md" for n in ROBUSTNESS_TABLES), *(out / f for f in ROBUSTNESS_FIGURES)]
