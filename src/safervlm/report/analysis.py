@@ -5,7 +5,7 @@ Written by both an evaluation run's ``report`` and ``import-opensafemlrm``:
 * ``asr``: ASR on reasoning / answer / full per (benchmark, attack) and model, the
   scenario average as in SafeMLRM; the ``(mean)`` row averages benchmarks;
 * ``tax``: Reasoning Tax (percentage points) per declared (reasoning, base) pair;
-* ``blind_spots``: scenario tax / mean tax per scenario (also drawn as a heat map);
+* ``blind_spots``: scenario tax / mean tax per scenario (drawn: only the cells with a ratio);
 * ``self_correction``: P(answer safe | reasoning unsafe); "n/c" where not computable;
 * ``official``: each benchmark's official metric (``official_source``: judge / derived);
 * ``rates.csv`` (every rate at every level with its 95% CI and n); ``counts.{md,csv}``:

@@ -45,7 +45,7 @@ def analysis_settings(a: argparse.Namespace) -> Settings:
 def _analysis_outputs(
     analysis: dict[str, pd.DataFrame], out_dir: str, sources: dict[str, str]
 ) -> list[str | Path]:
-    """Analysis tables and the blind-spot heat map; returns the markdown/figure paths."""
+    """Analysis tables and the blind-spot figure; returns the markdown/figure paths."""
 
     paths: list[str | Path] = list(write_analysis(analysis, out_dir, sources).values())
     heat = Path(out_dir) / "blind_spots.png"
