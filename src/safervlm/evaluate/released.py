@@ -113,7 +113,10 @@ def match_responses(
         where = str(rec.get("_record", f"row {n}"))
         r = _clean(rec, path, where, defaults)
         if r["benchmark"] not in benches:
-            samples = load_bench(r["benchmark"])
+            try:
+                samples = load_bench(r["benchmark"])
+            except InputError as exc:
+                raise InputError(f"benchmark {r['benchmark']!r} is not prepared: {exc}", path=path, record=where) from exc
             benches[r["benchmark"]] = (samples, *_keys(samples))
         samples, by_id, by_question = benches[r["benchmark"]]
         if r["id"]:
