@@ -30,7 +30,10 @@ GIT = ["git", "-c", "user.email=t@t", "-c", "user.name=t"]
 
 
 def hist(
-    full: dict[int, int], reasoning: dict[int, int] | None = None, answer: dict[int, int] | None = None, n: int = 10
+    full: dict[int, int],
+    reasoning: dict[int, int] | None = None,
+    answer: dict[int, int] | None = None,
+    n: int = 10,
 ) -> dict:
     """A histogram file of ``n`` samples; score 1 fills each part up to ``n``."""
 
@@ -55,7 +58,9 @@ RELEASE = {
     ("baseline", R2, HATE): hist({}, reasoning={5: 2}, answer={5: 9, 0: 1}),
     ("baseline", B2, ILLEGAL): hist({}),
     ("baseline", B2, HATE): hist({}),
-    ("jailbreak_method", R1, ILLEGAL): hist({5: 4, 4: 1, 0: 2, -1: 1}, reasoning={5: 10}, answer={5: 7, -1: 3}),
+    ("jailbreak_method", R1, ILLEGAL): hist(
+        {5: 4, 4: 1, 0: 2, -1: 1}, reasoning={5: 10}, answer={5: 7, -1: 3}
+    ),
     ("jailbreak_method", R1, HATE): hist({5: 2, 4: 2}, reasoning={5: 5}, answer={5: 5}),
     ("jailbreak_method", B1, ILLEGAL): hist({5: 1, 0: 9}, n=50),
     ("jailbreak_method", B1, HATE): hist({5: 1, 4: 1}),
@@ -68,21 +73,58 @@ RELEASE = {
 # The abstract's four claims, with their definition variants (as config/audit/published.yaml
 # words them, on this release's two pairs).
 CELLS = [
-    {"id": "increase", "artifact": "opensafemlrm", "metric": "asr_full", "scale": 100, "expected": 37.44,
-     "tolerance": 0.01, "pairs": [[R1, B1]],
-     "variants": {"attack": ["baseline", "jailbreak_method"], "threshold": [4, 5],
-                  "quantity": ["difference", "relative"]}},
-    {"id": "illegal_ratio", "artifact": "opensafemlrm", "metric": "asr_full", "category": ILLEGAL,
-     "quantity": "ratio", "attack": "jailbreak_method", "expected": 25.0, "tolerance": 0.5, "pairs": [[R1, B1]],
-     "variants": {"threshold": [4, 5], "denominator": ["all", "answered"]}},
-    {"id": "average_ratio", "artifact": "opensafemlrm", "metric": "asr_full", "quantity": "ratio",
-     "attack": "jailbreak_method", "expected": 3.4, "tolerance": 0.05,
-     "variants": {"pairs": {"eureka": [[R1, B1]], "both": [[R1, B1], [R2, B2]]},
-                  "pooling": ["macro", "pooled"], "aggregate": ["mean_of_ratios", "ratio_of_means"]}},
-    {"id": "self_correction", "artifact": "opensafemlrm", "metric": "asr_reasoning", "quantity": "self_correction",
-     "scale": 100, "expected": 16.9, "tolerance": 0.05, "pairs": [[R1, B1], [R2, B2]],
-     "variants": {"attack": ["baseline", "jailbreak_method"]}},
-]  # fmt: skip
+    {
+        "id": "increase",
+        "artifact": "opensafemlrm",
+        "metric": "asr_full",
+        "scale": 100,
+        "expected": 37.44,
+        "tolerance": 0.01,
+        "pairs": [[R1, B1]],
+        "variants": {
+            "attack": ["baseline", "jailbreak_method"],
+            "threshold": [4, 5],
+            "quantity": ["difference", "relative"],
+        },
+    },
+    {
+        "id": "illegal_ratio",
+        "artifact": "opensafemlrm",
+        "metric": "asr_full",
+        "category": ILLEGAL,
+        "quantity": "ratio",
+        "attack": "jailbreak_method",
+        "expected": 25.0,
+        "tolerance": 0.5,
+        "pairs": [[R1, B1]],
+        "variants": {"threshold": [4, 5], "denominator": ["all", "answered"]},
+    },
+    {
+        "id": "average_ratio",
+        "artifact": "opensafemlrm",
+        "metric": "asr_full",
+        "quantity": "ratio",
+        "attack": "jailbreak_method",
+        "expected": 3.4,
+        "tolerance": 0.05,
+        "variants": {
+            "pairs": {"eureka": [[R1, B1]], "both": [[R1, B1], [R2, B2]]},
+            "pooling": ["macro", "pooled"],
+            "aggregate": ["mean_of_ratios", "ratio_of_means"],
+        },
+    },
+    {
+        "id": "self_correction",
+        "artifact": "opensafemlrm",
+        "metric": "asr_reasoning",
+        "quantity": "self_correction",
+        "scale": 100,
+        "expected": 16.9,
+        "tolerance": 0.05,
+        "pairs": [[R1, B1], [R2, B2]],
+        "variants": {"attack": ["baseline", "jailbreak_method"]},
+    },
+]
 
 # Full-response ASR by hand (threshold >= 4 / = 5; denominator "all" = every sample):
 #   baseline  R1: I 5/10=.5 (=5: 3/10=.3), H 2/10=.2 (.1) -> macro .35 (.2)
@@ -116,7 +158,8 @@ HAND_VARIANTS = {
         "pairs=eureka, pooling=pooled, aggregate=mean_of_ratios": 9.0,  # .45 / .05
         "pairs=eureka, pooling=pooled, aggregate=ratio_of_means": 9.0,
         "pairs=both, pooling=macro, aggregate=mean_of_ratios": 39 / 11,  # (45/11 + .6/.2) / 2 = 3.545
-        "pairs=both, pooling=macro, aggregate=ratio_of_means": 105 / 31,  # ((.45+.6)/2) / ((.11+.2)/2) = 3.387
+        # ((.45 + .6) / 2) / ((.11 + .2) / 2) = .525 / .155 = 3.387
+        "pairs=both, pooling=macro, aggregate=ratio_of_means": 105 / 31,
         "pairs=both, pooling=pooled, aggregate=mean_of_ratios": 6.0,  # (9 + 3) / 2
         "pairs=both, pooling=pooled, aggregate=ratio_of_means": 4.2,  # ((.45+.6)/2) / ((.05+.2)/2)
     },
@@ -133,12 +176,29 @@ HAND_VARIANTS = {
 HAND_BOUNDS = {"attack=baseline": (25.0, 62.5), "attack=jailbreak_method": (7.5, 45.0)}
 HAND_CELLS = {
     # id: (verdict, low, high, reproducing variants, closest variant)
-    "increase": ("not reproduced", 15.0, 400.0, "", "attack=jailbreak_method, threshold>=4, quantity=difference: 34"),
-    "illegal_ratio": ("reproduced", 20.0, 205 / 7, "threshold>=4, denominator=all", "threshold>=4, denominator=all: 25"),
-    "average_ratio": ("reproduced", 105 / 31, 9.0, "pairs=both, pooling=macro, aggregate=ratio_of_means",
-                      "pairs=both, pooling=macro, aggregate=ratio_of_means: 3.3871"),
+    "increase": (
+        "not reproduced",
+        15.0,
+        400.0,
+        "",
+        "attack=jailbreak_method, threshold>=4, quantity=difference: 34",
+    ),
+    "illegal_ratio": (
+        "reproduced",
+        20.0,
+        205 / 7,
+        "threshold>=4, denominator=all",
+        "threshold>=4, denominator=all: 25",
+    ),
+    "average_ratio": (
+        "reproduced",
+        105 / 31,
+        9.0,
+        "pairs=both, pooling=macro, aggregate=ratio_of_means",
+        "pairs=both, pooling=macro, aggregate=ratio_of_means: 3.3871",
+    ),
     "self_correction": ("not computable", 7.5, 62.5, "", ""),
-}  # fmt: skip
+}
 
 
 def run(cmd: list[str], cwd: Path) -> None:
@@ -169,8 +229,17 @@ def imported(upstream: tuple[Path, str], tmp_path_factory: pytest.TempPathFactor
     run(["git", "init", "-q"], project)
     run([sys.executable, "-m", "dvc", "init", "-q"], project)
     repo, _ = upstream
-    argv = ["import-artifact", str(repo), "code/evaluation/statistic_results", "--rev", "v1",
-            "--out", "imports/opensafemlrm", "--project", str(project)]  # fmt: skip
+    argv = [
+        "import-artifact",
+        str(repo),
+        "code/evaluation/statistic_results",
+        "--rev",
+        "v1",
+        "--out",
+        "imports/opensafemlrm",
+        "--project",
+        str(project),
+    ]
     assert main(argv) == 0
     return project
 
@@ -182,15 +251,21 @@ def test_dvc_import_records_repository_revision_and_md5(imported: Path, upstream
     assert info["path"] == "code/evaluation/statistic_results" and info["md5"].endswith(".dir")
     assert (imported / "imports/opensafemlrm/jailbreak_method" / R1 / f"{ILLEGAL}.json").is_file()
     # the import is DVC's own: `dvc status` knows it, `dvc update` is the verb to move it
-    status = subprocess.run([sys.executable, "-m", "dvc", "status", "imports/opensafemlrm.dvc"], cwd=imported,
-                            capture_output=True, text=True)  # fmt: skip
+    status = subprocess.run(
+        [sys.executable, "-m", "dvc", "status", "imports/opensafemlrm.dvc"],
+        cwd=imported,
+        capture_output=True,
+        text=True,
+    )
     assert status.returncode == 0, status.stderr
 
 
 def test_every_variant_equals_the_hand_computation(imported: Path, tmp_path: Path) -> None:
     exp = tmp_path / "claims.yaml"
     exp.write_text(yaml.safe_dump({"source": "SafeMLRM abstract", "cells": CELLS}))
-    result = audit.run_audit(tmp_path / "results", [exp], artifacts={"opensafemlrm": imported / "imports/opensafemlrm"})
+    result = audit.run_audit(
+        tmp_path / "results", [exp], artifacts={"opensafemlrm": imported / "imports/opensafemlrm"}
+    )
     variants = result.variants
     for cell_id, hand in HAND_VARIANTS.items():
         got = variants[variants["id"] == cell_id].set_index("variant")["value"].to_dict()
@@ -202,7 +277,9 @@ def test_every_variant_equals_the_hand_computation(imported: Path, tmp_path: Pat
     cells = result.cells.set_index("id")
     for cell_id, (verdict, low, high, reproducing, closest) in HAND_CELLS.items():
         row = cells.loc[cell_id]
-        assert (row["verdict"], row["reproducing"], row["closest"]) == (verdict, reproducing, closest), cell_id
+        assert (row["verdict"], row["reproducing"], row["closest"]) == (verdict, reproducing, closest), (
+            cell_id
+        )
         assert (row["low"], row["high"]) == pytest.approx((low, high)), cell_id
         assert "@ v1" in row["provenance"] and row["pin"] == "pinned"
     assert "needs per-sample (reasoning, answer) pairs" in cells.loc["self_correction", "detail"]
@@ -210,12 +287,23 @@ def test_every_variant_equals_the_hand_computation(imported: Path, tmp_path: Pat
     assert result.mismatches == ["increase"]  # not reproduced fails --strict; not computable does not
 
 
-def test_published_cells_on_the_release_and_the_markdown(imported: Path, repo_root: Path, tmp_path: Path) -> None:
+def test_published_cells_on_the_release_and_the_markdown(
+    imported: Path, repo_root: Path, tmp_path: Path
+) -> None:
     """The shipped cells (five real pairs) on this two-pair release: pair sets naming models the
     release lacks give no value; the rest are computed; audit.md shows range and provenance."""
     out = tmp_path / "audit"
-    argv = ["audit", "--results", str(tmp_path / "results"), "--expected", str(repo_root / "config/audit/published.yaml"),
-            "--artifact", f"opensafemlrm={imported / 'imports/opensafemlrm'}", "--out-dir", str(out)]  # fmt: skip
+    argv = [
+        "audit",
+        "--results",
+        str(tmp_path / "results"),
+        "--expected",
+        str(repo_root / "config/audit/published.yaml"),
+        "--artifact",
+        f"opensafemlrm={imported / 'imports/opensafemlrm'}",
+        "--out-dir",
+        str(out),
+    ]
     assert main(argv) == 0
     table = pd.read_csv(out / "audit.csv").set_index("id")
     assert table.loc["saferv.3b.avg_safety", "verdict"] == "absent"

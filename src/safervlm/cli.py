@@ -186,13 +186,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("repo", help="git repository URL or local path")
     p.add_argument("path", help="path inside it, e.g. code/evaluation/statistic_results")
     p.add_argument("--rev", required=True, help="tag, branch or commit to pin")
-    p.add_argument("--out", required=True, help="folder to import into (relative to --project); out.dvc pins it")
+    p.add_argument(
+        "--out", required=True, help="folder to import into (relative to --project); out.dvc pins it"
+    )
     p.add_argument("--project", default=".", help="the DVC project (git + dvc init) to import into")
     p.add_argument("--force", action="store_true", help="replace an existing import")
 
-    p = _add(sub, "import-responses", "released generations (JSONL/parquet) -> eval/{model}/{bench}/responses.parquet")
+    p = _add(
+        sub,
+        "import-responses",
+        "released generations (JSONL/parquet) -> eval/{model}/{bench}/responses.parquet",
+    )
     p.add_argument("file", help="JSONL or parquet: id or question (+ image), benchmark, model, response")
-    p.add_argument("--data-dir", required=True, help="prepared benchmarks (results/data/bench/{bench}.parquet)")
+    p.add_argument(
+        "--data-dir", required=True, help="prepared benchmarks (results/data/bench/{bench}.parquet)"
+    )
     p.add_argument("--results", default="results", help="write eval/{model}/{bench}/responses.parquet here")
     p.add_argument("--model", default=None, help="model name when the file has no model column")
     p.add_argument("--benchmark", default=None, help="benchmark name when the file has no benchmark column")

@@ -106,7 +106,9 @@ def _per_sample_rows(
         if not isinstance(rec, dict):
             raise InputError("expected an object per sample id", path=path, record=sid)
         scores = {p: _score(rec.get(k)) for p, k in SCORE_KEYS.items()}
-        rows.append(_row(model, bench, attack, scenario, f"{scenario}/{sid}", True, scores, threshold, refused))
+        rows.append(
+            _row(model, bench, attack, scenario, f"{scenario}/{sid}", True, scores, threshold, refused)
+        )
     return rows
 
 
@@ -149,7 +151,10 @@ def _key(path: Path, root: Path) -> tuple[str, str, str]:
 
 
 def import_opensafemlrm(
-    root: str | Path, benchmark: str = "opensafemlrm", threshold: float = ASR_THRESHOLD, refused: str = "count"
+    root: str | Path,
+    benchmark: str = "opensafemlrm",
+    threshold: float = ASR_THRESHOLD,
+    refused: str = "count",
 ) -> pd.DataFrame:
     """Read every OpenSafeMLRM file under ``root`` into ``safemlrm.OUTCOME_COLUMNS`` rows.
 

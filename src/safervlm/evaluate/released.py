@@ -44,7 +44,7 @@ def read_released(path: Path) -> list[dict[str, Any]]:
     if not path.is_file():
         raise InputError("file not found", path=path)
     if path.suffix == ".parquet":
-        return list(read_parquet(path).to_dict("records"))
+        return [{str(k): v for k, v in r.items()} for r in read_parquet(path).to_dict("records")]
     records = []
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
@@ -116,26 +116,38 @@ def match_responses(
             try:
                 samples = load_bench(r["benchmark"])
             except InputError as exc:
-                raise InputError(f"benchmark {r['benchmark']!r} is not prepared: {exc}", path=path, record=where) from exc
+                raise InputError(
+                    f"benchmark {r['benchmark']!r} is not prepared: {exc}", path=path, record=where
+                ) from exc
             benches[r["benchmark"]] = (samples, *_keys(samples))
         samples, by_id, by_question = benches[r["benchmark"]]
         if r["id"]:
             hits, key = ([by_id[r["id"]]] if r["id"] in by_id else []), f"id {r['id']!r}"
         else:
             hits = by_question.get((r["question"].strip(), Path(r["image"]).name), [])
-            key = f"question {r['question'][:60]!r}" + (f" + image {Path(r['image']).name!r}" if r["image"] else "")
+            key = f"question {r['question'][:60]!r}" + (
+                f" + image {Path(r['image']).name!r}" if r["image"] else ""
+            )
         if len(hits) != 1:
             reason = "no such sample" if not hits else f"{len(hits)} samples match (give an id or the image)"
             out.unmatched.append({"record": where, "benchmark": r["benchmark"], "key": key, "reason": reason})
             continue
         slot = rows.setdefault((r["model"], r["benchmark"]), {})
         if hits[0] in slot:
-            raise InputError(f"a second response of {r['model']} to sample {samples['id'].iloc[hits[0]]!r}",
-                             path=path, record=where)  # fmt: skip
+            raise InputError(
+                f"a second response of {r['model']} to sample {samples['id'].iloc[hits[0]]!r}",
+                path=path,
+                record=where,
+            )
         reasoning, answer = split_response(rec["response"])
         if r["reasoning"] or r["answer"]:
             reasoning, answer = r["reasoning"], r["answer"]
-        slot[hits[0]] = {"model": r["model"], "response": rec["response"], "reasoning": reasoning, "answer": answer}
+        slot[hits[0]] = {
+            "model": r["model"],
+            "response": rec["response"],
+            "reasoning": reasoning,
+            "answer": answer,
+        }
     for (model, bench), slot in rows.items():
         samples = benches[bench][0]
         order = sorted(slot)

@@ -9,7 +9,9 @@ from typing import Any
 from safervlm.report.audit.artifacts import dvc_import, dvc_provenance
 
 
-def import_artifact_stage(repo: str, path: str, rev: str, out: str, project: str, force: bool) -> dict[str, str]:
+def import_artifact_stage(
+    repo: str, path: str, rev: str, out: str, project: str, force: bool
+) -> dict[str, str]:
     """Import ``path`` of ``repo`` at ``rev`` into ``project/out``; print its provenance."""
     dvc_file = dvc_import(repo, path, rev, out, Path(project), force)
     info = dvc_provenance(dvc_file)

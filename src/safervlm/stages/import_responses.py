@@ -1,4 +1,4 @@
-"""``safervlm import-responses``: a lab's released generations -> ``eval/{model}/{bench}/responses.parquet``."""
+"""``safervlm import-responses``: released generations -> ``eval/{model}/{bench}/responses.parquet``."""
 
 from __future__ import annotations
 
@@ -27,22 +27,37 @@ def import_responses_stage(
     records = read_released(path)
     if not records:
         raise InputError("no records", path=path)
-    matched = match_responses(records, path, bench_loader(Path(data_dir)), {"model": model, "benchmark": benchmark})
+    matched = match_responses(
+        records, path, bench_loader(Path(data_dir)), {"model": model, "benchmark": benchmark}
+    )
     for u in matched.unmatched:
-        log.warning("%s %s: %s matches no sample of %s (%s)", path, u["record"], u["key"], u["benchmark"], u["reason"])
+        log.warning(
+            "%s %s: %s matches no sample of %s (%s)", path, u["record"], u["key"], u["benchmark"], u["reason"]
+        )
     if matched.unmatched and not allow_unmatched:
         first = "; ".join(f"{u['record']}: {u['key']} ({u['reason']})" for u in matched.unmatched[:5])
         raise InputError(f"{len(matched.unmatched)} record(s) match no benchmark sample: {first}", path=path)
-    summary: dict[str, Any] = {"file": str(path), "records": len(records), "unmatched": matched.unmatched, "written": {}}
+    summary: dict[str, Any] = {
+        "file": str(path),
+        "records": len(records),
+        "unmatched": matched.unmatched,
+        "written": {},
+    }
     for (m, bench), df in matched.responses.items():
         out = Path(results) / "eval" / m / bench
         write_parquet(df, out / "responses.parquet")
-        report = {"file": str(path), "matched": len(df), "samples_without_response": matched.uncovered[(m, bench)],
-                  "unmatched": [u for u in matched.unmatched if u["benchmark"] == bench]}  # fmt: skip
+        report = {
+            "file": str(path),
+            "matched": len(df),
+            "samples_without_response": matched.uncovered[(m, bench)],
+            "unmatched": [u for u in matched.unmatched if u["benchmark"] == bench],
+        }
         write_json(report, out / "import.json")
         summary["written"][f"{m}/{bench}"] = len(df)
-    print(f"imported {sum(summary['written'].values())} responses: {summary['written']}; "
-          f"unmatched records: {len(matched.unmatched)}")  # fmt: skip
+    print(
+        f"imported {sum(summary['written'].values())} responses: {summary['written']}; "
+        f"unmatched records: {len(matched.unmatched)}"
+    )
     return summary
 
 

@@ -4,7 +4,8 @@ default's own run) — kept as YAML under ``config/audit/``.
 
 ``spec`` reads and validates the expectations, ``sources`` recomputes the cells that name
 an imported third-party release under every definition variant, ``artifacts`` finds and
-hashes the judgments and pins releases with ``dvc import``, ``recompute`` recomputes every cell from them through ``metrics``, ``render``
+hashes the judgments and pins releases with ``dvc import``,
+``recompute`` recomputes every cell from them through ``metrics``, ``render``
 writes ``audit.md``/``.csv``/``.json``, ``pin`` writes a run's numbers as expectations.
 """
 

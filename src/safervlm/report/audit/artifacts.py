@@ -113,11 +113,14 @@ def dvc_provenance(dvc_file: Path) -> dict[str, str]:
         }
     except (yaml.YAMLError, AttributeError, IndexError, TypeError) as exc:
         raise InputError(f"not a dvc import file: {exc}", path=dvc_file) from exc
-    text = f"{info['repo']}:{info['path']} @ {info['rev'] or '(default)'} ({info['rev_lock'][:12]}), md5 {info['md5']}"
+    where = f"{info['repo']}:{info['path']} @ {info['rev'] or '(default)'}"
+    text = f"{where} ({info['rev_lock'][:12]}), md5 {info['md5']}"
     return {**info, "text": text}
 
 
-def dvc_import(repo: str, path: str, rev: str, out: str | os.PathLike[str], project: Path, force: bool = False) -> Path:
+def dvc_import(
+    repo: str, path: str, rev: str, out: str | os.PathLike[str], project: Path, force: bool = False
+) -> Path:
     """Pin ``path`` of the git repository ``repo`` at ``rev`` into ``project/out`` with
     ``dvc import`` (``out.dvc`` records repository, revision, resolved commit and md5;
     ``dvc update`` / ``dvc pull`` then work as usual).
@@ -132,7 +135,11 @@ def dvc_import(repo: str, path: str, rev: str, out: str | os.PathLike[str], proj
     target = project / out
     target.parent.mkdir(parents=True, exist_ok=True)  # dvc import needs the folder to exist
     cmd = [sys.executable, "-m", "dvc", "import", repo, path, "--rev", rev, "-o", str(out)]
-    done = subprocess.run([*cmd, *(["--force"] if force else [])], cwd=project, capture_output=True, text=True)
+    done = subprocess.run(
+        [*cmd, *(["--force"] if force else [])], cwd=project, capture_output=True, text=True
+    )
     if done.returncode != 0:
-        raise SafervlmError(f"dvc import {repo} {path} --rev {rev} failed: {done.stderr.strip() or done.stdout.strip()}")
+        raise SafervlmError(
+            f"dvc import {repo} {path} --rev {rev} failed: {done.stderr.strip() or done.stdout.strip()}"
+        )
     return Path(f"{target}.dvc")

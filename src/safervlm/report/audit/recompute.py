@@ -38,7 +38,13 @@ REPORT_TOLERANCE = 1e-9
 
 
 # Columns only cells naming an imported release fill (range, variants, provenance).
-EXTRA: dict[str, Any] = {"low": math.nan, "high": math.nan, "reproducing": "", "closest": "", "provenance": ""}
+EXTRA: dict[str, Any] = {
+    "low": math.nan,
+    "high": math.nan,
+    "reproducing": "",
+    "closest": "",
+    "provenance": "",
+}
 
 
 CELL_COLUMNS = [

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +54,7 @@ def to_markdown(result: AuditResult, expectations: Sequence[str | os.PathLike[st
     return "\n".join(lines) + "\n"
 
 
-def _range(r: dict[str, Any]) -> str:
+def _range(r: Mapping[Any, Any]) -> str:
     low, high = r["low"], r["high"]
     if isinstance(low, float) and math.isnan(low):
         return "–"
@@ -66,18 +66,23 @@ def _released(result: AuditResult) -> list[str]:
     if result.variants.empty:
         return []
     lines = [
-        "", "## Published numbers recomputed from released artifacts", "",
-        "Each cell under every definition variant its YAML lists (`report.audit.sources`); the range is "
-        "over the variants that give a value (for a quantity the artifact cannot give: the bounds it allows).",
-        "", "| cell | published | recomputed (range) | verdict | reproducing variants | closest variant | artifact |",
+        "",
+        "## Published numbers recomputed from released artifacts",
+        "",
+        "Each cell under every definition variant its YAML lists (`report.audit.sources`); the range "
+        "is over the variants that give a value (for a quantity the artifact cannot give: the bounds "
+        "it allows).",
+        "",
+        "| cell | published | recomputed (range) | verdict | reproducing variants | closest variant "
+        "| artifact |",
         "|---|---:|---|---|---|---|---|",
-    ]  # fmt: skip
+    ]
     ids = set(result.variants["id"])
     rows = [r for r in result.cells.to_dict("records") if r["id"] in ids]
     for r in rows:
         lines.append(
-            f"| `{r['id']}` | {_fmt(r['expected'])} | {_range(r)} | **{r['verdict']}** | {r['reproducing'] or '–'} "
-            f"| {r['closest'] or '–'} | {r['provenance'] or '–'} |"
+            f"| `{r['id']}` | {_fmt(r['expected'])} | {_range(r)} | **{r['verdict']}** "
+            f"| {r['reproducing'] or '–'} | {r['closest'] or '–'} | {r['provenance'] or '–'} |"
         )
     for r in rows:
         part = result.variants[result.variants["id"] == r["id"]]
@@ -99,8 +104,12 @@ def write_audit(
         every definition variant of the cells recomputed from imported releases).
     """
     out = Path(out_dir)
-    paths = {"md": out / "audit.md", "csv": out / "audit.csv", "json": out / "audit.json",
-             "variants": out / "audit_variants.csv"}  # fmt: skip
+    paths = {
+        "md": out / "audit.md",
+        "csv": out / "audit.csv",
+        "json": out / "audit.json",
+        "variants": out / "audit_variants.csv",
+    }
     write_text(to_markdown(result, expectations), paths["md"])
     with atomic_path(paths["variants"]) as tmp:
         result.variants.to_csv(tmp, index=False)

@@ -59,11 +59,18 @@ POOLINGS = ("macro", "pooled")
 AGGREGATES = ("mean_of_ratios", "ratio_of_means")
 DIMENSIONS = ("pairs", "attack", "threshold", "denominator", "pooling", "quantity", "aggregate")
 DEFAULTS: dict[str, Any] = {
-    "attack": "baseline", "threshold": 4.0, "denominator": "all", "pooling": "macro", "aggregate": "mean_of_ratios",
-}  # fmt: skip
+    "attack": "baseline",
+    "threshold": 4.0,
+    "denominator": "all",
+    "pooling": "macro",
+    "aggregate": "mean_of_ratios",
+}
 ALLOWED: dict[str, Sequence[str]] = {
-    "denominator": tuple(DENOMINATORS), "pooling": POOLINGS, "quantity": QUANTITIES, "aggregate": AGGREGATES,
-}  # fmt: skip
+    "denominator": tuple(DENOMINATORS),
+    "pooling": POOLINGS,
+    "quantity": QUANTITIES,
+    "aggregate": AGGREGATES,
+}
 SOURCE_VERDICTS = ("reproduced", "not reproduced", "not computable")
 NOT_PAIRED = "needs per-sample (reasoning, answer) pairs; the release has only histograms"
 
@@ -96,25 +103,33 @@ class SourceCell:
 
 def _pairs(value: Any, where: str, path: Path, index: int) -> list[tuple[str, str]]:
     if not isinstance(value, list) or not value or any(not isinstance(p, list) or len(p) != 2 for p in value):
-        raise InputError(f"{where}: pairs must be a non-empty list of [reasoning, base]", path=path, record=index)
+        raise InputError(
+            f"{where}: pairs must be a non-empty list of [reasoning, base]", path=path, record=index
+        )
     return [(str(a), str(b)) for a, b in value]
 
 
 def _options(raw: Mapping[str, Any], where: str, path: Path, index: int) -> dict[str, list[tuple[str, Any]]]:
     variants = raw.get("variants") or {}
     if not isinstance(variants, dict) or set(variants) - set(DIMENSIONS):
-        raise InputError(f"{where}: variants must map some of {DIMENSIONS} to options", path=path, record=index)
+        raise InputError(
+            f"{where}: variants must map some of {DIMENSIONS} to options", path=path, record=index
+        )
     out: dict[str, list[tuple[str, Any]]] = {}
     for dim in DIMENSIONS:
         if dim == "pairs":
             named = variants.get("pairs") or {"pairs": raw.get("pairs")}
             if not isinstance(named, dict):
-                raise InputError(f"{where}: variants.pairs must map names to pair lists", path=path, record=index)
+                raise InputError(
+                    f"{where}: variants.pairs must map names to pair lists", path=path, record=index
+                )
             out[dim] = [(str(k), _pairs(v, where, path, index)) for k, v in named.items()]
             continue
         values = variants.get(dim, [raw.get(dim, DEFAULTS.get(dim))])
         if not isinstance(values, list) or not values or values == [None]:
-            raise InputError(f"{where}: {dim} must be given (or a non-empty variants list)", path=path, record=index)
+            raise InputError(
+                f"{where}: {dim} must be given (or a non-empty variants list)", path=path, record=index
+            )
         if dim == "threshold":
             try:
                 values = [float(v) for v in values]
@@ -126,7 +141,9 @@ def _options(raw: Mapping[str, Any], where: str, path: Path, index: int) -> dict
             continue
         bad = [v for v in values if dim in ALLOWED and v not in ALLOWED[dim]]
         if bad:
-            raise InputError(f"{where}: {dim} {bad[0]!r} is not one of {ALLOWED[dim]}", path=path, record=index)
+            raise InputError(
+                f"{where}: {dim} {bad[0]!r} is not one of {ALLOWED[dim]}", path=path, record=index
+            )
         out[dim] = [(str(v), str(v)) for v in values]
     return out
 
@@ -138,17 +155,26 @@ def source_cell_from(raw: Mapping[str, Any], path: Path, index: int, source: str
         if key not in raw:
             raise InputError(f"{where} has no {key!r}", path=path, record=index)
     if raw["metric"] not in RATE_METRICS:
-        raise InputError(f"{where}: metric {raw['metric']!r} is not one of {RATE_METRICS}", path=path, record=index)
+        raise InputError(
+            f"{where}: metric {raw['metric']!r} is not one of {RATE_METRICS}", path=path, record=index
+        )
     try:
         numbers = [float(raw["expected"]), float(raw.get("tolerance", 0.0)), float(raw.get("scale", 1.0))]
     except (TypeError, ValueError) as exc:
         raise InputError(f"{where}: {exc}", path=path, record=index) from exc
     return SourceCell(
-        id=str(raw["id"]), source=str(raw.get("source", source)), description=str(raw.get("description", "")),
-        artifact=str(raw["artifact"]), metric=str(raw["metric"]), expected=numbers[0], tolerance=numbers[1],
-        category=str(raw.get("category", MEAN)), scale=numbers[2], protocol=str(raw.get("protocol", "")),
+        id=str(raw["id"]),
+        source=str(raw.get("source", source)),
+        description=str(raw.get("description", "")),
+        artifact=str(raw["artifact"]),
+        metric=str(raw["metric"]),
+        expected=numbers[0],
+        tolerance=numbers[1],
+        category=str(raw.get("category", MEAN)),
+        scale=numbers[2],
+        protocol=str(raw.get("protocol", "")),
         options=_options(raw, where, path, index),
-    )  # fmt: skip
+    )
 
 
 # --- recomputation --------------------------------------------------------------------
@@ -161,7 +187,9 @@ class _Release:
         self.root = root
         self._cache: dict[tuple[float, str, str], tuple[dict[tuple[str, ...], float], pd.DataFrame]] = {}
 
-    def tables(self, threshold: float, denominator: str, pooling: str) -> tuple[dict[tuple[str, ...], float], pd.DataFrame]:
+    def tables(
+        self, threshold: float, denominator: str, pooling: str
+    ) -> tuple[dict[tuple[str, ...], float], pd.DataFrame]:
         """(rates by (model, attack, category, metric), self-correction bounds) of one setting."""
         key = (threshold, denominator, pooling)
         if key not in self._cache:
@@ -169,8 +197,10 @@ class _Release:
             outcomes = import_opensafemlrm(self.root, BENCHMARK, threshold, refused)
             if pooling == "pooled":
                 outcomes = outcomes.assign(category=POOLED)
-            rates = analyse(outcomes, (), Settings(threshold=threshold, missing=missing, n_bootstrap=0))["rates"]
-            look = {
+            rates = analyse(outcomes, (), Settings(threshold=threshold, missing=missing, n_bootstrap=0))[
+                "rates"
+            ]
+            look: dict[tuple[str, ...], float] = {
                 (str(r["model"]), str(r["attack"]), str(r["category"]), str(r["metric"])): float(r["value"])
                 for r in rates[rates["benchmark"] == BENCHMARK].to_dict("records")
             }
@@ -199,9 +229,22 @@ def _variant(cell: SourceCell, release: _Release, v: dict[str, tuple[str, Any]])
     pooling = v["pooling"][1] if cell.category == MEAN else "macro"
     category = POOLED if pooling == "pooled" else cell.category
     look, bounds = release.tables(v["threshold"][1], v["denominator"][1], pooling)
-    label = ", ".join(f"{d}{'' if v[d][0].startswith('>') else '='}{v[d][0]}" for d in cell.varied()) or "as stated"
-    out: dict[str, Any] = {"id": cell.id, "variant": label, "value": math.nan, "low": math.nan, "high": math.nan}
-    models = {m for p in pairs for m in p} if quantity not in ("rate", "self_correction") else {a for a, _ in pairs}
+    label = (
+        ", ".join(f"{d}{'' if v[d][0].startswith('>') else '='}{v[d][0]}" for d in cell.varied())
+        or "as stated"
+    )
+    out: dict[str, Any] = {
+        "id": cell.id,
+        "variant": label,
+        "value": math.nan,
+        "low": math.nan,
+        "high": math.nan,
+    }
+    models = (
+        {m for p in pairs for m in p}
+        if quantity not in ("rate", "self_correction")
+        else {a for a, _ in pairs}
+    )
     known = {m for m, *_ in look}
     if models - known:
         return {**out, "note": f"models {sorted(models - known)} not in the release"}
@@ -214,33 +257,59 @@ def _variant(cell: SourceCell, release: _Release, v: dict[str, tuple[str, Any]])
         highs = [float(sel["high"].get(a, math.nan)) for a, _ in pairs]
         low, high = sum(lows) / len(lows) * cell.scale, sum(highs) / len(highs) * cell.scale
         return {**out, "low": low, "high": high, "note": NOT_PAIRED}
-    if any(math.isnan(x) for x in r) or (quantity not in ("rate", "self_correction") and any(math.isnan(x) for x in b)):
+    if any(math.isnan(x) for x in r) or (
+        quantity not in ("rate", "self_correction") and any(math.isnan(x) for x in b)
+    ):
         return {**out, "note": f"no {metric} rate for {attack}/{category}"}
     value = _combine(quantity, v["aggregate"][1], r, b) * cell.scale
-    return {**out, "value": value, "low": value, "high": value, "note": "" if not math.isnan(value) else "base rate 0"}
+    return {
+        **out,
+        "value": value,
+        "low": value,
+        "high": value,
+        "note": "" if not math.isnan(value) else "base rate 0",
+    }
 
 
 def _verdict(cell: SourceCell, rows: pd.DataFrame) -> dict[str, Any]:
     values = rows.dropna(subset=["value"])
     bounded = rows.dropna(subset=["low"])
-    out: dict[str, Any] = {"recomputed": math.nan, "low": math.nan, "high": math.nan, "reproducing": "", "closest": ""}
+    out: dict[str, Any] = {
+        "recomputed": math.nan,
+        "low": math.nan,
+        "high": math.nan,
+        "reproducing": "",
+        "closest": "",
+    }
     if not bounded.empty:
         out["low"], out["high"] = float(bounded["low"].min()), float(bounded["high"].max())
     if values.empty:
         notes = "; ".join(dict.fromkeys(n for n in rows["note"] if n))
         inside = "inside" if out["low"] <= cell.expected <= out["high"] else "outside"
-        extra = f"; the marginals allow [{out['low']:.4g}, {out['high']:.4g}] ({inside})" if not bounded.empty else ""
+        extra = (
+            f"; the marginals allow [{out['low']:.4g}, {out['high']:.4g}] ({inside})"
+            if not bounded.empty
+            else ""
+        )
         return {**out, "verdict": "not computable", "detail": notes + extra}
     off = (values["value"] - cell.expected).abs()
     hits = values[off <= cell.tolerance]
-    best = values.loc[off.idxmin()]
+    best = values.iloc[int(off.to_numpy().argmin())]
     out["closest"] = f"{best['variant']}: {best['value']:.6g}"
     out["recomputed"] = float(best["value"])
     if not hits.empty:
-        return {**out, "verdict": "reproduced", "reproducing": "; ".join(hits["variant"]),
-                "detail": f"{len(hits)} of {len(rows)} variants within {cell.tolerance:g}"}  # fmt: skip
-    return {**out, "verdict": "not reproduced",
-            "detail": f"no variant of {len(rows)} within {cell.tolerance:g}; closest off by {best['value'] - cell.expected:+.6g}"}  # fmt: skip
+        return {
+            **out,
+            "verdict": "reproduced",
+            "reproducing": "; ".join(hits["variant"]),
+            "detail": f"{len(hits)} of {len(rows)} variants within {cell.tolerance:g}",
+        }
+    return {
+        **out,
+        "verdict": "not reproduced",
+        "detail": f"no variant of {len(rows)} within {cell.tolerance:g}; "
+        f"closest off by {best['value'] - cell.expected:+.6g}",
+    }
 
 
 def audit_source_cells(
@@ -256,11 +325,23 @@ def audit_source_cells(
     rows, variants = [], []
     for cell in cells:
         row: dict[str, Any] = {
-            "id": cell.id, "source": cell.source, "description": cell.description, "expected": cell.expected,
-            "recomputed": math.nan, "tolerance": cell.tolerance, "verdict": "absent", "artifact_md5": "",
-            "pin": "", "detail": "", "low": math.nan, "high": math.nan, "reproducing": "", "closest": "",
-            "provenance": "", "protocol": cell.protocol,
-        }  # fmt: skip
+            "id": cell.id,
+            "source": cell.source,
+            "description": cell.description,
+            "expected": cell.expected,
+            "recomputed": math.nan,
+            "tolerance": cell.tolerance,
+            "verdict": "absent",
+            "artifact_md5": "",
+            "pin": "",
+            "detail": "",
+            "low": math.nan,
+            "high": math.nan,
+            "reproducing": "",
+            "closest": "",
+            "provenance": "",
+            "protocol": cell.protocol,
+        }
         folder = artifacts.get(cell.artifact)
         if folder is None or not Path(folder).is_dir():
             row["detail"] = f"artifact {cell.artifact!r} not imported (safervlm import-artifact)"
