@@ -111,7 +111,7 @@ def dvc_provenance(dvc_file: Path) -> dict[str, str]:
             "path": str(dep.get("path", "")),
             "md5": str(out.get("md5", "")),
         }
-    except (yaml.YAMLError, AttributeError, IndexError, TypeError) as exc:
+    except (yaml.YAMLError, AttributeError, IndexError, KeyError, TypeError) as exc:
         raise InputError(f"not a dvc import file: {exc}", path=dvc_file) from exc
     where = f"{info['repo']}:{info['path']} @ {info['rev'] or '(default)'}"
     text = f"{where} ({info['rev_lock'][:12]}), md5 {info['md5']}"

@@ -20,8 +20,10 @@ mean (``variants:``); a dimension given as a plain key is fixed. Dimensions:
 ``quantity``
     ``rate`` (the reasoning models'), ``difference`` (reasoning minus base, points),
     ``relative`` ((reasoning - base) / base), ``ratio`` (reasoning / base: the abstract's
-    "N x higher attack rates"; not the blind-spot ratio *scenario tax / mean tax* of
-    ``metrics.blind_spots``), ``self_correction`` (the reasoning models').
+    "N x higher attack rates", a ratio of attack rates), ``tax_ratio`` (our blind-spot
+    ratio, ``metrics.blind_spots``: the scenario's Reasoning Tax over the mean tax over
+    scenarios; a different quantity, kept apart by name), ``self_correction`` (the
+    reasoning models').
 ``aggregate``
     over pairs: ``mean_of_ratios`` (the quantity per pair, then the mean) or
     ``ratio_of_means`` (the quantity of the pairs' mean rates).
@@ -52,7 +54,7 @@ from safervlm.report.audit.artifacts import dvc_provenance
 
 BENCHMARK = "opensafemlrm"
 POOLED = "(pooled)"
-QUANTITIES = ("rate", "difference", "relative", "ratio", "self_correction")
+QUANTITIES = ("rate", "difference", "relative", "ratio", "tax_ratio", "self_correction")
 # denominator -> (missing policy of metrics.Settings, refused policy of the importer)
 DENOMINATORS = {"all": ("count", "count"), "scored": ("exclude", "count"), "answered": ("exclude", "exclude")}
 POOLINGS = ("macro", "pooled")
@@ -162,6 +164,12 @@ def source_cell_from(raw: Mapping[str, Any], path: Path, index: int, source: str
         numbers = [float(raw["expected"]), float(raw.get("tolerance", 0.0)), float(raw.get("scale", 1.0))]
     except (TypeError, ValueError) as exc:
         raise InputError(f"{where}: {exc}", path=path, record=index) from exc
+    options = _options(raw, where, path, index)
+    category = str(raw.get("category", MEAN))
+    if category == MEAN and any(q == "tax_ratio" for _, q in options["quantity"]):
+        raise InputError(
+            f"{where}: quantity tax_ratio needs a category (a scenario)", path=path, record=index
+        )
     return SourceCell(
         id=str(raw["id"]),
         source=str(raw.get("source", source)),
@@ -170,10 +178,10 @@ def source_cell_from(raw: Mapping[str, Any], path: Path, index: int, source: str
         metric=str(raw["metric"]),
         expected=numbers[0],
         tolerance=numbers[1],
-        category=str(raw.get("category", MEAN)),
+        category=category,
         scale=numbers[2],
         protocol=str(raw.get("protocol", "")),
-        options=_options(raw, where, path, index),
+        options=options,
     )
 
 
@@ -261,13 +269,22 @@ def _variant(cell: SourceCell, release: _Release, v: dict[str, tuple[str, Any]])
         quantity not in ("rate", "self_correction") and any(math.isnan(x) for x in b)
     ):
         return {**out, "note": f"no {metric} rate for {attack}/{category}"}
-    value = _combine(quantity, v["aggregate"][1], r, b) * cell.scale
+    if quantity == "tax_ratio":
+        # the scenario's tax over the mean tax (metrics.blind_spots): r, b at the scenario,
+        # rm, bm at the unweighted mean over scenarios
+        rm = [look.get((a, attack, MEAN, metric), math.nan) for a, _ in pairs]
+        bm = [look.get((base, attack, MEAN, metric), math.nan) for _, base in pairs]
+        taxes = [x - y for x, y in zip(r, b, strict=True)]
+        means = [x - y for x, y in zip(rm, bm, strict=True)]
+        value = _combine("ratio", v["aggregate"][1], taxes, means) * cell.scale
+    else:
+        value = _combine(quantity, v["aggregate"][1], r, b) * cell.scale
     return {
         **out,
         "value": value,
         "low": value,
         "high": value,
-        "note": "" if not math.isnan(value) else "base rate 0",
+        "note": "" if not math.isnan(value) else "division by 0 (a base rate or the mean tax)",
     }
 
 
