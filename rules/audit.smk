@@ -5,22 +5,6 @@
 # asks for it (`snakemake audit`), after `dvc pull` restored the pinned artifacts.
 
 
-def audit_artifacts():
-    """NAME=FOLDER of every configured release (relative to the working directory)."""
-    return [
-        f"{name}={os.path.relpath(f'{workflow.basedir}/{folder}')}"
-        for name, folder in config["audit"]["artifacts"].items()
-    ]
-
-
-def audit_release_pins():
-    """The .dvc files of the releases imported so far: a `dvc update` reruns the audit."""
-    pins = [
-        f"{workflow.basedir}/{f}.dvc" for f in config["audit"]["artifacts"].values()
-    ]
-    return [os.path.relpath(p) for p in pins if os.path.isfile(p)]
-
-
 rule audit:
     input:
         judgments=eval_outputs("judgments.parquet"),
