@@ -373,3 +373,18 @@ def test_frechet_bounds() -> None:
     assert frechet_bounds(10, 10, 3) == (3, 3)  # every sample in the first set
     assert frechet_bounds(10, 5, 10) == (5, 5)
     assert math.isclose(frechet_bounds(50, 30, 30)[0] / 30, 10 / 30)
+
+
+def test_a_failed_import_and_a_bad_dvc_file_are_named(
+    imported: Path, upstream: tuple[Path, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    repo, _ = upstream
+    argv = ["import-artifact", str(repo), "code/evaluation/statistic_results", "--rev", "no-such-rev",
+            "--out", "imports/other", "--project", str(imported)]  # fmt: skip
+    assert main(argv) == 2
+    assert "dvc import" in capsys.readouterr().err and not (imported / "imports/other.dvc").exists()
+    bad = tmp_path / "release.dvc"
+    bad.write_text("deps: 5\n")
+    with pytest.raises(audit.InputError, match="not a dvc import file") as err:
+        audit.dvc_provenance(bad)
+    assert str(bad) in str(err.value)
