@@ -388,3 +388,19 @@ def test_a_failed_import_and_a_bad_dvc_file_are_named(
     with pytest.raises(audit.InputError, match="not a dvc import file") as err:
         audit.dvc_provenance(bad)
     assert str(bad) in str(err.value)
+
+
+def test_an_edited_import_differs_from_its_pin(imported: Path, tmp_path: Path) -> None:
+    """dvc status checks the imported folder against its .dvc file (the edit is undone after)."""
+    path = imported / "imports/opensafemlrm/jailbreak_method" / R1 / f"{ILLEGAL}.json"
+    original = path.read_text()
+    exp = tmp_path / "c.yaml"
+    exp.write_text(yaml.safe_dump({"cells": [CELLS[1]]}))
+    release = {"opensafemlrm": imported / "imports/opensafemlrm"}
+    try:
+        path.write_text(json.dumps(hist({5: 10})))
+        result = audit.run_audit(tmp_path, [exp], artifacts=release)
+        assert result.cells["pin"].tolist() == ["differs from pin"]
+    finally:
+        path.write_text(original)
+    assert audit.run_audit(tmp_path, [exp], artifacts=release).cells["pin"].tolist() == ["pinned"]

@@ -118,6 +118,25 @@ def dvc_provenance(dvc_file: Path) -> dict[str, str]:
     return {**info, "text": text}
 
 
+def dvc_pin_status(dvc_file: Path) -> str:
+    """``pinned`` when the imported folder is what its ``.dvc`` file pins (``dvc status``
+    reports nothing), ``differs from pin`` when DVC sees a change, ``not pinned`` without a
+    ``.dvc`` file, ``not verified`` when DVC cannot check it (e.g. outside a DVC project)."""
+    if not dvc_file.is_file():
+        return "not pinned"
+    # From the DVC project's root: a relative repository URL in the .dvc file is relative to it.
+    where = dvc_file.resolve()
+    root = next((p for p in where.parents if (p / ".dvc").is_dir()), None)
+    if root is None:
+        return "not verified (not in a DVC project)"
+    cmd = [sys.executable, "-m", "dvc", "status", "--json", str(where.relative_to(root))]
+    done = subprocess.run(cmd, cwd=root, capture_output=True, text=True)
+    if done.returncode != 0:
+        return "not verified (dvc status failed)"
+    lines = [ln for ln in done.stdout.splitlines() if ln.strip().startswith(("{", "["))]
+    return "pinned" if lines and lines[-1].strip() in ("{}", "[]") else "differs from pin"
+
+
 def dvc_import(
     repo: str, path: str, rev: str, out: str | os.PathLike[str], project: Path, force: bool = False
 ) -> Path:

@@ -50,7 +50,7 @@ from safervlm.errors import InputError
 from safervlm.evaluate.opensafemlrm import import_opensafemlrm
 from safervlm.metrics import MEAN, RATE_METRICS, Settings, analyse
 from safervlm.metrics.bounds import self_correction_bounds
-from safervlm.report.audit.artifacts import dvc_provenance
+from safervlm.report.audit.artifacts import dvc_pin_status, dvc_provenance
 
 BENCHMARK = "opensafemlrm"
 POOLED = "(pooled)"
@@ -339,6 +339,7 @@ def audit_source_cells(
     ``dvc import`` writes it) gives the provenance.
     """
     releases: dict[str, _Release] = {}
+    pins: dict[str, str] = {}
     rows, variants = [], []
     for cell in cells:
         row: dict[str, Any] = {
@@ -364,9 +365,12 @@ def audit_source_cells(
             row["detail"] = f"artifact {cell.artifact!r} not imported (safervlm import-artifact)"
             rows.append(row)
             continue
-        prov = dvc_provenance(Path(f"{folder}.dvc"))
+        dvc_file = Path(f"{folder}.dvc")
+        prov = dvc_provenance(dvc_file)
         row["provenance"], row["artifact_md5"] = prov["text"], prov["md5"]
-        row["pin"] = "pinned" if prov["md5"] else "not pinned"
+        if cell.artifact not in pins:  # once per release: dvc status takes a second
+            pins[cell.artifact] = dvc_pin_status(dvc_file)
+        row["pin"] = pins[cell.artifact]
         release = releases.setdefault(cell.artifact, _Release(Path(folder)))
         table = pd.DataFrame([_variant(cell, release, v) for v in cell.variants()])
         variants.append(table)
