@@ -47,11 +47,12 @@ audit: install  ## recompute every reported number from the judgments -> results
 
 # The SafeMLRM authors' release, pinned with `dvc import` (imports/opensafemlrm + .dvc);
 # `dvc update imports/opensafemlrm.dvc --rev <rev>` moves it, `dvc pull` restores it.
+# REV is required: an audit pins an exact commit (or tag), never a moving branch by default.
 OPENSAFEMLRM_REPO ?= https://github.com/fangjf1/OpenSafeMLRM
-OPENSAFEMLRM_REV ?= main
-import-opensafemlrm: install  ## pin OpenSafeMLRM's score histograms (REV=...) for the audit -> imports/opensafemlrm.dvc
+import-opensafemlrm: install  ## pin OpenSafeMLRM's score histograms at REV=<commit> for the audit -> imports/opensafemlrm.dvc
+	@test -n "$(REV)" || { echo "make import-opensafemlrm REV=<commit or tag>"; exit 2; }
 	$(BIN)/safervlm import-artifact $(OPENSAFEMLRM_REPO) code/evaluation/statistic_results \
-	  --rev $(if $(REV),$(REV),$(OPENSAFEMLRM_REV)) --out imports/opensafemlrm
+	  --rev $(REV) --out imports/opensafemlrm
 
 pin: install  ## pin this run's numbers as the embedded default's expectations (config/audit/demo.yaml)
 	$(BIN)/safervlm audit --pin config/audit/demo.yaml --config config/config.yaml \
