@@ -2,7 +2,8 @@
 the numbers we expect — published ones (the papers' abstracts) and pinned ones (the embedded
 default's own run) — kept as YAML under ``config/audit/``.
 
-``spec`` reads and validates the expectations, ``sources`` recomputes the cells that name
+``spec`` reads and validates the expectations (``definitions``: the cells that name a
+release and their definition variants), ``sources`` recomputes the cells that name
 an imported third-party release under every definition variant, ``artifacts`` finds and
 hashes the judgments and pins releases with ``dvc import``,
 ``recompute`` recomputes every cell from them through ``metrics``, ``render``
@@ -11,6 +12,7 @@ writes ``audit.md``/``.csv``/``.json``, ``pin`` writes a run's numbers as expect
 
 from safervlm.errors import InputError
 from safervlm.report.audit.artifacts import dvc_import, dvc_provenance
+from safervlm.report.audit.definitions import SOURCE_VERDICTS, SourceCell, source_cell_from
 from safervlm.report.audit.pin import demo_cells, write_pins
 from safervlm.report.audit.recompute import (
     VERDICTS,
@@ -28,7 +30,7 @@ from safervlm.report.audit.recompute import (
     run_audit,
 )
 from safervlm.report.audit.render import to_markdown, write_audit
-from safervlm.report.audit.sources import SOURCE_VERDICTS, SourceCell, audit_source_cells, source_cell_from
+from safervlm.report.audit.sources import audit_source_cells
 from safervlm.report.audit.spec import (
     KINDS,
     AuditInputs,

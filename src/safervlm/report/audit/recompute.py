@@ -25,7 +25,8 @@ import pandas as pd
 from safervlm.errors import InputError, SafervlmError
 from safervlm.metrics import ASR_THRESHOLD, RATE_COLUMNS, Settings, analyse, outcomes_from_judgments
 from safervlm.report.audit.artifacts import Artifacts, dvc_pins, judgments_path, load_judgments, pin_status
-from safervlm.report.audit.sources import SOURCE_VERDICTS, audit_source_cells
+from safervlm.report.audit.definitions import SOURCE_VERDICTS
+from safervlm.report.audit.sources import audit_source_cells
 from safervlm.report.audit.spec import Cell, load_expectations
 
 log = logging.getLogger(__name__)

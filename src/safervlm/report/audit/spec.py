@@ -16,7 +16,7 @@ the unweighted mean of the benchmark's scenarios), ``scale`` (100 for percentage
 ``protocol`` (the judge protocol the published number was measured under).
 
 A cell with ``artifact`` instead names an imported third-party release and the definition
-variants to recompute it under (``report.audit.sources``).
+variants to recompute it under (``report.audit.definitions``, ``report.audit.sources``).
 
 :func:`inputs_from_config` reads what an audit needs from a workflow config, resolving
 paths as ``rules/common.smk`` does.
@@ -34,7 +34,7 @@ import yaml
 
 from safervlm.errors import InputError, SafervlmError
 from safervlm.metrics import ASR_THRESHOLD, MEAN, RATE_METRICS
-from safervlm.report.audit.sources import SourceCell, source_cell_from
+from safervlm.report.audit.definitions import SourceCell, source_cell_from
 
 KINDS = ("rate", "difference", "ratio")
 
