@@ -165,7 +165,8 @@ def compare_stage(judgments: str, repeats: int, batch: int) -> None:
         for _ in range(batch):
             timed(judgments, Path(tmp) / "m.json", env)
         start = time.perf_counter()
-        out = subprocess.run([sys.executable, "-c", FLUSH, str(spool)], env=on, check=True, capture_output=True)
+        cmd = [sys.executable, "-c", FLUSH, str(spool)]
+        out = subprocess.run(cmd, env=on, check=True, capture_output=True, text=True)
         flush_wall = time.perf_counter() - start
         n, flush_in = out.stdout.split()
     med = {name: statistics.median(t) for name, t in times.items()}
