@@ -41,9 +41,7 @@ def _fields(uri: str, run_id: str) -> dict[str, Any]:
 
     client = MlflowClient(uri)
     run = client.get_run(run_id)
-    history = {
-        k: [(m.step, m.value) for m in client.get_metric_history(run_id, k)] for k in run.data.metrics
-    }
+    history = {k: [(m.step, m.value) for m in client.get_metric_history(run_id, k)] for k in run.data.metrics}
     root = Path(run.info.artifact_uri.removeprefix("file://"))
     artifacts = {a.path: (root / a.path).read_bytes() for a in client.list_artifacts(run_id)}
     tags = {k: v for k, v in run.data.tags.items() if not k.startswith("mlflow.") and k != "record_id"}
@@ -95,10 +93,12 @@ def test_a_record_logs_every_field_a_live_run_logs(
     assert MlflowClient(store).get_run(run_id).data.tags["record_id"] == record_id
 
 
-def test_flushing_again_never_duplicates_a_run(store: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_flushing_again_never_duplicates_a_run(
+    store: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     spool = tmp_path / "records"
     monkeypatch.setenv("SAFERVLM_MLFLOW_RECORDS", str(spool))
-    ids = [tracking.log_stage("judge", params={"i": i}, run_name=f"judge:{i}") for i in range(3)]
+    ids = [str(tracking.log_stage("judge", params={"i": i}, run_name=f"judge:{i}")) for i in range(3)]
     kept = tmp_path / "kept"
     shutil.copytree(spool, kept)
 
@@ -122,7 +122,9 @@ def test_flushing_again_never_duplicates_a_run(store: str, tmp_path: Path, monke
     assert {r.info.status for r in runs} == {"FINISHED"}
 
 
-def test_training_and_the_listing_log_live(store: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_training_and_the_listing_log_live(
+    store: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     spool = tmp_path / "records"
     monkeypatch.setenv("SAFERVLM_MLFLOW_RECORDS", str(spool))
     for stage in sorted(tracking.LIVE_STAGES):
