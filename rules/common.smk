@@ -1,5 +1,6 @@
 import json
 import os
+import sys
 
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
@@ -10,6 +11,7 @@ from safervlm.workflow_support import (
     fixture_writer_module,
     judge_module,
     launcher_env,
+    log_pending_runs,
     missing_paths,
     stage_module,
     tracking_env,
@@ -88,6 +90,20 @@ onstart:
     _why = tracking_server_error(dict(os.environ))
     if _why:
         raise WorkflowError(_why)
+
+
+# Light jobs leave MLflow run records; the mlflow_runs job logs them, and these hooks log any
+# it did not reach (e.g. `snakemake audit`), also after a failure. A folder listing if none.
+onsuccess:
+    _why = log_pending_runs(dict(os.environ))
+    if _why:
+        raise WorkflowError(_why)
+
+
+onerror:
+    _why = log_pending_runs(dict(os.environ))
+    if _why:
+        print(_why, file=sys.stderr)
 
 
 def as_json(section):
