@@ -238,3 +238,41 @@ def test_bad_config_fails_before_training_with_exit_2(
     assert main([*base, "--params", json.dumps({"batch_size": 6, "num_generations": 4})]) == 2
     assert "num_generations=4 (group size) must divide" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def _greedy_rollout(
+    model_dir: Path, data: Path, tmp: Path, params: GRPOParams
+) -> tuple[dict[str, Any], SafetyAwareRollout, SafetyAwareGRPOTrainer]:
+    """One rollout with every sample unsafe, greedy (the rollout's own settings otherwise)."""
+    trainer, rollout = _trainer(
+        model_dir, data, tmp, FixedJudge(0.0), params, generation_kwargs={"do_sample": False}
+    )
+    return trainer._generate_and_score_completions(_batch(trainer)), rollout, trainer
+
+
+def test_one_continuation_keeps_greedy_critiques_and_writes_critique_bridge_correction(
+    tiny_model_dir: Path, train_parquet: Path, tmp_path: Path
+) -> None:
+    base = {"batch_size": 4, "num_generations": 2, "max_completion_length": 6, "reflection_max_tokens": 4}
+    _, two, _ = _greedy_rollout(tiny_model_dir, train_parquet, tmp_path / "two", GRPOParams(**base))
+    params = GRPOParams(**base, critique_and_correction="one_continuation", continuation_template="Again: {question}")
+    out, one, trainer = _greedy_rollout(tiny_model_dir, train_parquet, tmp_path / "one", params)
+    assert one.last["rows"] == two.last["rows"] == list(range(4))
+    # Same prompts, same batch, same logits until the bridge: the critiques are token for token equal.
+    assert one.last["critique_ids"] == two.last["critique_ids"]
+    assert "rollout/continuation_s" in one.history[-1] and "rollout/reflect_s" not in one.history[-1]
+    tok = trainer.processing_class.tokenizer
+    inputs = _batch(trainer)
+    for k, row in enumerate(one.last["rows"]):
+        critique = one.last["critique_ids"][k]
+        context = one.last["correction_prompt_ids"][k]
+        # The correction continues: ... critique, end of turn, the user turn, the assistant header.
+        text = tok.decode(context)
+        question = inputs[row]["prompt"][-1]["content"][-1]["text"]
+        tail = f"<|im_end|>\n<|im_start|>user\nAgain: {question}<|im_end|>\n<|im_start|>assistant\n"
+        assert text.endswith(tok.decode(critique) + tail), text[-200:]
+        assert len(critique) <= params.reflection_max_tokens
+        completion = [
+            t for t, m in zip(out["completion_ids"][row], out["completion_mask"][row], strict=True) if m
+        ]
+        assert completion == one.last["correction_ids"][k] and 0 < len(completion) <= 6
