@@ -251,12 +251,13 @@ def _greedy_rollout(
     return trainer._generate_and_score_completions(_batch(trainer)), rollout, trainer
 
 
+@pytest.mark.parametrize("template", ["", "Again: {question}"])
 def test_one_continuation_keeps_greedy_critiques_and_writes_critique_bridge_correction(
-    tiny_model_dir: Path, train_parquet: Path, tmp_path: Path
+    tiny_model_dir: Path, train_parquet: Path, tmp_path: Path, template: str
 ) -> None:
     base = {"batch_size": 4, "num_generations": 2, "max_completion_length": 6, "reflection_max_tokens": 4}
     _, two, _ = _greedy_rollout(tiny_model_dir, train_parquet, tmp_path / "two", GRPOParams(**base))
-    params = GRPOParams(**base, critique_and_correction="one_continuation", continuation_template="Again: {question}")
+    params = GRPOParams(**base, critique_and_correction="one_continuation", continuation_template=template)
     out, one, trainer = _greedy_rollout(tiny_model_dir, train_parquet, tmp_path / "one", params)
     assert one.last["rows"] == two.last["rows"] == list(range(4))
     # Same prompts, same batch, same logits until the bridge: the critiques are token for token equal.
@@ -270,7 +271,8 @@ def test_one_continuation_keeps_greedy_critiques_and_writes_critique_bridge_corr
         # The correction continues: ... critique, end of turn, the user turn, the assistant header.
         text = tok.decode(context)
         question = inputs[row]["prompt"][-1]["content"][-1]["text"]
-        tail = f"<|im_end|>\n<|im_start|>user\nAgain: {question}<|im_end|>\n<|im_start|>assistant\n"
+        user = f"<|im_start|>user\nAgain: {question}<|im_end|>\n" if template else ""
+        tail = f"<|im_end|>\n{user}<|im_start|>assistant\n"
         assert text.endswith(tok.decode(critique) + tail), text[-200:]
         assert len(critique) <= params.reflection_max_tokens
         completion = [

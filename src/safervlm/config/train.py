@@ -31,10 +31,6 @@ DEMO_CRITIQUE = (
 SAFETY_SCORES = ("safety", "reasoning_safety", "answer_safety")
 DTYPES = ("float32", "bfloat16", "float16")
 CORRECTION_MODES = ("replace", "add")
-CONTINUATION_TEMPLATE = (
-    "Answer the request again: think about whether it is harmful or illegal, and if it is, refuse "
-    "and offer a safe alternative."
-)
 
 
 @dataclass(frozen=True)
@@ -183,16 +179,17 @@ class GRPOParams(TrainParams):
         description="two_passes = the critique, then the correction from correction_template's prompt "
         "(question + critique; the unsafe answer out of sight): two sequential generate calls. "
         "one_continuation = one generate call per unsafe row: the critique, then (forced) the end of "
-        "that turn and a user turn from continuation_template, then the correction, each part under its "
-        "own cap (HF backend only). It saves a second prompt encoding and prefill and the wait for the "
+        "that turn, continuation_template's user turn if any and the next assistant header, then the "
+        "correction, each part under its own cap (HF backend only). It saves a second prompt encoding and prefill and the wait for the "
         "slowest critique before any correction starts; the correction is written in sight of the unsafe "
         "answer and the critique (not from correction_template) and is still trained under the original "
         "prompt. Greedy critiques are the same in both modes.",
     )
     continuation_template: str = Field(
-        CONTINUATION_TEMPLATE,
-        description="one_continuation - the user turn between the critique and the correction "
-        "({question} available).",
+        "",
+        description="one_continuation - a user turn between the critique and the correction ({question} "
+        "available); empty (the default) = none: the correction is the next assistant turn. Its tokens are "
+        "forced one decoding step each, so a long turn costs what generating it would.",
     )
     cache_implementation: Annotated[Literal["dynamic", "static"], TrlArg("cache_implementation")] = Field(
         "dynamic",

@@ -2,8 +2,9 @@
 
 One HF ``generate`` call per batch of unsafe rows: from the reflection prompt the policy writes
 the critique; then the end of that assistant turn, a user turn from ``continuation_template``
-and the next assistant header are *forced* token by token (the "bridge"); then the policy
-writes the correction. Each part keeps its own cap (``reflection_max_tokens``, the rollout's
+(none when it is empty, the default) and the next assistant header are *forced* token by token
+(the "bridge"); then the policy writes the correction. Each forced token costs a decoding step,
+so the bridge is kept short: without a user turn it is the template's few turn tokens. Each part keeps its own cap (``reflection_max_tokens``, the rollout's
 ``max_completion_length``), so the structure is the same whatever the policy does:
 ``critique [end] bridge correction [end]``.
 
@@ -38,7 +39,8 @@ class Continuation:
 
 
 def bridge_ids(processor: Any, conversation: list[dict[str, Any]], user_text: str, end_ids: list[int]) -> list[int]:
-    """Tokens between the critique and the correction: end of turn, the user turn, assistant header.
+    """Tokens between the critique and the correction: end of turn, the user turn (none when
+    ``user_text`` is empty), the next assistant header.
 
     Derived from the chat template (two renderings, the second with a stand-in critique and the
     user turn), so any template whose turns end with an EOS token works.
@@ -48,11 +50,9 @@ def bridge_ids(processor: Any, conversation: list[dict[str, Any]], user_text: st
     """
     stand_in = "C"
     head = processor.apply_chat_template(conversation, add_generation_prompt=True, tokenize=False)
-    turn = [
-        *conversation,
-        {"role": "assistant", "content": [{"type": "text", "text": stand_in}]},
-        {"role": "user", "content": [{"type": "text", "text": user_text}]},
-    ]
+    turn = [*conversation, {"role": "assistant", "content": [{"type": "text", "text": stand_in}]}]
+    if user_text:
+        turn.append({"role": "user", "content": [{"type": "text", "text": user_text}]})
     full = processor.apply_chat_template(turn, add_generation_prompt=True, tokenize=False)
     prefix = head + stand_in
     if not full.startswith(prefix):
