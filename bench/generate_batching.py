@@ -51,12 +51,16 @@ def main() -> None:
     print(f"load before: {os.getloadavg()}")
     if args.compile:
         start = time.perf_counter()
-        gens["compiled"].generate(questions, images, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)
+        gens["compiled"].generate(
+            questions, images, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size
+        )
         print(f"compiled: first call (compiles) {time.perf_counter() - start:.2f} s")
     for _ in range(args.repeats):
         for name, gen in gens.items():
             start = time.perf_counter()
-            out[name] = gen.generate(questions, images, max_new_tokens=args.max_new_tokens, batch_size=sizes[name])
+            out[name] = gen.generate(
+                questions, images, max_new_tokens=args.max_new_tokens, batch_size=sizes[name]
+            )
             times[name].append(time.perf_counter() - start)
     print(f"load after: {os.getloadavg()}")
     print(f"prompts: {len(questions)}, max_new_tokens: {args.max_new_tokens}, model: {args.model}")

@@ -260,14 +260,14 @@ def main() -> None:
             summary = {k: summarize(v, a.warmup) for k, v in timers.items()}
             ratios = {
                 name: {
-                    "ratio_wall_mean": s["step_wall_mean_s"] / summary[f"plain@{spg}"]["step_wall_mean_s"],
-                    "ratio_cpu_mean": s["step_cpu_mean_s"] / summary[f"plain@{spg}"]["step_cpu_mean_s"],
-                    "ratio_wall_median": s["step_wall_s"] / summary[f"plain@{spg}"]["step_wall_s"],
-                    "ratio_cpu_median": s["step_cpu_s"] / summary[f"plain@{spg}"]["step_cpu_s"],
+                    "ratio_wall_mean": s["step_wall_mean_s"] / summary[f"plain@{at}"]["step_wall_mean_s"],
+                    "ratio_cpu_mean": s["step_cpu_mean_s"] / summary[f"plain@{at}"]["step_cpu_mean_s"],
+                    "ratio_wall_median": s["step_wall_s"] / summary[f"plain@{at}"]["step_wall_s"],
+                    "ratio_cpu_median": s["step_cpu_s"] / summary[f"plain@{at}"]["step_cpu_s"],
                     "unsafe_rate": statistics.mean(rates[name]),
                 }
                 for name, s in summary.items()
-                if (spg := name.split("@")[1]) and f"plain@{spg}" in summary
+                if (at := name.split("@")[1]) and f"plain@{at}" in summary
             }
             result["lora" if lora else "full"] = {
                 **summary,

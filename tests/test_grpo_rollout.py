@@ -24,9 +24,9 @@ from safervlm.models import load_policy
 from safervlm.rewards import get_structured_reward
 from safervlm.schema import POOL_EXTRA, SAMPLE_COLUMNS
 from safervlm.sources import load_source
+from safervlm.train.continuation import ContinuationForcer, split
 from safervlm.train.data import prompt_dataset
 from safervlm.train.grpo import _grpo_args, require_runtime
-from safervlm.train.continuation import ContinuationForcer, split
 from safervlm.train.rollout import CORRECTED, PAD, SafetyAwareGRPOTrainer, SafetyAwareRollout, skip_padding
 
 
@@ -307,7 +307,9 @@ def test_continuation_forcer_bridges_after_the_critique_and_stops_after_the_corr
     assert (capped.critique, capped.correction) == ([11, 12, 13], [14, 15])
 
 
-def test_static_kv_cache_keeps_greedy_rollouts(tiny_model_dir: Path, train_parquet: Path, tmp_path: Path) -> None:
+def test_static_kv_cache_keeps_greedy_rollouts(
+    tiny_model_dir: Path, train_parquet: Path, tmp_path: Path
+) -> None:
     base = {"batch_size": 4, "num_generations": 2, "max_completion_length": 6, "reflection_max_tokens": 4}
     ref, ref_rollout, _ = _greedy_rollout(tiny_model_dir, train_parquet, tmp_path / "d", GRPOParams(**base))
     params = GRPOParams(**base, cache_implementation="static")
@@ -321,7 +323,11 @@ def test_one_generation_batch_for_several_steps_holds_whole_groups(
     tiny_model_dir: Path, train_parquet: Path, tmp_path: Path
 ) -> None:
     params = GRPOParams(
-        batch_size=4, num_generations=2, max_completion_length=6, reflection_max_tokens=4, steps_per_generation=2
+        batch_size=4,
+        num_generations=2,
+        max_completion_length=6,
+        reflection_max_tokens=4,
+        steps_per_generation=2,
     )
     trainer, rollout = _trainer(tiny_model_dir, train_parquet, tmp_path, FixedJudge(0.0), params)
     assert trainer.args.generation_batch_size == 8
@@ -336,7 +342,10 @@ def test_one_generation_batch_for_several_steps_holds_whole_groups(
     ("change", "message"),
     [
         ({"batch_size": 2, "num_generations": 2, "steps_per_generation": 1, "grad_accum": 2}, None),
-        ({"batch_size": 2, "num_generations": 4, "grad_accum": 2, "steps_per_generation": 1}, "steps_per_generation"),
+        (
+            {"batch_size": 2, "num_generations": 4, "grad_accum": 2, "steps_per_generation": 1},
+            "steps_per_generation",
+        ),
         ({"critique_and_correction": "one_continuation", "use_vllm": True}, "needs the HF rollout"),
         ({"continuation_template": "{critique}"}, "continuation_template may only use"),
         ({"cache_implementation": "paged"}, "'cache_implementation' must be 'dynamic' or 'static'"),

@@ -89,7 +89,9 @@ class GenerateParams(Section):
     @model_validator(mode="after")
     def _compile_needs_static(self) -> GenerateParams:
         if self.compile and self.cache_implementation != "static":
-            raise ValueError("compile needs cache_implementation: static (a compiled forward needs fixed shapes)")
+            raise ValueError(
+                "compile needs cache_implementation: static (a compiled forward needs fixed shapes)"
+            )
         return self
 
 

@@ -178,12 +178,13 @@ class GRPOParams(TrainParams):
         "two_passes",
         description="two_passes = the critique, then the correction from correction_template's prompt "
         "(question + critique; the unsafe answer out of sight): two sequential generate calls. "
-        "one_continuation = one generate call per unsafe row: the critique, then (forced) the end of "
-        "that turn, continuation_template's user turn if any and the next assistant header, then the "
-        "correction, each part under its own cap (HF backend only). It saves a second prompt encoding and prefill and the wait for the "
-        "slowest critique before any correction starts; the correction is written in sight of the unsafe "
-        "answer and the critique (not from correction_template) and is still trained under the original "
-        "prompt. Greedy critiques are the same in both modes.",
+        "one_continuation = one generate call per batch of unsafe rows: the critique, then (forced) the "
+        "end of that turn, continuation_template's user turn if any and the next assistant header, then "
+        "the correction, each part under its own cap (HF backend only). It saves a second prompt "
+        "encoding and prefill and the wait for the slowest critique before any correction starts; the "
+        "correction is written in sight of the unsafe answer and the critique (not from "
+        "correction_template) and is still trained under the original prompt. Greedy critiques are the "
+        "same in both modes.",
     )
     continuation_template: str = Field(
         "",
@@ -248,10 +249,12 @@ class GRPOParams(TrainParams):
         if self.steps_per_generation is not None and (self.batch_size * self.steps_per_generation) % g:
             raise ValueError(
                 f"num_generations={g} must divide batch_size * steps_per_generation = "
-                f"{self.batch_size} * {self.steps_per_generation}, so every group sits in one generation batch"
+                f"{self.batch_size} * {self.steps_per_generation}, so each group sits in one generation batch"
             )
         if self.critique_and_correction == "one_continuation" and self.use_vllm:
-            raise ValueError("critique_and_correction one_continuation needs the HF rollout (use_vllm: false)")
+            raise ValueError(
+                "critique_and_correction one_continuation needs the HF rollout (use_vllm: false)"
+            )
         if self.correction_mode == "add" and not 1 <= self.correction_slots < g:
             raise ValueError(
                 f"correction_slots must be in [1, num_generations - 1 = {g - 1}], got {self.correction_slots}"

@@ -52,7 +52,7 @@ class HFGenerator:
             if compile:
                 config = CompileConfig(dynamic=False)
                 # transformers compiles on GPUs only unless told otherwise; the key says to.
-                config._compile_all_devices = True
+                config._compile_all_devices = True  # type: ignore[assignment]
                 self.cache_kwargs["compile_config"] = config
             else:
                 self.cache_kwargs["disable_compile"] = True

@@ -4,8 +4,9 @@ One HF ``generate`` call per batch of unsafe rows: from the reflection prompt th
 the critique; then the end of that assistant turn, a user turn from ``continuation_template``
 (none when it is empty, the default) and the next assistant header are *forced* token by token
 (the "bridge"); then the policy writes the correction. Each forced token costs a decoding step,
-so the bridge is kept short: without a user turn it is the template's few turn tokens. Each part keeps its own cap (``reflection_max_tokens``, the rollout's
-``max_completion_length``), so the structure is the same whatever the policy does:
+so the bridge is kept short: without a user turn it is the template's few turn tokens. Each
+part keeps its own cap (``reflection_max_tokens``, the rollout's ``max_completion_length``),
+so the structure is the same whatever the policy does:
 ``critique [end] bridge correction [end]``.
 
 Against two separate calls this saves the second prompt's encoding (chat template, image
@@ -38,7 +39,9 @@ class Continuation:
     correction: list[int]  # ends with an EOS token unless cut at the cap
 
 
-def bridge_ids(processor: Any, conversation: list[dict[str, Any]], user_text: str, end_ids: list[int]) -> list[int]:
+def bridge_ids(
+    processor: Any, conversation: list[dict[str, Any]], user_text: str, end_ids: list[int]
+) -> list[int]:
     """Tokens between the critique and the correction: end of turn, the user turn (none when
     ``user_text`` is empty), the next assistant header.
 
@@ -99,7 +102,9 @@ class ContinuationForcer(LogitsProcessor):
         if len(gen) - k < len(bridge):
             return bridge[len(gen) - k]
         correction = gen[k + len(bridge) :]
-        if len(correction) >= self.correction_max or any(t in self.eos_ids or t == self.pad_id for t in correction):
+        if len(correction) >= self.correction_max or any(
+            t in self.eos_ids or t == self.pad_id for t in correction
+        ):
             return self.pad_id
         return None
 
@@ -126,7 +131,9 @@ def split(gen: list[int], bridge: list[int], caps: tuple[int, int], eos_ids: set
     critique = gen[: k + 1] if k < caps[0] else gen[:k]  # a forced end is not the policy's
     rest = gen[k + len(bridge) :]
     end = next((i for i, t in enumerate(rest) if t in eos_ids), None)
-    return Continuation(critique, gen[k : k + len(bridge)], rest[: caps[1]] if end is None else rest[: end + 1])
+    return Continuation(
+        critique, gen[k : k + len(bridge)], rest[: caps[1]] if end is None else rest[: end + 1]
+    )
 
 
 def generate_continuations(
@@ -151,7 +158,10 @@ def generate_continuations(
     inputs: dict[str, Any] = {
         "input_ids": pad(tensors, padding_value=pad_id, padding_side="left", pad_to_multiple_of=multiple),
         "attention_mask": pad(
-            [torch.ones_like(t) for t in tensors], padding_value=0, padding_side="left", pad_to_multiple_of=multiple
+            [torch.ones_like(t) for t in tensors],
+            padding_value=0,
+            padding_side="left",
+            pad_to_multiple_of=multiple,
         ),
     }
     for key, value in mm_fields.items():  # pixel_values, image_grid_thw ... as TRL's HF path passes them
@@ -159,7 +169,10 @@ def generate_continuations(
             inputs[key] = value
         elif isinstance(value, list) and value and isinstance(value[0], list):  # per token: left-padded
             inputs[key] = pad(
-                [torch.tensor(x) for x in value], padding_value=0, padding_side="left", pad_to_multiple_of=multiple
+                [torch.tensor(x) for x in value],
+                padding_value=0,
+                padding_side="left",
+                pad_to_multiple_of=multiple,
             )
         else:
             inputs[key] = torch.as_tensor(np.array(value))
@@ -182,7 +195,9 @@ def generate_continuations(
         ) as model,
         torch.no_grad(),
     ):
-        out = model.generate(**inputs, generation_config=config, logits_processor=LogitsProcessorList([forcer]))
+        out = model.generate(
+            **inputs, generation_config=config, logits_processor=LogitsProcessorList([forcer])
+        )
     generated = out[:, inputs["input_ids"].shape[1] :].tolist()
     caps = (critique_max, correction_max)
     parts = [split(g, b, caps, set(eos_ids)) for g, b in zip(generated, bridges, strict=True)]

@@ -302,10 +302,14 @@ class SafetyAwareRollout:
             texts = [p.continuation_template.format(question=_user_text(prompt)) for prompt in prompt_of]
             cap = trainer.generation_config.max_new_tokens
             with stats.timed("continuation"):
-                reflect_ids, parts = generate_continuations(trainer, reflect, texts, p.reflection_max_tokens, cap)
+                reflect_ids, parts = generate_continuations(
+                    trainer, reflect, texts, p.reflection_max_tokens, cap
+                )
             critique_ids = [c.critique for c in parts]
             corrected = [c.correction for c in parts]
-            correction_prompt_ids = [r + c.critique + c.bridge for r, c in zip(reflect_ids, parts, strict=True)]
+            correction_prompt_ids = [
+                r + c.critique + c.bridge for r, c in zip(reflect_ids, parts, strict=True)
+            ]
             critiques = [c.strip() for c in tok.batch_decode(critique_ids, skip_special_tokens=True)]
         else:
             with stats.timed("reflect"):
