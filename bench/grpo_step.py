@@ -211,7 +211,10 @@ def main() -> None:
     ap.add_argument("--json", default=None, help="write the results here too")
     ap.add_argument("--variants", default="plain,safety_aware,one_continuation")
     ap.add_argument("--steps-per-generation", default="1", help="comma-separated values, e.g. 1,4")
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     a = ap.parse_args()
+    if a.threads:
+        torch.set_num_threads(a.threads)  # on a shared CPU, fewer threads spin less against other jobs
     os.environ.setdefault("SAFERVLM_MLFLOW", "0")
     logging.basicConfig(level=logging.WARNING)
     cuda = torch.cuda.is_available()
@@ -228,6 +231,7 @@ def main() -> None:
     }
     device = torch.cuda.get_device_name() if cuda else "cpu"
     result: dict[str, Any] = {"config": base, "device": device, "shape": a.shape, "model": a.model}
+    result["torch_threads"] = torch.get_num_threads()
     with tempfile.TemporaryDirectory(prefix="grpo-bench-") as tmp:
         model = a.model
         if a.shape:
