@@ -20,6 +20,7 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -46,7 +47,7 @@ def main() -> None:
     samples = samples.head(args.n)
     questions, images = samples["question"].tolist(), samples["image"].tolist()
     names = args.variants.split(",") + (["compiled"] if args.compile else [])
-    options = {"static": {"cache_implementation": "static"}}
+    options: dict[str, dict[str, Any]] = {"static": {"cache_implementation": "static"}}
     options["compiled"] = {"cache_implementation": "static", "compile": True}
     gens = {name: HFGenerator(args.model, **options.get(name, {})) for name in names}
     sizes = {name: 1 if name == "bs1" else args.batch_size for name in gens}
