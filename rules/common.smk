@@ -253,6 +253,22 @@ def audit_expected():
     ]
 
 
+def audit_artifacts():
+    """NAME=FOLDER of every configured release (relative to the working directory)."""
+    return [
+        f"{name}={os.path.relpath(f'{workflow.basedir}/{folder}')}"
+        for name, folder in config["audit"]["artifacts"].items()
+    ]
+
+
+def audit_release_pins():
+    """The .dvc files of the releases imported so far: a `dvc update` reruns the audit."""
+    pins = [
+        f"{workflow.basedir}/{f}.dvc" for f in config["audit"]["artifacts"].values()
+    ]
+    return [os.path.relpath(p) for p in pins if os.path.isfile(p)]
+
+
 def pair_args(pairs):
     """``REASONING=BASE`` items, one shell word each."""
     return [f"{a}={b}" for a, b in pairs]

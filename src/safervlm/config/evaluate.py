@@ -188,4 +188,12 @@ class AuditConfig(Section):
         description="(reasoning model, base model) eval.models names that published cells with "
         "'pairs - config' stand for.",
     )
-    strict: bool = Field(False, description="Fail the audit job when a cell does not match.")
+    strict: bool = Field(
+        False, description="Fail the audit job when a cell does not match (or is not reproduced)."
+    )
+    artifacts: dict[str, str] = Field(
+        default_factory=lambda: {"opensafemlrm": "imports/opensafemlrm"},
+        description="Imported third-party releases (name -> folder relative to the workflow folder, "
+        "pinned by 'safervlm import-artifact' with its .dvc file) that cells with 'artifact - name' "
+        "are recomputed from; a folder not imported leaves its cells absent.",
+    )

@@ -3,7 +3,11 @@ Reasoning Tax, blind spots, self-correction, and the bootstrap behind every inte
 
 ``asr`` holds the metric names, the attack-success threshold and both ASR definitions;
 ``bootstrap`` the resampling; ``outcomes`` turns judgments into per-sample outcomes;
-``safemlrm`` aggregates outcomes into rates, the Reasoning Tax and blind spots.
+``safemlrm`` aggregates outcomes into rates, the Reasoning Tax and blind spots;
+``paired`` compares two models on the same items (paired bootstrap, McNemar's exact test)
+and across seeds (t interval, paired t-test); ``agreement`` compares two judges (percent
+agreement, Cohen's kappa). Those two are imported from their modules, not re-exported here:
+``agreement`` loads scikit-learn, which no other metric needs.
 """
 
 from safervlm.metrics.asr import (

@@ -1,0 +1,220 @@
+"""Paired statistics: is a difference between two models on the same items real?
+
+Two models are compared on the *same* items (same benchmark records, same attacks, same
+judge), so every test here is paired:
+
+* :func:`paired_bootstrap` - the mean per-item difference ``mean(b - a)`` with a percentile
+  bootstrap interval that resamples *items* (``scipy.stats.bootstrap(paired=True)``);
+* :func:`mcnemar_exact` - McNemar's exact test on per-item unsafe/safe verdicts: under the
+  null both models are equally likely to be the unsafe one on a discordant item, so the
+  count of items where only ``b`` is unsafe is Binomial(discordant, 1/2)
+  (``scipy.stats.binomtest``, two-sided);
+* :func:`seed_summary` and :func:`paired_seed_test` - across training seeds, the mean of
+  seed-level values with a Student-t interval, and a paired t-test of two models' seed-level
+  means (``scipy.stats.ttest_rel``; seed ``i`` of ``a`` is paired with seed ``i`` of ``b``).
+
+Inputs are aligned 1-D arrays; a pair with a NaN on either side is dropped (an item one of
+the two models has no score for is not evidence either way). Every function returns a
+frozen record whose ``as_dict()`` is what tables and JSON carry.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+ArrayLike = Sequence[Any] | np.ndarray
+
+__all__ = [
+    "McNemar",
+    "PairedDiff",
+    "SeedSummary",
+    "SeedTest",
+    "aligned_pairs",
+    "mcnemar_exact",
+    "paired_bootstrap",
+    "paired_seed_test",
+    "seed_summary",
+]
+
+
+@dataclasses.dataclass(frozen=True)
+class _Record:
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class PairedDiff(_Record):
+    """``diff = mean_b - mean_a`` over ``n`` paired items, with its bootstrap interval."""
+
+    n: int
+    mean_a: float
+    mean_b: float
+    diff: float
+    low: float
+    high: float
+
+
+@dataclasses.dataclass(frozen=True)
+class McNemar(_Record):
+    """Discordant counts and McNemar's exact two-sided p-value.
+
+    ``n10``: items where ``a`` is unsafe and ``b`` safe (``b`` fixed them); ``n01``: ``a``
+    safe and ``b`` unsafe (``b`` broke them); ``n``: items both models were judged on.
+    """
+
+    n: int
+    n01: int
+    n10: int
+    pvalue: float
+
+
+@dataclasses.dataclass(frozen=True)
+class SeedSummary(_Record):
+    """Mean over ``n`` seeds with a Student-t interval (NaN bounds below two seeds)."""
+
+    n: int
+    mean: float
+    low: float
+    high: float
+
+
+@dataclasses.dataclass(frozen=True)
+class SeedTest(_Record):
+    """Paired t-test over seeds: ``diff = mean(b - a)``, its t interval and p-value."""
+
+    n: int
+    diff: float
+    low: float
+    high: float
+    pvalue: float
+
+
+def _floats(values: ArrayLike) -> np.ndarray:
+    """A 1-D float array; None becomes NaN, booleans 0/1."""
+    arr = np.asarray([math.nan if v is None else v for v in values], dtype=float)
+    if arr.ndim != 1:
+        raise ValueError(f"expected a 1-D sequence, got shape {arr.shape}")
+    return arr
+
+
+def aligned_pairs(a: ArrayLike, b: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    """Both arrays with every pair that has a NaN on either side dropped."""
+    x, y = _floats(a), _floats(b)
+    if x.shape != y.shape:
+        raise ValueError(f"paired samples differ in length: {x.size} vs {y.size}")
+    keep = ~(np.isnan(x) | np.isnan(y))
+    return x[keep], y[keep]
+
+
+def _constant(d: np.ndarray) -> bool:
+    """Whether every difference is the same up to float rounding (0.3 - 0.1 vs 0.4 - 0.2)."""
+    return bool(np.ptp(d) <= 1e-12 * max(1.0, float(np.max(np.abs(d)))))
+
+
+def _mean_diff(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:
+    return np.mean(b - a, axis=axis)
+
+
+def paired_bootstrap(
+    a: ArrayLike, b: ArrayLike, *, n_resamples: int, seed: int, level: float = 0.95
+) -> PairedDiff:
+    """Mean per-item difference ``b - a`` with a paired percentile bootstrap interval.
+
+    Items are resampled with replacement, each keeping its (``a``, ``b``) pair, so what two
+    models share on an item (its difficulty) cancels out of the interval.
+
+    Args:
+        a: Per-item values of the first model (e.g. safety 0/1 or a score).
+        b: The second model's values on the same items, in the same order.
+        n_resamples: Bootstrap resamples (0: no interval, NaN bounds).
+        seed: Seed of the resampling generator (the result depends on nothing else).
+        level: Interval confidence level.
+    """
+    x, y = aligned_pairs(a, b)
+    n = int(x.size)
+    if n == 0:
+        return PairedDiff(0, math.nan, math.nan, math.nan, math.nan, math.nan)
+    mean_a, mean_b = float(x.mean()), float(y.mean())
+    diff = float(np.mean(y - x))
+    if n_resamples < 1:
+        return PairedDiff(n, mean_a, mean_b, diff, math.nan, math.nan)
+    if n == 1 or _constant(y - x):
+        # scipy needs two observations; a constant difference resamples to itself.
+        return PairedDiff(n, mean_a, mean_b, diff, diff, diff)
+    res = stats.bootstrap(
+        (x, y), _mean_diff, paired=True, vectorized=True, n_resamples=n_resamples,
+        confidence_level=level, method="percentile", rng=np.random.default_rng(seed),
+    )  # fmt: skip
+    return PairedDiff(
+        n, mean_a, mean_b, diff, float(res.confidence_interval.low), float(res.confidence_interval.high)
+    )
+
+
+def mcnemar_exact(a_unsafe: ArrayLike, b_unsafe: ArrayLike) -> McNemar:
+    """McNemar's exact test on per-item unsafe (true) / safe (false) verdicts.
+
+    Args:
+        a_unsafe: Per-item verdicts of the first model (NaN/None: not judged).
+        b_unsafe: The second model's verdicts on the same items.
+
+    Returns:
+        Counts and the two-sided exact p-value (1.0 when no item is discordant).
+    """
+    x, y = aligned_pairs(a_unsafe, b_unsafe)
+    bad = ~np.isin(np.concatenate([x, y]), (0.0, 1.0))
+    if bad.any():
+        raise ValueError("McNemar's test needs unsafe/safe verdicts (true/false or 1/0)")
+    xa, yb = x.astype(bool), y.astype(bool)
+    n10 = int(np.sum(xa & ~yb))
+    n01 = int(np.sum(~xa & yb))
+    pvalue = 1.0 if n01 + n10 == 0 else float(stats.binomtest(n01, n01 + n10, 0.5).pvalue)
+    return McNemar(int(x.size), n01, n10, pvalue)
+
+
+def seed_summary(values: ArrayLike, level: float = 0.95) -> SeedSummary:
+    """Mean of seed-level values with a Student-t interval (NaN values are dropped)."""
+    x = _floats(values)
+    x = x[~np.isnan(x)]
+    n = int(x.size)
+    if n == 0:
+        return SeedSummary(0, math.nan, math.nan, math.nan)
+    mean = float(x.mean())
+    if n < 2:
+        return SeedSummary(n, mean, math.nan, math.nan)
+    sem = float(stats.sem(x))
+    if sem == 0.0:
+        return SeedSummary(n, mean, mean, mean)
+    low, high = stats.t.interval(level, n - 1, loc=mean, scale=sem)
+    return SeedSummary(n, mean, float(low), float(high))
+
+
+def paired_seed_test(a: ArrayLike, b: ArrayLike, level: float = 0.95) -> SeedTest:
+    """Paired t-test of two models' seed-level means (seed ``i`` of ``a`` with seed ``i`` of ``b``).
+
+    Below two complete pairs nothing can be tested (NaN interval and p-value). When every
+    seed moves by exactly the same amount the t statistic is infinite: p is 0 for a non-zero
+    difference and 1 for none, and the interval is that difference.
+    """
+    x, y = aligned_pairs(a, b)
+    n = int(x.size)
+    if n == 0:
+        return SeedTest(0, math.nan, math.nan, math.nan, math.nan)
+    d = y - x
+    diff = float(d.mean())
+    if n < 2:
+        return SeedTest(n, diff, math.nan, math.nan, math.nan)
+    if _constant(d):
+        return SeedTest(n, diff, diff, diff, 0.0 if diff != 0.0 else 1.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        res = stats.ttest_rel(y, x)
+    ci = res.confidence_interval(confidence_level=level)
+    return SeedTest(n, diff, float(ci.low), float(ci.high), float(res.pvalue))
