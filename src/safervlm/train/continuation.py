@@ -194,6 +194,7 @@ def generate_continuations(
             gradient_checkpointing_kwargs=trainer.args.gradient_checkpointing_kwargs,
         ) as model,
         torch.no_grad(),
+        trainer._dist.summon_full_params(trainer.model_wrapped, recurse=False),  # FSDP, as TRL's HF path
     ):
         out = model.generate(
             **inputs, generation_config=config, logits_processor=LogitsProcessorList([forcer])
