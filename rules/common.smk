@@ -189,6 +189,8 @@ ROLLOUT_ONLY_KEYS = (
     "reflection_template",
     "correction_template",
     "reflection_max_tokens",
+    "critique_and_correction",
+    "continuation_template",
 )
 
 
