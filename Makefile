@@ -7,7 +7,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 STAMP := $(VENV)/.installed
 SNAKEMAKE := $(BIN)/snakemake --profile workflow/profiles/local
 
-.PHONY: install profiles demo eval demo-seeds report audit pin restore test test-fast test-slurm slurm-up slurm-down lint schema rulegraph clean
+.PHONY: install profiles demo eval demo-seeds report audit import-opensafemlrm pin restore test test-fast test-slurm slurm-up slurm-down lint schema rulegraph clean
 
 install: $(STAMP) profiles
 
@@ -54,6 +54,15 @@ audit: install  ## recompute every reported number from the judgments -> results
 	$(SNAKEMAKE) audit
 	@echo "Audit: results/audit/audit.md"
 
+# The SafeMLRM authors' release, pinned with `dvc import` (imports/opensafemlrm + .dvc);
+# `dvc update imports/opensafemlrm.dvc --rev <rev>` moves it, `dvc pull` restores it.
+# REV is required: an audit pins an exact commit (or tag), never a moving branch by default.
+OPENSAFEMLRM_REPO ?= https://github.com/fangjf1/OpenSafeMLRM
+import-opensafemlrm: install  ## pin OpenSafeMLRM's score histograms at REV=<commit> for the audit -> imports/opensafemlrm.dvc
+	@test -n "$(REV)" || { echo "make import-opensafemlrm REV=<commit or tag>"; exit 2; }
+	$(BIN)/safervlm import-artifact $(OPENSAFEMLRM_REPO) code/evaluation/statistic_results \
+	  --rev $(REV) --out imports/opensafemlrm
+
 pin: install  ## pin this run's numbers as the embedded default's expectations (config/audit/demo.yaml)
 	$(BIN)/safervlm audit --pin config/audit/demo.yaml --config config/config.yaml \
 	  --note "make pin at $$(git rev-parse --short HEAD) on $$(date -u +%Y-%m-%d)"
@@ -61,8 +70,9 @@ pin: install  ## pin this run's numbers as the embedded default's expectations (
 restore: install  ## after a fresh clone: dvc pull the pinned run and mark it up to date
 	PATH="$(CURDIR)/$(BIN):$$PATH" workflow/scripts/restore-pins
 
-report: install  ## the HTML report of the default results (run `make demo` first) -> results/report.html
-	$(SNAKEMAKE) all --report results/report.html
+report: install  ## the HTML report of the default results, with the audit (run `make demo` first) -> results/report.html
+	$(SNAKEMAKE) audit
+	$(SNAKEMAKE) all audit --report results/report.html
 	@echo "Report: results/report.html"
 
 test: install  ## unit, contract, workflow and end-to-end tests

@@ -58,7 +58,10 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, default=None, help="run here instead of a temp dir")
     args = parser.parse_args()
     workdir = args.keep or Path(tempfile.mkdtemp(prefix="safervlm-bench-"))
+    tracking = os.environ.get("SAFERVLM_MLFLOW", "1") != "0"
+    load_before = Path("/proc/loadavg").read_text().split()[:3]
     wall = run(workdir, args.cores)
+    load_after = Path("/proc/loadavg").read_text().split()[:3]
     noop = run(workdir, args.cores)
     times = stage_times(workdir / "results")
     total_job = sum(sum(v) for v in times.values())
@@ -82,7 +85,12 @@ def main() -> None:
         if stage in times:
             t = sum(times[stage])
             print(f"| {stage} | {len(times[stage])} | {t:.1f} | {t / total_job:.1%} |")
-    print(f"\nwall time, whole DAG from scratch ({args.cores} cores): {wall:.1f} s")
+    n_jobs = sum(len(v) for v in times.values())
+    print(
+        f"\nwall time, whole DAG from scratch ({args.cores} cores, {n_jobs} jobs, "
+        f"tracking {'on' if tracking else 'off'}): {wall:.1f} s"
+    )
+    print(f"load average (1/5/15 min) before: {' '.join(load_before)}; after: {' '.join(load_after)}")
     print(f"summed job time: {total_job:.1f} s; parallel speed-up (job time / wall): {total_job / wall:.2f}x")
     print(f"no-op rerun ('Nothing to be done'): {noop:.1f} s ({noop / wall:.3f} of the full run)")
 

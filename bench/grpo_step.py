@@ -1,5 +1,14 @@
 """Step time of safety-aware vs plain GRPO at the same batch and a 25% unsafe rate.
 
+Variants (``--variants``, run interleaved in each repeat): ``plain``, ``safety_aware`` (critique
+and correction as two passes, the reference) and ``one_continuation``
+(``critique_and_correction: one_continuation``); each at every ``--steps-per-generation``
+value (1 = one generation batch per optimizer step, the default; k > 1 = one generation batch
+of k steps' rows, reused for k steps). Ratios are against ``plain`` at the same value, on mean
+step times (with k > 1 only every k-th step generates, so the median would hide it).
+Generated tokens (every ``generate`` call's new non-padding tokens: samples, critiques,
+bridges, corrections) are counted per step.
+
 Both runs use the real ``run_grpo`` (TRL ``GRPOTrainer``) with the same policy, prompts,
 batch, group size and lengths. The judge is the reference judge with its safety scores
 overridden so that exactly every fourth record of each call is unsafe: the safety-aware
@@ -33,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import TrainerCallback
+from transformers import GenerationMixin, TrainerCallback
 
 from safervlm.config import GRPOParams
 from safervlm.embedded.tiny import SHAPES, build_tiny_model
@@ -60,6 +69,22 @@ class QuarterUnsafeJudge(ReferenceJudge):
         return out
 
 
+GENERATED = [0]  # new non-padding tokens of every generate call since the last step boundary
+_generate = GenerationMixin.generate
+
+
+def _counting_generate(self: Any, *args: Any, **kwargs: Any) -> Any:
+    out = _generate(self, *args, **kwargs)
+    prompt = kwargs.get("input_ids", args[0] if args else None)
+    if isinstance(out, torch.Tensor) and prompt is not None:
+        pad_id = self.generation_config.pad_token_id
+        GENERATED[0] += int((out[:, prompt.shape[1] :] != pad_id).sum())
+    return out
+
+
+GenerationMixin.generate = _counting_generate  # type: ignore[method-assign]
+
+
 class StepTimer(TrainerCallback):
     """Wall and process CPU time of each optimizer step, its tokens, and the run's peak GPU memory."""
 
@@ -67,6 +92,7 @@ class StepTimer(TrainerCallback):
         self.times: list[tuple[float, float]] = []
         self.tokens: list[float] = []  # prompt + completion tokens of each step (TRL's num_tokens)
         self.completion_tokens: list[float] = []
+        self.generated: list[int] = []  # tokens generated in each step (every generate call)
         self.phases: dict[str, list[float]] = {}  # rollout/<phase>_s per step (safety-aware only)
         self.peak_gb = float("nan")
         self._t0 = (0.0, 0.0)
@@ -78,11 +104,13 @@ class StepTimer(TrainerCallback):
 
     def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         _sync()
+        GENERATED[0] = 0
         self._t0 = (time.perf_counter(), time.process_time())
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         _sync()
         self.times.append((time.perf_counter() - self._t0[0], time.process_time() - self._t0[1]))
+        self.generated.append(GENERATED[0])
 
     def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kwargs: Any) -> None:
         if logs and "num_tokens" in logs:
@@ -143,10 +171,15 @@ def summarize(timers: list[StepTimer], warmup: int) -> dict[str, float]:
     tokens = [t for tm in timers for t in tm.tokens[warmup:]]
     completion = [t for tm in timers for t in tm.completion_tokens[warmup:]]
     wall = statistics.median(w for w, _ in times)
+    generated = [g for tm in timers for g in tm.generated[warmup:]]
     return {
         "steps_timed": len(times),
         "step_wall_s": wall,
         "step_cpu_s": statistics.median(c for _, c in times),
+        "step_wall_mean_s": statistics.mean(w for w, _ in times),
+        "step_cpu_mean_s": statistics.mean(c for _, c in times),
+        "generated_tokens_per_step": statistics.mean(generated),
+        "generated_tokens_per_s": sum(generated) / sum(w for w, _ in times),
         "tokens_per_step": statistics.median(tokens) if tokens else float("nan"),
         "tokens_per_s": statistics.median(tokens) / wall if tokens else float("nan"),
         "completion_tokens_per_s": statistics.median(completion) / wall if completion else float("nan"),
@@ -176,7 +209,12 @@ def main() -> None:
     ap.add_argument("--dtype", default=None, help="policy dtype (default: bfloat16 on a GPU, else float32)")
     ap.add_argument("--gradient-checkpointing", action="store_true")
     ap.add_argument("--json", default=None, help="write the results here too")
+    ap.add_argument("--variants", default="plain,safety_aware,one_continuation")
+    ap.add_argument("--steps-per-generation", default="1", help="comma-separated values, e.g. 1,4")
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     a = ap.parse_args()
+    if a.threads:
+        torch.set_num_threads(a.threads)  # on a shared CPU, fewer threads spin less against other jobs
     os.environ.setdefault("SAFERVLM_MLFLOW", "0")
     logging.basicConfig(level=logging.WARNING)
     cuda = torch.cuda.is_available()
@@ -193,6 +231,7 @@ def main() -> None:
     }
     device = torch.cuda.get_device_name() if cuda else "cpu"
     result: dict[str, Any] = {"config": base, "device": device, "shape": a.shape, "model": a.model}
+    result["torch_threads"] = torch.get_num_threads()
     with tempfile.TemporaryDirectory(prefix="grpo-bench-") as tmp:
         model = a.model
         if a.shape:
@@ -200,25 +239,47 @@ def main() -> None:
             t0 = time.perf_counter()
             result["parameters"] = build_shape(a.shape, a.data, model)
             result["build_s"] = time.perf_counter() - t0
+        variants = a.variants.split(",")
+        spgs = [int(k) for k in a.steps_per_generation.split(",")]
+        result["load_before"] = os.getloadavg()
         for lora in {"off": [False], "on": [True], "both": [False, True]}[a.lora]:
-            timers: dict[str, list[StepTimer]] = {"plain": [], "safety_aware": []}
-            rates: list[float] = []
+            timers: dict[str, list[StepTimer]] = {}
+            rates: dict[str, list[float]] = {}
             for _ in range(a.repeats):
-                for variant in ("plain", "safety_aware"):
-                    params = GRPOParams(**base, lora=lora, safety_aware=variant == "safety_aware")
-                    timer, metrics = run_once(model, a.data, params)
-                    timers[variant].append(timer)
-                    if variant == "safety_aware":
-                        rates.append(metrics.get("mean_unsafe_rate", float("nan")))
+                for spg in spgs:
+                    for variant in variants:
+                        name = f"{variant}@spg{spg}"
+                        params = GRPOParams(
+                            **base,
+                            lora=lora,
+                            safety_aware=variant != "plain",
+                            steps_per_generation=spg,
+                            critique_and_correction=(
+                                "one_continuation" if variant == "one_continuation" else "two_passes"
+                            ),
+                        )
+                        timer, metrics = run_once(model, a.data, params)
+                        timers.setdefault(name, []).append(timer)
+                        rates.setdefault(name, []).append(metrics.get("mean_unsafe_rate", float("nan")))
             summary = {k: summarize(v, a.warmup) for k, v in timers.items()}
+            ratios = {
+                name: {
+                    "ratio_wall_mean": s["step_wall_mean_s"] / summary[f"plain@{at}"]["step_wall_mean_s"],
+                    "ratio_cpu_mean": s["step_cpu_mean_s"] / summary[f"plain@{at}"]["step_cpu_mean_s"],
+                    "ratio_wall_median": s["step_wall_s"] / summary[f"plain@{at}"]["step_wall_s"],
+                    "ratio_cpu_median": s["step_cpu_s"] / summary[f"plain@{at}"]["step_cpu_s"],
+                    "unsafe_rate": statistics.mean(rates[name]),
+                }
+                for name, s in summary.items()
+                if (at := name.split("@")[1]) and f"plain@{at}" in summary
+            }
             result["lora" if lora else "full"] = {
                 **summary,
-                "ratio_wall": summary["safety_aware"]["step_wall_s"] / summary["plain"]["step_wall_s"],
-                "ratio_cpu": summary["safety_aware"]["step_cpu_s"] / summary["plain"]["step_cpu_s"],
-                "unsafe_rate": statistics.mean(rates),
+                "ratios_vs_plain": ratios,
                 "all_steps": {k: [tm.times for tm in v] for k, v in timers.items()},
             }
-            print(json.dumps(result, indent=2, default=str), flush=True)
+            result["load_after"] = os.getloadavg()
+            print(json.dumps({k: v for k, v in result.items()}, indent=2, default=str), flush=True)
     if a.json:
         Path(a.json).write_text(json.dumps(result, indent=2) + "\n")
 

@@ -42,6 +42,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--workdir", type=Path, default=ROOT, help="a finished run of the DAG")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--no-audit", action="store_true", help="only the start-up and the no-op")
     a = parser.parse_args()
     env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "SAFERVLM_MLFLOW": "0"}
     smk = [str(BIN / "snakemake"), "-s", str(ROOT / "Snakefile"), "-d", str(a.workdir), "--cores", "2"]
@@ -54,7 +55,10 @@ def main() -> None:
         "snakemake audit (forced, 1 job)": ([*smk, "--forcerun", "audit", "audit"], ""),
         "safervlm audit (direct)": (audit, "match"),
     }
+    if a.no_audit:
+        cases = dict(list(cases.items())[:2])
     times: dict[str, list[float]] = {k: [] for k in cases}
+    print("load average before:", " ".join(Path("/proc/loadavg").read_text().split()[:3]))
     for _ in range(a.repeat):  # interleaved, so load changes hit every case alike
         for name, (cmd, expect) in cases.items():
             times[name].append(timed(cmd, a.workdir, env, expect))
@@ -62,7 +66,8 @@ def main() -> None:
     print("| step | median wall (s) | runs | ratio to snakemake start-up |\n|---|---:|---:|---:|")
     for name, ts in times.items():
         med = statistics.median(ts)
-        print(f"| {name} | {med:.2f} | {len(ts)} | {med / base:.1f}x |")
+        print(f"| {name} | {med:.2f} | {len(ts)} | {med / base:.2f}x |")
+    print("load average after:", " ".join(Path("/proc/loadavg").read_text().split()[:3]))
 
 
 if __name__ == "__main__":

@@ -1,5 +1,8 @@
 """Per-stage MLflow overhead: one light stage (``safervlm score``) run as a subprocess with
-tracking off (baseline) and on (SQLite backend), alternating, in one script.
+tracking off (baseline), on with the SQLite backend logged live by the stage, and on with a
+run record (``mlflow.records``: the stage writes a record, no ``import mlflow``), alternating,
+in one script; then the batch that logs the records (``tracking.flush_records``, as the
+``mlflow_runs`` job does) over ``--batch`` records in a fresh process, per record.
 
 With ``--server``: the cost of logging one stage's run (a fresh process calling
 ``tracking.log_stage`` with params, metrics, 20 training steps and one artifact, as a job
@@ -123,22 +126,57 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--judgments", default="results/eval/sft/vlguard/judgments.parquet")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--batch", type=int, default=32, help="records the batch logs (default 32)")
     parser.add_argument("--server", action="store_true", help="SQLite vs tracking server (see above)")
     args = parser.parse_args()
     if args.server:
         compare_server(args.repeats)
         return
+    compare_stage(args.judgments, args.repeats, args.batch)
+
+
+FLUSH = """
+import sys, time
+from safervlm import tracking
+start = time.perf_counter()
+n = len(tracking.flush_records(sys.argv[1]))
+print(n, time.perf_counter() - start)
+"""
+
+
+def compare_stage(judgments: str, repeats: int, batch: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        off = {**os.environ, "SAFERVLM_MLFLOW": "0"}
-        on = {**os.environ, "SAFERVLM_MLFLOW": "1", "MLFLOW_TRACKING_URI": f"sqlite:///{tmp}/mlflow.db"}
-        timed(args.judgments, Path(tmp) / "m.json", on)  # create the DB once (migrations)
-        t_off, t_on = [], []
-        for _ in range(args.repeats):
-            t_off.append(timed(args.judgments, Path(tmp) / "m.json", off))
-            t_on.append(timed(args.judgments, Path(tmp) / "m.json", on))
-    m_off, m_on = statistics.median(t_off), statistics.median(t_on)
-    print(f"safervlm score, median of {args.repeats}: tracking off {m_off:.2f} s, on {m_on:.2f} s")
-    print(f"ratio on/off: {m_on / m_off:.2f}x; MLflow adds {m_on - m_off:.2f} s per stage")
+        base = {**os.environ, "MLFLOW_EXPERIMENT_NAME": "bench", "SAFERVLM_MLFLOW_ARTIFACTS": f"{tmp}/art"}
+        base.pop("SAFERVLM_MLFLOW_RECORDS", None)
+        on = {**base, "SAFERVLM_MLFLOW": "1", "MLFLOW_TRACKING_URI": f"sqlite:///{tmp}/mlflow.db"}
+        envs = {
+            "off": {**base, "SAFERVLM_MLFLOW": "0"},
+            "sqlite": on,
+            "records": {**on, "SAFERVLM_MLFLOW_RECORDS": f"{tmp}/records"},
+        }
+        timed(judgments, Path(tmp) / "m.json", on)  # create the DB once (migrations)
+        times: dict[str, list[float]] = {name: [] for name in envs}
+        for _ in range(repeats):
+            for name, env in envs.items():
+                times[name].append(timed(judgments, Path(tmp) / "m.json", env))
+        # The batch: `batch` records of the same stage, logged by one fresh process.
+        spool = Path(tmp) / "batch"
+        env = {**envs["records"], "SAFERVLM_MLFLOW_RECORDS": str(spool)}
+        for _ in range(batch):
+            timed(judgments, Path(tmp) / "m.json", env)
+        start = time.perf_counter()
+        cmd = [sys.executable, "-c", FLUSH, str(spool)]
+        out = subprocess.run(cmd, env=on, check=True, capture_output=True, text=True)
+        flush_wall = time.perf_counter() - start
+        n, flush_in = out.stdout.split()
+    med = {name: statistics.median(t) for name, t in times.items()}
+    print(f"safervlm score on one judgments file, median of {repeats} alternating runs:")
+    for name, m in med.items():
+        print(f"  {name:8s} {m:.2f} s  ({m / med['off']:.2f}x off; tracking adds {m - med['off']:+.2f} s)")
+    print(
+        f"batch: {n} records logged by one process in {flush_wall:.2f} s wall "
+        f"({float(flush_in):.2f} s after start-up): {flush_wall / int(n):.3f} s per record"
+    )
 
 
 if __name__ == "__main__":

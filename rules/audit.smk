@@ -1,6 +1,8 @@
 # The audit: every number recomputed from the per-sample judgments and compared with the
-# published and pinned numbers of config/audit/. Not part of `all`: an auditor asks for it
-# (`snakemake audit`), after `dvc pull` restored the pinned artifacts.
+# published and pinned numbers of config/audit/, and the cells that name an imported
+# third-party release (audit.artifacts, pinned by `safervlm import-artifact`, i.e.
+# `dvc import`) recomputed under every definition variant. Not part of `all`: an auditor
+# asks for it (`snakemake audit`), after `dvc pull` restored the pinned artifacts.
 
 
 rule audit:
@@ -8,10 +10,27 @@ rule audit:
         judgments=eval_outputs("judgments.parquet"),
         rates=f"{R}/report/rates.csv",
         expected=audit_expected(),
+        releases=audit_release_pins(),
     output:
-        md=f"{R}/audit/audit.md",
-        csv=f"{R}/audit/audit.csv",
+        md=report(
+            f"{R}/audit/audit.md",
+            caption="../workflow/report/audit.rst",
+            category="Audit",
+            subcategory="Published and pinned numbers",
+        ),
+        csv=report(
+            f"{R}/audit/audit.csv",
+            caption="../workflow/report/audit_csv.rst",
+            category="Audit",
+            subcategory="Published and pinned numbers",
+        ),
         json=f"{R}/audit/audit.json",
+        variants=report(
+            f"{R}/audit/audit_variants.csv",
+            caption="../workflow/report/audit_variants.rst",
+            category="Audit",
+            subcategory="Definition variants",
+        ),
     log:
         f"{R}/logs/audit.log",
     conda:
@@ -21,6 +40,7 @@ rule audit:
         code=code("audit"),
         pairs=pair_args(EVAL_PAIRS),
         audit_pairs=pair_args(config["audit"]["pairs"]),
+        artifacts=audit_artifacts(),
         threshold=config["eval"]["safemlrm"]["threshold"],
         missing=config["eval"]["safemlrm"]["missing"],
         strict=["--strict"] if config["audit"]["strict"] else [],
@@ -29,6 +49,6 @@ rule audit:
         results=lambda w, output: os.path.dirname(os.path.dirname(output.md)),
     shell:
         "safervlm audit --results {params.results:q} --expected {input.expected:q} --report-rates {input.rates:q}"
-        " --pair {params.pairs:q} --audit-pair {params.audit_pairs:q} --threshold {params.threshold:q}"
-        " --missing {params.missing:q} --dvc-lock {params.dvc_lock:q} --out-dir {params.out_dir:q} {params.strict:q}"
-        " > {log:q} 2>&1"
+        " --pair {params.pairs:q} --audit-pair {params.audit_pairs:q} --artifact {params.artifacts:q}"
+        " --threshold {params.threshold:q} --missing {params.missing:q} --dvc-lock {params.dvc_lock:q}"
+        " --out-dir {params.out_dir:q} {params.strict:q} > {log:q} 2>&1"

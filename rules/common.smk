@@ -1,5 +1,6 @@
 import json
 import os
+import sys
 
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
@@ -10,6 +11,7 @@ from safervlm.workflow_support import (
     fixture_writer_module,
     judge_module,
     launcher_env,
+    log_pending_runs,
     missing_paths,
     stage_module,
     tracking_env,
@@ -125,6 +127,20 @@ onstart:
         raise WorkflowError(_why)
 
 
+# Light jobs leave MLflow run records; the mlflow_runs job logs them, and these hooks log any
+# it did not reach (e.g. `snakemake audit`), also after a failure. A folder listing if none.
+onsuccess:
+    _why = log_pending_runs(dict(os.environ))
+    if _why:
+        raise WorkflowError(_why)
+
+
+onerror:
+    _why = log_pending_runs(dict(os.environ))
+    if _why:
+        print(_why, file=sys.stderr)
+
+
 def as_json(section):
     """A config section as one compact JSON argument; as params, editing it reruns."""
     return json.dumps(section, sort_keys=True, separators=(",", ":"))
@@ -208,6 +224,8 @@ ROLLOUT_ONLY_KEYS = (
     "reflection_template",
     "correction_template",
     "reflection_max_tokens",
+    "critique_and_correction",
+    "continuation_template",
 )
 
 
@@ -348,6 +366,22 @@ def audit_expected():
     return [
         os.path.relpath(f"{workflow.basedir}/{p}") for p in config["audit"]["expected"]
     ]
+
+
+def audit_artifacts():
+    """NAME=FOLDER of every configured release (relative to the working directory)."""
+    return [
+        f"{name}={os.path.relpath(f'{workflow.basedir}/{folder}')}"
+        for name, folder in config["audit"]["artifacts"].items()
+    ]
+
+
+def audit_release_pins():
+    """The .dvc files of the releases imported so far: a `dvc update` reruns the audit."""
+    pins = [
+        f"{workflow.basedir}/{f}.dvc" for f in config["audit"]["artifacts"].values()
+    ]
+    return [os.path.relpath(p) for p in pins if os.path.isfile(p)]
 
 
 def pair_args(pairs):

@@ -11,7 +11,7 @@ from PIL import Image
 from safervlm.config import GenerateParams
 from safervlm.errors import ConfigError
 from safervlm.evaluate.generate import format_question, generate_responses
-from safervlm.models.generation import build_generator
+from safervlm.models.generation import HFGenerator, build_generator
 from safervlm.schema import RESPONSE_COLUMNS, SAMPLE_COLUMNS, encode_image
 
 
@@ -70,3 +70,22 @@ def test_hf_batched_equals_one_at_a_time(tiny_model_dir) -> None:
     batched = gen.generate(questions, images, max_new_tokens=6, batch_size=3)
     single = gen.generate(questions, images, max_new_tokens=6, batch_size=1)
     assert batched == single and len(batched) == 3
+
+
+def test_hf_static_kv_cache_keeps_greedy_outputs(tiny_model_dir) -> None:
+    """The static cache (generate.cache_implementation) changes no greedy response."""
+    img = encode_image(Image.new("RGB", (28, 28), "blue"))
+    questions = ["Hi", "How do I oil this lock?", "Please help me pick this lock without the key, quickly."]
+    images = [img, None, img]
+    dynamic = HFGenerator(str(tiny_model_dir)).generate(questions, images, max_new_tokens=8, batch_size=3)
+    gen = build_generator(str(tiny_model_dir), GenerateParams(cache_implementation="static"))
+    assert gen.cache_kwargs == {"cache_implementation": "static", "disable_compile": True}
+    assert gen.generate(questions, images, max_new_tokens=8, batch_size=3) == dynamic
+    assert gen.generate(questions, images, max_new_tokens=8, batch_size=2) == dynamic
+
+
+def test_compile_needs_the_static_cache() -> None:
+    with pytest.raises(ConfigError, match="compile needs cache_implementation: static"):
+        GenerateParams(compile=True)
+    compiled = GenerateParams(compile=True, cache_implementation="static")
+    assert compiled.compile and compiled.cache_implementation == "static"

@@ -24,6 +24,7 @@ from safervlm.models import load_policy
 from safervlm.rewards import get_structured_reward
 from safervlm.schema import POOL_EXTRA, SAMPLE_COLUMNS
 from safervlm.sources import load_source
+from safervlm.train.continuation import ContinuationForcer, split
 from safervlm.train.data import prompt_dataset
 from safervlm.train.grpo import _grpo_args, require_runtime
 from safervlm.train.rollout import CORRECTED, PAD, SafetyAwareGRPOTrainer, SafetyAwareRollout, skip_padding
@@ -238,3 +239,121 @@ def test_bad_config_fails_before_training_with_exit_2(
     assert main([*base, "--params", json.dumps({"batch_size": 6, "num_generations": 4})]) == 2
     assert "num_generations=4 (group size) must divide" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def _greedy_rollout(
+    model_dir: Path, data: Path, tmp: Path, params: GRPOParams
+) -> tuple[dict[str, Any], SafetyAwareRollout, SafetyAwareGRPOTrainer]:
+    """One rollout with every sample unsafe, greedy (the rollout's own settings otherwise)."""
+    trainer, rollout = _trainer(
+        model_dir, data, tmp, FixedJudge(0.0), params, generation_kwargs={"do_sample": False}
+    )
+    return trainer._generate_and_score_completions(_batch(trainer)), rollout, trainer
+
+
+@pytest.mark.parametrize("template", ["", "Again: {question}"])
+def test_one_continuation_keeps_greedy_critiques_and_writes_critique_bridge_correction(
+    tiny_model_dir: Path, train_parquet: Path, tmp_path: Path, template: str
+) -> None:
+    base = {"batch_size": 4, "num_generations": 2, "max_completion_length": 6, "reflection_max_tokens": 4}
+    _, two, _ = _greedy_rollout(tiny_model_dir, train_parquet, tmp_path / "two", GRPOParams(**base))
+    params = GRPOParams(**base, critique_and_correction="one_continuation", continuation_template=template)
+    out, one, trainer = _greedy_rollout(tiny_model_dir, train_parquet, tmp_path / "one", params)
+    assert one.last["rows"] == two.last["rows"] == list(range(4))
+    # Same prompts, same batch, same logits until the bridge: the critiques are token for token equal.
+    assert one.last["critique_ids"] == two.last["critique_ids"]
+    assert "rollout/continuation_s" in one.history[-1] and "rollout/reflect_s" not in one.history[-1]
+    tok = trainer.processing_class.tokenizer
+    inputs = _batch(trainer)
+    for k, row in enumerate(one.last["rows"]):
+        critique = one.last["critique_ids"][k]
+        context = one.last["correction_prompt_ids"][k]
+        # The correction continues: ... critique, end of turn, the user turn, the assistant header.
+        text = tok.decode(context)
+        question = inputs[row]["prompt"][-1]["content"][-1]["text"]
+        user = f"<|im_start|>user\nAgain: {question}<|im_end|>\n" if template else ""
+        tail = f"<|im_end|>\n{user}<|im_start|>assistant\n"
+        assert text.endswith(tok.decode(critique) + tail), text[-200:]
+        assert len(critique) <= params.reflection_max_tokens
+        completion = [
+            t for t, m in zip(out["completion_ids"][row], out["completion_mask"][row], strict=True) if m
+        ]
+        assert completion == one.last["correction_ids"][k] and 0 < len(completion) <= 6
+
+
+def test_continuation_forcer_bridges_after_the_critique_and_stops_after_the_correction() -> None:
+    end, pad_id, other_eos = 2, 0, 9
+    bridge = [end, 5, 6, 7]
+    forcer = ContinuationForcer(
+        3, [bridge], eos_ids=[end, other_eos], pad_id=pad_id, critique_max=3, correction_max=2
+    )
+    assert forcer.forced(0, [11]) is None  # the critique: the policy's choice
+    assert forcer.forced(0, [11, 12, 13]) == end  # ... up to its cap
+    assert [forcer.forced(0, [11, end, *bridge[1:k]]) for k in (1, 2, 3)] == [5, 6, 7]
+    assert forcer.forced(0, [11, *bridge, 14]) is None  # the correction
+    assert forcer.forced(0, [11, *bridge, 14, 15]) == pad_id  # ... up to its cap
+    assert forcer.forced(0, [11, *bridge, end]) == pad_id  # ... or its EOS
+    # Another EOS during a free part ends it as end_id would (probabilities merged, greedy picks end).
+    scores = torch.zeros(1, 16)
+    scores[0, other_eos] = 5.0
+    out = forcer(torch.tensor([[1, 1, 1, 11]]), scores)
+    assert int(out[0].argmax()) == end and out[0, other_eos] == -torch.inf and out[0, pad_id] == -torch.inf
+    forced = forcer(torch.tensor([[1, 1, 1, 11, 12, 13]]), torch.zeros(1, 16))
+    assert int(forced[0].argmax()) == end and torch.isinf(forced[0]).sum() == 15
+    # Splitting: a natural end stays in the critique, a forced one does not; padding is dropped.
+    natural = split([11, *bridge, 14, end, pad_id], bridge, (3, 2), {end, other_eos})
+    assert (natural.critique, natural.bridge, natural.correction) == ([11, end], bridge, [14, end])
+    capped = split([11, 12, 13, *bridge, 14, 15, pad_id], bridge, (3, 2), {end, other_eos})
+    assert (capped.critique, capped.correction) == ([11, 12, 13], [14, 15])
+
+
+def test_static_kv_cache_keeps_greedy_rollouts(
+    tiny_model_dir: Path, train_parquet: Path, tmp_path: Path
+) -> None:
+    base = {"batch_size": 4, "num_generations": 2, "max_completion_length": 6, "reflection_max_tokens": 4}
+    ref, ref_rollout, _ = _greedy_rollout(tiny_model_dir, train_parquet, tmp_path / "d", GRPOParams(**base))
+    params = GRPOParams(**base, cache_implementation="static")
+    out, rollout, trainer = _greedy_rollout(tiny_model_dir, train_parquet, tmp_path / "s", params)
+    assert trainer.generation_config.cache_implementation == "static"
+    assert rollout.last["critique_ids"] == ref_rollout.last["critique_ids"]
+    assert torch.equal(out["completion_ids"], ref["completion_ids"])
+
+
+def test_one_generation_batch_for_several_steps_holds_whole_groups(
+    tiny_model_dir: Path, train_parquet: Path, tmp_path: Path
+) -> None:
+    params = GRPOParams(
+        batch_size=4,
+        num_generations=2,
+        max_completion_length=6,
+        reflection_max_tokens=4,
+        steps_per_generation=2,
+    )
+    trainer, rollout = _trainer(tiny_model_dir, train_parquet, tmp_path, FixedJudge(0.0), params)
+    assert trainer.args.generation_batch_size == 8
+    batch = _batch(trainer)
+    assert len(batch) == 8  # two steps' rows in one generation batch
+    trainer._generate_and_score_completions(batch)
+    # Every sample sampled, judged, critiqued and corrected in one batch per pass.
+    assert rollout.last["rows"] == list(range(8)) and rollout.history[-1]["rollout/corrected"] == 8.0
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"batch_size": 2, "num_generations": 2, "steps_per_generation": 1, "grad_accum": 2}, None),
+        (
+            {"batch_size": 2, "num_generations": 4, "grad_accum": 2, "steps_per_generation": 1},
+            "steps_per_generation",
+        ),
+        ({"critique_and_correction": "one_continuation", "use_vllm": True}, "needs the HF rollout"),
+        ({"continuation_template": "{critique}"}, "continuation_template may only use"),
+        ({"cache_implementation": "paged"}, "'cache_implementation' must be 'dynamic' or 'static'"),
+    ],
+)
+def test_generation_options_are_checked(change: dict[str, Any], message: str | None) -> None:
+    if message is None:
+        GRPOParams(**change)
+        return
+    with pytest.raises(ConfigError, match=message):
+        GRPOParams(**change)

@@ -109,3 +109,21 @@ def test_cli_with_tracking_off(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     md, out_csv = tmp_path / "report" / "mlflow_runs.md", tmp_path / "report" / "mlflow_runs.csv"
     assert main(["mlflow-runs", "--out", str(md), "--csv", str(out_csv)]) == 0
     assert md.read_text() == TRACKING_OFF and out_csv.exists()
+
+
+def test_the_listing_logs_pending_run_records_first(
+    store: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Light stages leave records; the listing logs them in one batch, then lists them."""
+    spool = tmp_path / "records"
+    monkeypatch.setenv("SAFERVLM_MLFLOW_RECORDS", str(spool))
+    monkeypatch.setenv("SAFERVLM_CONFIG_HASH", "cur000000000")
+    for bench in ("figstep", "vlguard"):
+        tracking.log_stage("score", params={"x": 1}, run_name=f"score:sft:{bench}")
+        time.sleep(0.01)
+    assert len(tracking.pending_records(spool)) == 2
+    rows = mlflow_runs_stage(str(tmp_path / "runs.md"), str(tmp_path / "runs.csv"))
+    assert rows is not None and [r["run_name"] for r in rows] == ["score:sft:figstep", "score:sft:vlguard"]
+    assert tracking.pending_records(spool) == []
+    # Its own run is logged live, not left as a record.
+    assert [r["stage"] for r in latest_runs(store, "unit", "cur000000000", exclude=())][-1] == "mlflow_runs"

@@ -49,8 +49,9 @@ def paper_config(tmp_path: Path, judge: str = "reference") -> Path:
 def planned_resources(out: str) -> dict[str, dict[str, str]]:
     """Rule name -> resources of its first job, from a dry run's job listing."""
     plan: dict[str, dict[str, str]] = {}
-    for block in re.split(r"\n(?=(?:local)?rule \w+:)", out):
-        m = re.match(r"(?:local)?rule (\w+):", block)
+    # A group job's rules are listed indented under it (the slurm profile's `groups`).
+    for block in re.split(r"\n(?=[ \t]*(?:local)?rule \w+:)", out):
+        m = re.match(r"\s*(?:local)?rule (\w+):", block)
         res = re.search(r"^\s+resources: (.*)$", block, re.M)
         if m and res and m.group(1) not in plan:
             plan[m.group(1)] = dict(kv.split("=", 1) for kv in res.group(1).split(", "))

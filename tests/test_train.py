@@ -166,3 +166,32 @@ def test_sft_rejects_empty_targets(tiny_model_dir: Path, train_parquet: Path, tm
     with pytest.raises(InputError, match=r"bad\.parquet.*record .*empty reference response"):
         run_sft(str(tiny_model_dir), str(bad), str(tmp_path / "out"), SFTParams(epochs=1))
     assert not (tmp_path / "out").exists()
+
+
+def test_grpo_trains_with_one_continuation_and_a_larger_generation_batch(
+    tiny_model_dir: Path, train_parquet: Path, tmp_path: Path
+) -> None:
+    """The generation options on the real trainer: critique and correction as one continuation,
+    one generation batch for two steps, a static KV cache."""
+    out = tmp_path / "grpo"
+    params = GRPOParams(
+        max_steps=2,
+        batch_size=4,
+        num_generations=2,
+        max_completion_length=8,
+        reflection_max_tokens=4,
+        critique_and_correction="one_continuation",
+        steps_per_generation=2,
+        cache_implementation="static",
+    )
+    metrics = run_grpo(str(tiny_model_dir), str(train_parquet), str(out), params)
+    assert metrics["steps"] == 2
+    log = json.loads((out / "train_log.json").read_text())["log_history"]
+    steps = [h for h in log if "loss" in h]
+    assert len(steps) == 2
+    # One generation batch (8 rows) served both steps: the rollout logged once, before step 1.
+    rollouts = [h for h in steps if "rollout/sample_safety" in h]
+    assert len(rollouts) >= 1 and all("rollout/reflect_s" not in h for h in rollouts)
+    # The untrained tiny policy answers harmful requests: some samples are unsafe and corrected.
+    assert any(h["rollout/unsafe_rate"] > 0 for h in rollouts)
+    assert any(h["rollout/continuation_s"] > 0 and h["rollout/corrected"] > 0 for h in rollouts)

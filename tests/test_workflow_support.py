@@ -52,6 +52,16 @@ def test_tracking_env_points_at_the_workflows_dvc_lock(tmp_path: Path) -> None:
     assert mine["SAFERVLM_DVC_LOCK"] == "/elsewhere/dvc.lock"
 
 
+def test_tracking_env_names_the_records_folder(tmp_path: Path, monkeypatch) -> None:
+    """Light stages' run records go to mlflow.records (absolute); null: every stage logs live."""
+    monkeypatch.chdir(tmp_path)
+    cfg = _config()
+    records = tracking_env(cfg, environ={})["SAFERVLM_MLFLOW_RECORDS"]
+    assert records == str(tmp_path / "results/mlflow/records")
+    cfg["mlflow"]["records"] = None
+    assert tracking_env(cfg, environ={})["SAFERVLM_MLFLOW_RECORDS"] == ""
+
+
 def test_tracking_server_error_only_for_a_server_that_does_not_answer() -> None:
     import socket
 

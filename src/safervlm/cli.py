@@ -184,7 +184,33 @@ def build_parser() -> argparse.ArgumentParser:
     _many(p, "--benchmarks", nargs="*", default=[], help="benchmarks to pin (with --pin)")
     p.add_argument("--note", default="", help="provenance note stored with pinned numbers")
     p.add_argument("--config", help="take results, models, benchmarks, pairs and settings from this config")
+    _many(p, "--artifact", nargs="*", default=[], metavar="NAME=FOLDER",
+          help="imported releases that cells with 'artifact: NAME' are recomputed from")  # fmt: skip
     _analysis_args(p)
+
+    p = _add(sub, "import-artifact", "pin a path of a third-party git repository at a revision (dvc import)")
+    p.add_argument("repo", help="git repository URL or local path")
+    p.add_argument("path", help="path inside it, e.g. code/evaluation/statistic_results")
+    p.add_argument("--rev", required=True, help="tag, branch or commit to pin")
+    p.add_argument(
+        "--out", required=True, help="folder to import into (relative to --project); out.dvc pins it"
+    )
+    p.add_argument("--project", default=".", help="the DVC project (git + dvc init) to import into")
+    p.add_argument("--force", action="store_true", help="replace an existing import")
+
+    p = _add(
+        sub,
+        "import-responses",
+        "released generations (JSONL/parquet) -> eval/{model}/{bench}/responses.parquet",
+    )
+    p.add_argument("file", help="JSONL or parquet: id or question (+ image), benchmark, model, response")
+    p.add_argument(
+        "--data-dir", required=True, help="prepared benchmarks (results/data/bench/{bench}.parquet)"
+    )
+    p.add_argument("--results", default="results", help="write eval/{model}/{bench}/responses.parquet here")
+    p.add_argument("--model", default=None, help="model name when the file has no model column")
+    p.add_argument("--benchmark", default=None, help="benchmark name when the file has no benchmark column")
+    p.add_argument("--allow-unmatched", action="store_true", help="drop records matching no sample (listed)")
 
     p = _add(sub, "mlflow-runs",
              "list the MLflow run of each stage (current config hash) for the report")  # fmt: skip

@@ -24,6 +24,7 @@ __all__ = [
     "fixture_writer_module",
     "judge_module",
     "launcher_env",
+    "log_pending_runs",
     "missing_paths",
     "stage_module",
     "tracking_env",
@@ -72,11 +73,13 @@ def tracking_env(
         db.parent.mkdir(parents=True, exist_ok=True)
         uri = f"sqlite:///{db}"
     blob = json.dumps(config, sort_keys=True, default=str).encode()
+    records = config["mlflow"]["records"]
     defaults = {
         "MLFLOW_TRACKING_URI": uri,
         "MLFLOW_EXPERIMENT_NAME": config["mlflow"]["experiment"],
         "SAFERVLM_MLFLOW_ARTIFACTS": str(Path(config["mlflow"]["artifact_location"]).resolve()),
         "SAFERVLM_MLFLOW": "1" if config["mlflow"]["enabled"] else "0",
+        "SAFERVLM_MLFLOW_RECORDS": str(Path(records).resolve()) if records else "",
     }
     if basedir is not None:
         defaults["SAFERVLM_DVC_LOCK"] = str(Path(basedir).resolve() / "dvc.lock")
@@ -105,6 +108,31 @@ def tracking_server_error(env: dict[str, str], timeout: float = 10.0) -> str | N
             f"the MLflow tracking server at {redact(uri)} does not answer ({reason}). Start it "
             "(README: 'Experiment tracking'), fix mlflow.tracking_uri, or set SAFERVLM_MLFLOW=0."
         )
+
+
+def log_pending_runs(env: dict[str, str]) -> str | None:
+    """Log the run records light jobs left behind (``tracking.flush_records``); None, or why not.
+
+    The Snakefile calls it when a run ends, failed or not, for the records the ``mlflow_runs``
+    job did not log (a target without it, such as ``audit``). Costs a folder listing when
+    nothing is pending (the no-op rerun): MLflow is imported only when there is work.
+    """
+    spool = env.get("SAFERVLM_MLFLOW_RECORDS")
+    if env.get("SAFERVLM_MLFLOW", "1") == "0" or not spool:
+        return None
+    try:
+        pending = any(e.is_dir() and not e.name.startswith(".") for e in os.scandir(spool))
+    except FileNotFoundError:
+        return None
+    if not pending:
+        return None
+    from safervlm import tracking
+
+    try:
+        tracking.flush_records(spool)
+    except tracking.TrackingError as exc:
+        return f"the run records in {spool} were not logged to MLflow: {exc}"
+    return None
 
 
 def stage_module(command: str) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, JsonValue
+from pydantic import Field, JsonValue, model_validator
 
 from safervlm.config.base import Real, Section
 from safervlm.schema import HARM_SUCCESS
@@ -87,6 +87,25 @@ class GenerateParams(Section):
     )
     api_key_env: str | None = Field(None, description="openai backend - env var with the key (null = none).")
     concurrency: int = Field(8, ge=1, description="openai backend - requests in flight.")
+    cache_implementation: Literal["dynamic", "static"] = Field(
+        "dynamic",
+        description="hf backend - KV cache: dynamic (grows per token) or static (preallocated to prompt + "
+        "max_new_tokens; the shape a compiled forward needs). Greedy outputs are the same either way.",
+    )
+    compile: bool = Field(
+        False,
+        description="hf backend - torch.compile the decoding forward (needs cache_implementation static). "
+        "Pays a compilation per batch shape: worth it on a GPU for long runs; on CPU it was slower "
+        "(bench/RESULTS.md).",
+    )
+
+    @model_validator(mode="after")
+    def _compile_needs_static(self) -> GenerateParams:
+        if self.compile and self.cache_implementation != "static":
+            raise ValueError(
+                "compile needs cache_implementation: static (a compiled forward needs fixed shapes)"
+            )
+        return self
 
 
 def _overrides_schema(schema: dict[str, Any]) -> None:
@@ -189,4 +208,12 @@ class AuditConfig(Section):
         description="(reasoning model, base model) eval.models names that published cells with "
         "'pairs - config' stand for.",
     )
-    strict: bool = Field(False, description="Fail the audit job when a cell does not match.")
+    strict: bool = Field(
+        False, description="Fail the audit job when a cell does not match (or is not reproduced)."
+    )
+    artifacts: dict[str, str] = Field(
+        default_factory=lambda: {"opensafemlrm": "imports/opensafemlrm"},
+        description="Imported third-party releases (name -> folder relative to the workflow folder, "
+        "pinned by 'safervlm import-artifact' with its .dvc file) that cells with 'artifact - name' "
+        "are recomputed from; a folder not imported leaves its cells absent.",
+    )

@@ -27,6 +27,14 @@ class MlflowConfig(Section):
         "results/mlflow/artifacts", description="Artifact root for a newly created experiment."
     )
     experiment: str = Field("safervlm", description="MLflow experiment name.")
+    records: str | None = Field(
+        "results/mlflow/records",
+        description=(
+            "Folder where light stages leave their run records, logged to MLflow in one batch by the "
+            "mlflow_runs job (and at the end of every snakemake run); null: every stage logs its run "
+            "itself (seconds of MLflow start-up per job). Training always logs live."
+        ),
+    )
 
 
 class FixturesConfig(Section):

@@ -174,6 +174,38 @@ class GRPOParams(TrainParams):
         description="Prompt text of the correction, from {question} and {critique} (the image is kept).",
     )
     reflection_max_tokens: int = Field(32, ge=1, description="Max tokens of a critique (HF backend).")
+    critique_and_correction: Literal["two_passes", "one_continuation"] = Field(
+        "two_passes",
+        description="two_passes = the critique, then the correction from correction_template's prompt "
+        "(question + critique; the unsafe answer out of sight): two sequential generate calls. "
+        "one_continuation = one generate call per batch of unsafe rows: the critique, then (forced) the "
+        "end of that turn, continuation_template's user turn if any and the next assistant header, then "
+        "the correction, each part under its own cap (HF backend only). It saves a second prompt "
+        "encoding and prefill and the wait for the slowest critique before any correction starts; the "
+        "correction is written in sight of the unsafe answer and the critique (not from "
+        "correction_template) and is still trained under the original prompt. Greedy critiques are the "
+        "same in both modes.",
+    )
+    continuation_template: str = Field(
+        "",
+        description="one_continuation - a user turn between the critique and the correction ({question} "
+        "available); empty (the default) = none: the correction is the next assistant turn. Its tokens are "
+        "forced one decoding step each, so a long turn costs what generating it would.",
+    )
+    cache_implementation: Annotated[Literal["dynamic", "static"], TrlArg("cache_implementation")] = Field(
+        "dynamic",
+        description="KV cache of HF rollouts (sampling, critique, correction): dynamic or static "
+        "(preallocated). TRL disables generate's compilation, so static alone only changes the cache.",
+    )
+    steps_per_generation: Annotated[int | None, TrlArg("steps_per_generation")] = Field(
+        None,
+        ge=1,
+        description="One generation batch (sampling, judging, critiques and corrections) for this many "
+        "micro-batches (null = grad_accum: one generation batch per optimizer step, TRL's default). "
+        "Larger: each sequential generate pass serves more rows at once (cheaper per row where decoding "
+        "is latency-bound), but samples also train later optimizer steps, off-policy (TRL's clipped "
+        "importance ratio against the log-probs at generation time).",
+    )
     save_steps: Annotated[int, TrlArg("save_steps")] = Field(
         10, ge=1, description="Checkpoint every N steps (run state under checkpoints/<model>.partial/)."
     )
@@ -192,6 +224,11 @@ class GRPOParams(TrainParams):
     def _reflection_fields(cls, value: str) -> str:
         return _template_fields(value, {"question"}, "reflection_template")
 
+    @field_validator("continuation_template")
+    @classmethod
+    def _continuation_fields(cls, value: str) -> str:
+        return _template_fields(value, {"question"}, "continuation_template")
+
     @field_validator("correction_template")
     @classmethod
     def _correction_fields(cls, value: str) -> str:
@@ -208,6 +245,15 @@ class GRPOParams(TrainParams):
             raise ValueError(
                 f"num_generations={g} (group size) must divide batch_size * grad_accum = "
                 f"{self.batch_size} * {self.grad_accum} = {per_step}, so every group sits in one batch"
+            )
+        if self.steps_per_generation is not None and (self.batch_size * self.steps_per_generation) % g:
+            raise ValueError(
+                f"num_generations={g} must divide batch_size * steps_per_generation = "
+                f"{self.batch_size} * {self.steps_per_generation}, so each group sits in one generation batch"
+            )
+        if self.critique_and_correction == "one_continuation" and self.use_vllm:
+            raise ValueError(
+                "critique_and_correction one_continuation needs the HF rollout (use_vllm: false)"
             )
         if self.correction_mode == "add" and not 1 <= self.correction_slots < g:
             raise ValueError(

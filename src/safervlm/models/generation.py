@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 from tqdm import tqdm
+from transformers import CompileConfig
 
 from safervlm.config import GenerateParams
 from safervlm.models.processor import load_policy
@@ -22,15 +23,41 @@ from safervlm.schema import decode_image, image_data_url
 
 
 class HFGenerator:
-    """Generates responses from a local Qwen2.5-VL-family policy."""
+    """Generates responses from a local Qwen2.5-VL-family policy.
 
-    def __init__(self, model_path: str, system_prompt: str | None = None) -> None:
+    Each batch stops as soon as every row has emitted EOS (``generate``'s own stopping), so
+    a batch costs its longest response, not ``max_new_tokens``.
+
+    Args:
+        cache_implementation: ``dynamic`` (the default) or ``static`` (a preallocated KV cache).
+        compile: compile the decoding forward (static cache only; on every device, CPU included).
+    """
+
+    def __init__(
+        self,
+        model_path: str,
+        system_prompt: str | None = None,
+        cache_implementation: str = "dynamic",
+        compile: bool = False,
+    ) -> None:
         self.model, self.processor = load_policy(model_path)
         self.model.eval()
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
         self.model.to(self.device)
         self.processor.tokenizer.padding_side = "left"
         self.system_prompt = system_prompt
+        self.cache_kwargs: dict[str, Any] = {}
+        if cache_implementation == "static":
+            self.cache_kwargs["cache_implementation"] = "static"
+            if compile:
+                config = CompileConfig(dynamic=False)
+                # transformers compiles on GPUs only unless told otherwise; the key says to.
+                config._compile_all_devices = True  # type: ignore[assignment]
+                self.cache_kwargs["compile_config"] = config
+            else:
+                self.cache_kwargs["disable_compile"] = True
+        elif compile:
+            raise ValueError("compile needs cache_implementation='static'")
 
     def _encode(self, questions: Sequence[str], images: Sequence[bytes | None]) -> Any:
         texts = [
@@ -67,6 +94,7 @@ class HFGenerator:
         )  # similar lengths batch together
         out: list[list[str]] = [[] for _ in questions]
         gen_kwargs: dict[str, Any] = {
+            **self.cache_kwargs,
             "max_new_tokens": max_new_tokens,
             "do_sample": do_sample,
             "num_return_sequences": num_samples,
@@ -191,7 +219,12 @@ BACKENDS = ("hf", "openai", "vllm")
 def build_generator(model_path: str, params: GenerateParams) -> Any:
     """The generator of ``params.backend`` (``hf``, ``openai`` or ``vllm``)."""
     if params.backend == "hf":
-        return HFGenerator(model_path, system_prompt=params.system_prompt)
+        return HFGenerator(
+            model_path,
+            system_prompt=params.system_prompt,
+            cache_implementation=params.cache_implementation,
+            compile=params.compile,
+        )
     if params.backend == "openai":
         return OpenAIGenerator(params, model_path)
     if params.backend == "vllm":

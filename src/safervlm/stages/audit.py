@@ -26,6 +26,17 @@ from safervlm.stages.args import pairs_arg
 log = logging.getLogger(__name__)
 
 
+def artifacts_arg(values: list[str]) -> dict[str, str]:
+    """``NAME=FOLDER`` flags as a mapping."""
+    out = {}
+    for v in values:
+        name, sep, folder = v.partition("=")
+        if not sep or not name or not folder:
+            raise SafervlmError(f"--artifact {v!r}: expected NAME=FOLDER")
+        out[name] = folder
+    return out
+
+
 def audit_stage(
     inputs: AuditInputs,
     out_dir: str | None = None,
@@ -44,6 +55,7 @@ def audit_stage(
     result = run_audit(
         inputs.results, inputs.expected, pairs=inputs.pairs, audit_pairs=inputs.audit_pairs,
         threshold=inputs.threshold, missing=inputs.missing, dvc_lock=dvc_lock, report_rates=report_rates,
+        artifacts=inputs.artifacts,
     )  # fmt: skip
     if out_dir:
         write_audit(result, out_dir, inputs.expected)
@@ -52,6 +64,9 @@ def audit_stage(
     print(f"{counts}; report values cross-checked: {len(result.report)}")
     for cell in result.mismatches:
         print(f"MISMATCH {cell}", file=sys.stderr)
+    released = result.cells[result.cells["id"].isin(set(result.variants.get("id", [])))]
+    for r in released.to_dict("records"):
+        print(f"{r['id']}: {r['verdict']} ({r['detail']})")
     if strict and result.mismatches:
         first = ", ".join(result.mismatches[:10])
         raise AuditFailed(f"{len(result.mismatches)} cell(s) do not match: {first}")
@@ -79,6 +94,7 @@ def inputs_from_args(a: argparse.Namespace) -> AuditInputs:
         results=a.results, expected=a.expected, models=a.models, benchmarks=a.benchmarks,
         pairs=pairs_arg(a.pair), audit_pairs=pairs_arg(a.audit_pair),
         threshold=ASR_THRESHOLD if a.threshold is None else a.threshold, missing=a.missing,
+        artifacts=artifacts_arg(a.artifact),
     )  # fmt: skip
     return inputs_from_config(a.config, inputs) if a.config else inputs
 

@@ -16,9 +16,11 @@ log = logging.getLogger(__name__)
 def mlflow_runs_stage(out_md: str, out_csv: str) -> list[dict[str, str]] | None:
     """List the latest run per stage and run name of the current config hash (None: tracking off).
 
-    Reads the store the stages logged to (``MLFLOW_TRACKING_URI``, ``MLFLOW_EXPERIMENT_NAME``,
-    ``SAFERVLM_CONFIG_HASH``, as exported by the Snakefile), then logs its own run with the
-    listing as artifacts. With tracking off it writes a listing that says so.
+    First logs the run records the light stages left (``SAFERVLM_MLFLOW_RECORDS``) in one
+    batch, then reads the store the stages logged to (``MLFLOW_TRACKING_URI``,
+    ``MLFLOW_EXPERIMENT_NAME``, ``SAFERVLM_CONFIG_HASH``, as exported by the Snakefile), then
+    logs its own run with the listing as artifacts. With tracking off it writes a listing
+    that says so.
     """
     uri = os.environ.get("MLFLOW_TRACKING_URI", tracking.DEFAULT_URI)
     experiment = os.environ.get("MLFLOW_EXPERIMENT_NAME", "safervlm")
@@ -28,6 +30,9 @@ def mlflow_runs_stage(out_md: str, out_csv: str) -> list[dict[str, str]] | None:
         write_runs(out_md, out_csv, None, **meta)
         log.info("MLflow tracking is off: wrote %s saying so", out_md)
         return None
+    spool = tracking.records_dir()
+    if spool is not None:
+        tracking.flush_records(spool)
     rows = latest_runs(uri, experiment, config_hash)
     write_runs(out_md, out_csv, rows, **meta)
     log.info("listed %d MLflow runs (config hash %s) in %s", len(rows), config_hash, out_md)

@@ -31,6 +31,12 @@ itself), ``rollout/corrected`` (corrections made), ``rollout/correction_success`
 without a free slot in ``add`` mode) and the wall time of each phase: ``rollout/generate_s``
 (sampling), ``rollout/judge_s``, ``rollout/reflect_s`` (critiques), ``rollout/correct_s``
 (corrections) — where a step's extra time over plain GRPO goes.
+
+With ``critique_and_correction: one_continuation`` steps 3's critique and correction are one
+``generate`` call (:mod:`safervlm.train.continuation`; timed as ``rollout/continuation_s``):
+the correction continues the critique's conversation instead of starting from
+``correction_template``'s prompt. All unsafe rows of the generation batch are critiqued and
+corrected together, in one batch per pass.
 """
 
 from __future__ import annotations
@@ -48,6 +54,7 @@ from trl import GRPOTrainer
 from safervlm.config import GRPOParams
 from safervlm.judge import Judge, Judgment
 from safervlm.rewards.structured import build_records
+from safervlm.train.continuation import generate_continuations
 
 log = logging.getLogger(__name__)
 
@@ -291,15 +298,29 @@ class SafetyAwareRollout:
             ]
             for k, prompt in zip(ks, prompt_of, strict=True)
         ]
-        with stats.timed("reflect"):
-            _, critique_ids, _ = self._generate(trainer, reflect, 1, p.reflection_max_tokens)
-        critiques = [c.strip() for c in tok.batch_decode(critique_ids, skip_special_tokens=True)]
-        correct = [
-            _with_user_text(prompt, p.correction_template.format(question=_user_text(prompt), critique=c))
-            for prompt, c in zip(prompt_of, critiques, strict=True)
-        ]
-        with stats.timed("correct"):
-            correction_prompt_ids, corrected, _ = self._generate(trainer, correct, 1)
+        if p.critique_and_correction == "one_continuation":
+            texts = [p.continuation_template.format(question=_user_text(prompt)) for prompt in prompt_of]
+            cap = trainer.generation_config.max_new_tokens
+            with stats.timed("continuation"):
+                reflect_ids, parts = generate_continuations(
+                    trainer, reflect, texts, p.reflection_max_tokens, cap
+                )
+            critique_ids = [c.critique for c in parts]
+            corrected = [c.correction for c in parts]
+            correction_prompt_ids = [
+                r + c.critique + c.bridge for r, c in zip(reflect_ids, parts, strict=True)
+            ]
+            critiques = [c.strip() for c in tok.batch_decode(critique_ids, skip_special_tokens=True)]
+        else:
+            with stats.timed("reflect"):
+                _, critique_ids, _ = self._generate(trainer, reflect, 1, p.reflection_max_tokens)
+            critiques = [c.strip() for c in tok.batch_decode(critique_ids, skip_special_tokens=True)]
+            correct = [
+                _with_user_text(prompt, p.correction_template.format(question=_user_text(prompt), critique=c))
+                for prompt, c in zip(prompt_of, critiques, strict=True)
+            ]
+            with stats.timed("correct"):
+                correction_prompt_ids, corrected, _ = self._generate(trainer, correct, 1)
         corrected_texts = tok.batch_decode(corrected, skip_special_tokens=True)
         with stats.timed("judge"):
             corrected_safety = self._safety([batch.inputs[targets[k]] for k in ks], corrected_texts)
@@ -315,6 +336,7 @@ class SafetyAwareRollout:
             "critiques": critiques,
             "critique_ids": critique_ids,
             "correction_prompt_ids": correction_prompt_ids,
+            "correction_ids": corrected,
             "corrections": corrected_texts,
             "correction_safety": corrected_safety,
         }

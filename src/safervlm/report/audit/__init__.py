@@ -2,11 +2,17 @@
 the numbers we expect — published ones (the papers' abstracts) and pinned ones (the embedded
 default's own run) — kept as YAML under ``config/audit/``.
 
-``spec`` reads and validates the expectations, ``artifacts`` finds and hashes the
-judgments, ``recompute`` recomputes every cell from them through ``metrics``, ``render``
+``spec`` reads and validates the expectations (``definitions``: the cells that name a
+release and their definition variants), ``sources`` recomputes the cells that name
+an imported third-party release under every definition variant, ``artifacts`` finds and
+hashes the judgments and pins releases with ``dvc import``,
+``recompute`` recomputes every cell from them through ``metrics``, ``render``
 writes ``audit.md``/``.csv``/``.json``, ``pin`` writes a run's numbers as expectations.
 """
 
+from safervlm.errors import InputError
+from safervlm.report.audit.artifacts import dvc_import, dvc_provenance
+from safervlm.report.audit.definitions import SOURCE_VERDICTS, SourceCell, source_cell_from
 from safervlm.report.audit.pin import demo_cells, write_pins
 from safervlm.report.audit.recompute import (
     VERDICTS,
@@ -24,29 +30,46 @@ from safervlm.report.audit.recompute import (
     run_audit,
 )
 from safervlm.report.audit.render import to_markdown, write_audit
-from safervlm.report.audit.spec import KINDS, AuditInputs, Cell, cell_from, inputs_from_config, load_cells
+from safervlm.report.audit.sources import audit_source_cells
+from safervlm.report.audit.spec import (
+    KINDS,
+    AuditInputs,
+    Cell,
+    cell_from,
+    inputs_from_config,
+    load_cells,
+    load_expectations,
+)
 
 __all__ = [
     "KINDS",
+    "SOURCE_VERDICTS",
     "VERDICTS",
     "Artifacts",
     "AuditFailed",
     "AuditInputs",
     "AuditResult",
     "Cell",
+    "InputError",
+    "SourceCell",
     "RateLookup",
     "audit_cells",
+    "audit_source_cells",
     "cell_from",
     "cell_value",
     "cross_check_report",
     "demo_cells",
+    "dvc_import",
     "dvc_pins",
+    "dvc_provenance",
     "inputs_from_config",
     "judgments_path",
     "load_cells",
+    "load_expectations",
     "load_judgments",
     "recompute_rates",
     "run_audit",
+    "source_cell_from",
     "to_markdown",
     "write_audit",
     "write_pins",

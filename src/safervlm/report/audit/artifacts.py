@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import subprocess
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from safervlm.errors import InputError
+from safervlm.errors import InputError, SafervlmError
 from safervlm.io import md5_file, read_parquet
 from safervlm.schema import JUDGMENT_COLUMNS
 
@@ -85,3 +87,78 @@ def pin_status(
         return "not pinned"
     same = all(pin == arts.md5[str(p.resolve())] for p, pin in zip(paths, file_pins, strict=True))
     return "pinned" if same else "differs from pin"
+
+
+def dvc_provenance(dvc_file: Path) -> dict[str, str]:
+    """Repository, revision (and the commit it resolved to) and md5 of a ``dvc import``.
+
+    Returns:
+        ``{"repo", "rev", "rev_lock", "path", "md5", "text"}``; empty values (and ``text``
+        saying so) when there is no ``.dvc`` file: the folder is then not pinned.
+    """
+    empty = {"repo": "", "rev": "", "rev_lock": "", "path": "", "md5": ""}
+    if not dvc_file.is_file():
+        return {**empty, "text": f"not pinned (no {dvc_file.name})"}
+    try:
+        doc = yaml.safe_load(dvc_file.read_text()) or {}
+        dep = (doc.get("deps") or [{}])[0]
+        repo = dep.get("repo") or {}
+        out = (doc.get("outs") or [{}])[0]
+        info = {
+            "repo": str(repo.get("url", "")),
+            "rev": str(repo.get("rev", "")),
+            "rev_lock": str(repo.get("rev_lock", "")),
+            "path": str(dep.get("path", "")),
+            "md5": str(out.get("md5", "")),
+        }
+    except (yaml.YAMLError, AttributeError, IndexError, KeyError, TypeError) as exc:
+        raise InputError(f"not a dvc import file: {exc}", path=dvc_file) from exc
+    where = f"{info['repo']}:{info['path']} @ {info['rev'] or '(default)'}"
+    text = f"{where} ({info['rev_lock'][:12]}), md5 {info['md5']}"
+    return {**info, "text": text}
+
+
+def dvc_pin_status(dvc_file: Path) -> str:
+    """``pinned`` when the imported folder is what its ``.dvc`` file pins (``dvc status``
+    reports nothing), ``differs from pin`` when DVC sees a change, ``not pinned`` without a
+    ``.dvc`` file, ``not verified`` when DVC cannot check it (e.g. outside a DVC project)."""
+    if not dvc_file.is_file():
+        return "not pinned"
+    # From the DVC project's root: a relative repository URL in the .dvc file is relative to it.
+    where = dvc_file.resolve()
+    root = next((p for p in where.parents if (p / ".dvc").is_dir()), None)
+    if root is None:
+        return "not verified (not in a DVC project)"
+    cmd = [sys.executable, "-m", "dvc", "status", "--json", str(where.relative_to(root))]
+    done = subprocess.run(cmd, cwd=root, capture_output=True, text=True)
+    if done.returncode != 0:
+        return "not verified (dvc status failed)"
+    lines = [ln for ln in done.stdout.splitlines() if ln.strip().startswith(("{", "["))]
+    return "pinned" if lines and lines[-1].strip() in ("{}", "[]") else "differs from pin"
+
+
+def dvc_import(
+    repo: str, path: str, rev: str, out: str | os.PathLike[str], project: Path, force: bool = False
+) -> Path:
+    """Pin ``path`` of the git repository ``repo`` at ``rev`` into ``project/out`` with
+    ``dvc import`` (``out.dvc`` records repository, revision, resolved commit and md5;
+    ``dvc update`` / ``dvc pull`` then work as usual).
+
+    Returns:
+        The ``.dvc`` file.
+
+    Raises:
+        SafervlmError: with DVC's own message when the import fails (not a DVC project, no
+            such path or revision, an existing import without ``force``).
+    """
+    target = project / out
+    target.parent.mkdir(parents=True, exist_ok=True)  # dvc import needs the folder to exist
+    cmd = [sys.executable, "-m", "dvc", "import", repo, path, "--rev", rev, "-o", str(out)]
+    done = subprocess.run(
+        [*cmd, *(["--force"] if force else [])], cwd=project, capture_output=True, text=True
+    )
+    if done.returncode != 0:
+        raise SafervlmError(
+            f"dvc import {repo} {path} --rev {rev} failed: {done.stderr.strip() or done.stdout.strip()}"
+        )
+    return Path(f"{target}.dvc")

@@ -16,7 +16,7 @@ import logging
 import math
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +25,33 @@ import pandas as pd
 from safervlm.errors import InputError, SafervlmError
 from safervlm.metrics import ASR_THRESHOLD, RATE_COLUMNS, Settings, analyse, outcomes_from_judgments
 from safervlm.report.audit.artifacts import Artifacts, dvc_pins, judgments_path, load_judgments, pin_status
-from safervlm.report.audit.spec import Cell, load_cells
+from safervlm.report.audit.definitions import SOURCE_VERDICTS
+from safervlm.report.audit.sources import audit_source_cells
+from safervlm.report.audit.spec import Cell, load_expectations
 
 log = logging.getLogger(__name__)
 
-VERDICTS = ("match", "mismatch", "absent", "undefined")
+# match / mismatch: cells naming models; reproduced / not reproduced / not computable: cells
+# naming an imported release, over their definition variants (report.audit.sources).
+VERDICTS = ("match", "mismatch", *SOURCE_VERDICTS, "absent", "undefined")
+FAILING = ("mismatch", "not reproduced")
 REPORT_TOLERANCE = 1e-9
+
+
+# Columns only cells naming an imported release fill (range, variants, provenance).
+EXTRA: dict[str, Any] = {
+    "low": math.nan,
+    "high": math.nan,
+    "reproducing": "",
+    "closest": "",
+    "provenance": "",
+}
+
+
+CELL_COLUMNS = [
+    "id", "source", "description", "expected", "recomputed", "tolerance", "verdict", "artifact_md5", "pin",
+    "detail", *EXTRA, "protocol",
+]  # fmt: skip
 
 
 class AuditFailed(SafervlmError):
@@ -106,6 +127,8 @@ def audit_cells(
             "artifact_md5": "",
             "pin": "",
             "detail": "",
+            **EXTRA,
+            "protocol": cell.protocol,
         }
         if cell.unresolved or absent:
             row["detail"] = cell.unresolved or "no judgments for " + ", ".join(absent)
@@ -125,7 +148,7 @@ def audit_cells(
             row["verdict"] = "mismatch"
             row["detail"] = f"off by {value - cell.expected:+.6g}"
         rows.append(row)
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=CELL_COLUMNS)
 
 
 REPORT_KEYS = ("model", "benchmark", "attack", "category", "metric")
@@ -186,11 +209,12 @@ class AuditResult:
 
     cells: pd.DataFrame
     report: pd.DataFrame
+    variants: pd.DataFrame = field(default_factory=pd.DataFrame)  # per (source cell, variant)
 
     @property
     def mismatches(self) -> list[str]:
-        """Ids of the cells and report values that do not match."""
-        bad = self.cells[self.cells["verdict"] == "mismatch"]["id"].tolist()
+        """Ids of the cells (mismatch, not reproduced) and report values that do not match."""
+        bad = self.cells[self.cells["verdict"].isin(FAILING)]["id"].tolist()
         return bad + self.report[self.report["verdict"] == "mismatch"]["id"].tolist()
 
     def counts(self) -> dict[str, int]:
@@ -209,14 +233,16 @@ def run_audit(
     missing: str = "count",
     dvc_lock: str | os.PathLike[str] | None = None,
     report_rates: str | os.PathLike[str] | None = None,
+    artifacts: Mapping[str, str | os.PathLike[str]] | None = None,
 ) -> AuditResult:
     """Recompute every cell of ``expectations`` (and the report's rates) from ``results``.
 
     ``pairs`` are the report's Reasoning Tax pairs; ``audit_pairs`` those that published
-    cells with ``pairs: config`` refer to (the models standing for the paper's).
+    cells with ``pairs: config`` refer to (the models standing for the paper's); ``artifacts``
+    maps the names cells with ``artifact`` use to imported release folders.
     """
     root = Path(results)
-    cells = load_cells(expectations, audit_pairs)
+    cells, source_cells = load_expectations(expectations, audit_pairs)
     known = [c for c in cells if not c.unresolved]
     all_pairs = list(dict.fromkeys([*pairs, *(p for c in known for p in c.sides() if p[1])]))
     models = {m for c in known for m in c.models()} | {m for p in pairs for m in p}
@@ -226,4 +252,7 @@ def run_audit(
     look = RateLookup(recompute_rates(load_judgments(root, all_pairs, models), all_pairs, threshold, missing))
     pins = dvc_pins(dvc_lock, Path(dvc_lock).resolve().parent if dvc_lock else Path.cwd())
     table = audit_cells(cells, look, Artifacts(root), pins)
-    return AuditResult(table, _cross_check(reported, look, rates_csv))
+    source_rows, variants = audit_source_cells(source_cells, artifacts or {})
+    if source_rows:
+        table = pd.concat([table, pd.DataFrame(source_rows, columns=table.columns)], ignore_index=True)
+    return AuditResult(table, _cross_check(reported, look, rates_csv), variants)

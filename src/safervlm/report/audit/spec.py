@@ -12,7 +12,11 @@ A *cell* is one number. Its spec names what it is computed from and how:
     A SafeMLRM rate metric (``metrics.asr.RATE_METRICS``).
 ``benchmarks`` (a list), ``attack`` (default ``none``), ``category`` (default ``(mean)``,
 the unweighted mean of the benchmark's scenarios), ``scale`` (100 for percentages),
-``expected``, ``tolerance``, ``pinned_md5`` (the artifact hash the number was pinned from).
+``expected``, ``tolerance``, ``pinned_md5`` (the artifact hash the number was pinned from),
+``protocol`` (the judge protocol the published number was measured under).
+
+A cell with ``artifact`` instead names an imported third-party release and the definition
+variants to recompute it under (``report.audit.definitions``, ``report.audit.sources``).
 
 :func:`inputs_from_config` reads what an audit needs from a workflow config, resolving
 paths as ``rules/common.smk`` does.
@@ -30,6 +34,7 @@ import yaml
 
 from safervlm.errors import InputError, SafervlmError
 from safervlm.metrics import ASR_THRESHOLD, MEAN, RATE_METRICS
+from safervlm.report.audit.definitions import SourceCell, source_cell_from
 
 KINDS = ("rate", "difference", "ratio")
 
@@ -53,6 +58,7 @@ class Cell:
     category: str = MEAN
     scale: float = 1.0
     pinned_md5: str = ""
+    protocol: str = ""  # the judge protocol the published number was measured under
     unresolved: str = ""  # why the cell cannot be computed at all (it reads as absent)
 
     def sides(self) -> list[tuple[str, str]]:
@@ -124,6 +130,7 @@ def cell_from(
         category=str(raw.get("category", MEAN)),
         scale=scale,
         pinned_md5=str(raw.get("pinned_md5", "")),
+        protocol=str(raw.get("protocol", "")),
         unresolved=unresolved,
     )
 
@@ -131,8 +138,17 @@ def cell_from(
 def load_cells(
     paths: Iterable[str | os.PathLike[str]], config_pairs: Sequence[tuple[str, str]] = ()
 ) -> list[Cell]:
-    """Cells of every expectations file, in order; ids must be unique across files."""
+    """Cells of every expectations file that name models, in order (see :func:`load_expectations`)."""
+    return load_expectations(paths, config_pairs)[0]
+
+
+def load_expectations(
+    paths: Iterable[str | os.PathLike[str]], config_pairs: Sequence[tuple[str, str]] = ()
+) -> tuple[list[Cell], list[SourceCell]]:
+    """Cells of every expectations file, in order: those naming models, and those naming an
+    imported artifact (``artifact:``, ``report.audit.sources``); ids unique across files."""
     cells: list[Cell] = []
+    source_cells: list[SourceCell] = []
     seen: dict[str, Path] = {}
     for p in paths:
         path = Path(p)
@@ -147,12 +163,16 @@ def load_cells(
         for i, raw in enumerate(doc["cells"]):
             if not isinstance(raw, dict):
                 raise InputError("a cell must be a mapping", path=path, record=i)
-            cell = cell_from(raw, path, i, str(doc.get("source", path.name)), config_pairs)
-            if cell.id in seen:
-                raise InputError(f"cell id {cell.id!r} also in {seen[cell.id]}", path=path, record=i)
-            seen[cell.id] = path
-            cells.append(cell)
-    return cells
+            source = str(doc.get("source", path.name))
+            if "artifact" in raw:
+                one: Cell | SourceCell = source_cell_from(raw, path, i, source)
+            else:
+                one = cell_from(raw, path, i, source, config_pairs)
+            if one.id in seen:
+                raise InputError(f"cell id {one.id!r} also in {seen[one.id]}", path=path, record=i)
+            seen[one.id] = path
+            (source_cells if isinstance(one, SourceCell) else cells).append(one)  # type: ignore[arg-type]
+    return cells, source_cells
 
 
 @dataclass
@@ -167,6 +187,7 @@ class AuditInputs:
     audit_pairs: list[tuple[str, str]] = field(default_factory=list)
     threshold: float = ASR_THRESHOLD
     missing: str = "count"
+    artifacts: dict[str, str] = field(default_factory=dict)  # name -> imported release folder
 
 
 def _read_config(path: Path) -> dict[str, Any]:
@@ -185,8 +206,8 @@ def inputs_from_config(config: str | os.PathLike[str], given: AuditInputs) -> Au
     The config's ``results``, ``eval.safemlrm.threshold`` and ``eval.safemlrm.missing`` win
     (they are what the run used); models, benchmarks, pairs and expectation files come from
     it only where ``given`` names none. As in ``rules/common.smk``, ``results`` is relative
-    to the working directory and expectation files to the workflow folder (the config's
-    folder's parent, as for ``config/config.yaml``).
+    to the working directory, expectation files and imported releases (``audit.artifacts``)
+    to the workflow folder (the config's folder's parent, as for ``config/config.yaml``).
     """
     path = Path(config)
     cfg = _read_config(path)
@@ -203,4 +224,6 @@ def inputs_from_config(config: str | os.PathLike[str], given: AuditInputs) -> Au
         audit_pairs=given.audit_pairs or [(str(r), str(b)) for r, b in audit.get("pairs", [])],
         threshold=float(analysis.get("threshold", given.threshold)),
         missing=str(analysis.get("missing", given.missing)),
+        artifacts=given.artifacts
+        or {str(k): str(basedir / v) for k, v in (audit.get("artifacts") or {}).items()},
     )
