@@ -46,9 +46,17 @@ rule audit:
         strict=["--strict"] if config["audit"]["strict"] else [],
         dvc_lock=os.path.relpath(f"{workflow.basedir}/dvc.lock"),
         out_dir=lambda w, output: os.path.dirname(output.md),
-        results=lambda w, output: os.path.dirname(os.path.dirname(output.md)),
+        # The main tables' run: the first seed's folder and the first judge's judgments.
+        # (<results>/eval/<model>/<bench>/<judgments>: the folder above eval/).
+        results=lambda w, input: os.path.dirname(
+            os.path.dirname(os.path.dirname(os.path.dirname(input.judgments[0])))
+        ),
+        judgments_name=judged("judgments.parquet").replace(
+            "{judge}", next(iter(JUDGES))
+        ),
     shell:
-        "safervlm audit --results {params.results:q} --expected {input.expected:q} --report-rates {input.rates:q}"
+        "safervlm audit --results {params.results:q} --judgments-name {params.judgments_name:q}"
+        " --expected {input.expected:q} --report-rates {input.rates:q}"
         " --pair {params.pairs:q} --audit-pair {params.audit_pairs:q} --artifact {params.artifacts:q}"
         " --threshold {params.threshold:q} --missing {params.missing:q} --dvc-lock {params.dvc_lock:q}"
         " --out-dir {params.out_dir:q} {params.strict:q} > {log:q} 2>&1"

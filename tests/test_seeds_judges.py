@@ -5,6 +5,7 @@ Slow (real Snakemake, a few minutes on 2 cores)."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -107,3 +108,34 @@ def test_report_has_per_seed_per_judge_agreement_and_paired_tables(seeds_judges_
         assert (report / name).stat().st_size > 1000
     # the main tables: the first seed and judge
     assert "grpo" in (report / "table.md").read_text()
+
+
+def test_audit_reads_the_first_seed_and_judge(seeds_judges_run: Path) -> None:
+    """`snakemake audit` on a multi-seed, multi-judge run audits the main tables' run (seed 0,
+    judge "ref"): every report value recomputed from its judgments matches the report."""
+    results = seeds_judges_run / "results"
+    r = run(seeds_judges_run, "audit")
+    assert r.returncode == 0, (r.stdout + r.stderr)[-5000:]
+    audit = json.loads((results / "audit" / "audit.json").read_text())
+    assert audit["report_values"] > 0
+    assert not [m for m in audit["mismatches"] if m.startswith("report.")]
+    # The same audit on another judge's judgments disagrees with the report (it is the first
+    # judge's): the audit really reads the file it is given, not judgments.parquet.
+    other = subprocess.run(
+        ["safervlm", "audit", "--results", str(results / "seeds" / "0"),
+         "--judgments-name", "judgments.local.parquet", "--expected",
+         str(ROOT / "config" / "audit" / "published.yaml"),
+         "--report-rates", str(results / "report" / "rates.csv"),
+         "--out-dir", str(seeds_judges_run / "other")],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert other.returncode == 0, other.stderr[-3000:]
+    other_audit = json.loads((seeds_judges_run / "other" / "audit.json").read_text())
+    assert [m for m in other_audit["mismatches"] if m.startswith("report.")]
+    # A judgments name is a file name, never a path.
+    bad = subprocess.run(
+        ["safervlm", "audit", "--results", str(results), "--judgments-name", "../judgments.parquet",
+         "--expected", str(ROOT / "config" / "audit" / "published.yaml")],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert bad.returncode != 0 and "--judgments-name" in bad.stderr

@@ -175,6 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
     _many(p, "--expected", nargs="*", default=[], help="expectation YAML files (config/audit/*.yaml)")
     p.add_argument("--out-dir", help="write audit.md / audit.csv / audit.json here")
     p.add_argument("--report-rates", help="the report's rates.csv, cross-checked value by value")
+    p.add_argument("--judgments-name", default="judgments.parquet",
+                   help="the audited judge's file (judgments.<judge>.parquet with several)")  # fmt: skip
     p.add_argument("--dvc-lock", help="dvc.lock whose pinned hashes the artifacts are checked against")
     p.add_argument("--strict", action="store_true", help="exit 1 when any cell does not match")
     _many(p, "--audit-pair", nargs="*", default=[], metavar="REASONING=BASE",

@@ -55,7 +55,7 @@ def audit_stage(
     result = run_audit(
         inputs.results, inputs.expected, pairs=inputs.pairs, audit_pairs=inputs.audit_pairs,
         threshold=inputs.threshold, missing=inputs.missing, dvc_lock=dvc_lock, report_rates=report_rates,
-        artifacts=inputs.artifacts,
+        artifacts=inputs.artifacts, judgments=inputs.judgments,
     )  # fmt: skip
     if out_dir:
         write_audit(result, out_dir, inputs.expected)
@@ -94,7 +94,7 @@ def inputs_from_args(a: argparse.Namespace) -> AuditInputs:
         results=a.results, expected=a.expected, models=a.models, benchmarks=a.benchmarks,
         pairs=pairs_arg(a.pair), audit_pairs=pairs_arg(a.audit_pair),
         threshold=ASR_THRESHOLD if a.threshold is None else a.threshold, missing=a.missing,
-        artifacts=artifacts_arg(a.artifact),
+        artifacts=artifacts_arg(a.artifact), judgments=a.judgments_name,
     )  # fmt: skip
     return inputs_from_config(a.config, inputs) if a.config else inputs
 

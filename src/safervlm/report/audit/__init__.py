@@ -11,7 +11,7 @@ writes ``audit.md``/``.csv``/``.json``, ``pin`` writes a run's numbers as expect
 """
 
 from safervlm.errors import InputError
-from safervlm.report.audit.artifacts import dvc_import, dvc_provenance
+from safervlm.report.audit.artifacts import dvc_import, dvc_provenance, judgments_path
 from safervlm.report.audit.definitions import SOURCE_VERDICTS, SourceCell, source_cell_from
 from safervlm.report.audit.pin import demo_cells, write_pins
 from safervlm.report.audit.recompute import (
@@ -24,7 +24,6 @@ from safervlm.report.audit.recompute import (
     cell_value,
     cross_check_report,
     dvc_pins,
-    judgments_path,
     load_judgments,
     recompute_rates,
     run_audit,

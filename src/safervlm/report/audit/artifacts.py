@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterable, Mapping, Sequence
@@ -17,10 +18,22 @@ from safervlm.errors import InputError, SafervlmError
 from safervlm.io import md5_file, read_parquet
 from safervlm.schema import JUDGMENT_COLUMNS
 
+JUDGMENTS = "judgments.parquet"
+# One judge writes judgments.parquet; each of several judges (eval.judges) its own
+# judgments.<label>.parquet next to the responses (rules/common.smk, judged()).
+_JUDGMENTS_NAME = re.compile(r"judgments(\.[A-Za-z0-9_-]+)?\.parquet")
 
-def judgments_path(results: Path, model: str, bench: str) -> Path:
+
+def judgments_name(name: str) -> str:
+    """``name`` when it is a judgments file name (never a path), else InputError."""
+    if not _JUDGMENTS_NAME.fullmatch(name):
+        raise InputError(f"--judgments-name {name!r} is not judgments.parquet or judgments.<judge>.parquet")
+    return name
+
+
+def judgments_path(results: Path, model: str, bench: str, name: str = JUDGMENTS) -> Path:
     """Where the judgments of one model on one benchmark are (``rules/evaluate.smk``)."""
-    return results / "eval" / model / bench / "judgments.parquet"
+    return results / "eval" / model / bench / judgments_name(name)
 
 
 def dvc_pins(lock: str | os.PathLike[str] | None, root: Path) -> dict[str, str]:
@@ -45,11 +58,16 @@ class Artifacts:
     """The per-sample judgments found under a results folder, hashed once."""
 
     results: Path
+    name: str = JUDGMENTS
     md5: dict[str, str] = field(default_factory=dict)
+
+    def path(self, model: str, bench: str) -> Path:
+        """The judgments file of ``model`` on ``bench``."""
+        return judgments_path(self.results, model, bench, self.name)
 
     def has(self, model: str, bench: str) -> bool:
         """Whether the judgments of ``model`` on ``bench`` exist."""
-        return judgments_path(self.results, model, bench).is_file()
+        return self.path(model, bench).is_file()
 
     def digest(self, paths: Sequence[Path]) -> str:
         """One md5 for a cell's artifacts (the file md5 itself when there is one file)."""
@@ -64,12 +82,14 @@ class Artifacts:
         return hashlib.md5("\n".join(sums).encode()).hexdigest()
 
 
-def load_judgments(results: Path, pairs: Iterable[tuple[str, str]], models: Iterable[str]) -> pd.DataFrame:
-    """Every ``eval/<model>/<bench>/judgments.parquet`` for the given models."""
+def load_judgments(
+    results: Path, pairs: Iterable[tuple[str, str]], models: Iterable[str], name: str = JUDGMENTS
+) -> pd.DataFrame:
+    """Every ``eval/<model>/<bench>/<name>`` (the judgments of one judge) for the given models."""
     wanted = set(models) | {m for p in pairs for m in p}
     frames = []
     for model in sorted(wanted):
-        for path in sorted((results / "eval" / model).glob("*/judgments.parquet")):
+        for path in sorted((results / "eval" / model).glob(f"*/{judgments_name(name)}")):
             frames.append(read_parquet(path, required=JUDGMENT_COLUMNS))
     if not frames:
         return pd.DataFrame(columns=JUDGMENT_COLUMNS)

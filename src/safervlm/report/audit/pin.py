@@ -21,11 +21,11 @@ import yaml
 
 from safervlm.io import write_text
 from safervlm.metrics import ASR_THRESHOLD
+from safervlm.report.audit.artifacts import judgments_path
 from safervlm.report.audit.recompute import (
     Artifacts,
     RateLookup,
     cell_value,
-    judgments_path,
     load_judgments,
     recompute_rates,
 )

@@ -24,7 +24,13 @@ import pandas as pd
 
 from safervlm.errors import InputError, SafervlmError
 from safervlm.metrics import ASR_THRESHOLD, RATE_COLUMNS, Settings, analyse, outcomes_from_judgments
-from safervlm.report.audit.artifacts import Artifacts, dvc_pins, judgments_path, load_judgments, pin_status
+from safervlm.report.audit.artifacts import (
+    JUDGMENTS,
+    Artifacts,
+    dvc_pins,
+    load_judgments,
+    pin_status,
+)
 from safervlm.report.audit.definitions import SOURCE_VERDICTS
 from safervlm.report.audit.sources import audit_source_cells
 from safervlm.report.audit.spec import Cell, load_expectations
@@ -134,7 +140,7 @@ def audit_cells(
             row["detail"] = cell.unresolved or "no judgments for " + ", ".join(absent)
             rows.append(row)
             continue
-        paths = [judgments_path(arts.results, m, b) for m, b in needed]
+        paths = [arts.path(m, b) for m, b in needed]
         row["artifact_md5"] = arts.digest(paths)
         row["pin"] = pin_status(arts, paths, pins, cell.pinned_md5, row["artifact_md5"])
         value = cell_value(look, cell)
@@ -234,12 +240,15 @@ def run_audit(
     dvc_lock: str | os.PathLike[str] | None = None,
     report_rates: str | os.PathLike[str] | None = None,
     artifacts: Mapping[str, str | os.PathLike[str]] | None = None,
+    judgments: str = JUDGMENTS,
 ) -> AuditResult:
     """Recompute every cell of ``expectations`` (and the report's rates) from ``results``.
 
     ``pairs`` are the report's Reasoning Tax pairs; ``audit_pairs`` those that published
     cells with ``pairs: config`` refer to (the models standing for the paper's); ``artifacts``
-    maps the names cells with ``artifact`` use to imported release folders.
+    maps the names cells with ``artifact`` use to imported release folders; ``judgments`` is
+    the judgments file name of the audited judge (``judgments.<judge>.parquet`` when a run
+    has several).
     """
     root = Path(results)
     cells, source_cells = load_expectations(expectations, audit_pairs)
@@ -249,9 +258,10 @@ def run_audit(
     rates_csv = Path(report_rates) if report_rates else None
     reported = read_report_rates(rates_csv)
     models |= set(reported["model"].astype(str))
-    look = RateLookup(recompute_rates(load_judgments(root, all_pairs, models), all_pairs, threshold, missing))
+    judged = load_judgments(root, all_pairs, models, judgments)
+    look = RateLookup(recompute_rates(judged, all_pairs, threshold, missing))
     pins = dvc_pins(dvc_lock, Path(dvc_lock).resolve().parent if dvc_lock else Path.cwd())
-    table = audit_cells(cells, look, Artifacts(root), pins)
+    table = audit_cells(cells, look, Artifacts(root, judgments), pins)
     source_rows, variants = audit_source_cells(source_cells, artifacts or {})
     if source_rows:
         table = pd.concat([table, pd.DataFrame(source_rows, columns=table.columns)], ignore_index=True)

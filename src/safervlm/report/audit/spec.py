@@ -188,6 +188,7 @@ class AuditInputs:
     threshold: float = ASR_THRESHOLD
     missing: str = "count"
     artifacts: dict[str, str] = field(default_factory=dict)  # name -> imported release folder
+    judgments: str = "judgments.parquet"  # judgments.<judge>.parquet: the audited judge's
 
 
 def _read_config(path: Path) -> dict[str, Any]:
@@ -208,6 +209,8 @@ def inputs_from_config(config: str | os.PathLike[str], given: AuditInputs) -> Au
     it only where ``given`` names none. As in ``rules/common.smk``, ``results`` is relative
     to the working directory, expectation files and imported releases (``audit.artifacts``)
     to the workflow folder (the config's folder's parent, as for ``config/config.yaml``).
+    A run with several seeds or judges is audited on its main tables' run, the first seed
+    (``results/seeds/<seed>``) and the first judge (``judgments.<judge>.parquet``).
     """
     path = Path(config)
     cfg = _read_config(path)
@@ -215,8 +218,14 @@ def inputs_from_config(config: str | os.PathLike[str], given: AuditInputs) -> Au
     analysis = ev.get("safemlrm") or {}
     audit = cfg.get("audit") or {}
     basedir = path.resolve().parent.parent
+    results = str(cfg.get("results", given.results))
+    seeds = cfg.get("seeds") or []
+    if len(seeds) > 1:
+        results = f"{results}/seeds/{seeds[0]}"
+    judges = list(ev.get("judges") or {})
     return AuditInputs(
-        results=str(cfg.get("results", given.results)),
+        results=results,
+        judgments=f"judgments.{judges[0]}.parquet" if len(judges) > 1 else given.judgments,
         expected=given.expected or [str(basedir / p) for p in audit.get("expected", [])],
         models=given.models or [str(m) for m in ev.get("models", [])],
         benchmarks=given.benchmarks or [str(b) for b in ev.get("benchmarks", [])],
