@@ -9,9 +9,13 @@ Against a working directory where the embedded-default DAG has run (``make demo`
 * ``snakemake --forcerun audit audit``: the audit job as a user runs it (one job);
 * ``safervlm audit`` called directly (load judgments, recompute, compare, write).
 
+``--old PATH`` adds the no-op of another checkout of the workflow (e.g. ``git archive`` of
+the commit before a change) on the same run directory, interleaved with the others, its
+package first on ``PYTHONPATH``: an A/B of the no-op in one script.
+
 Usage::
 
-    .venv/bin/python bench/noop_audit.py --workdir /path/to/run [--repeat 3]
+    .venv/bin/python bench/noop_audit.py --workdir /path/to/run [--repeat 3] [--old PATH]
 """
 
 from __future__ import annotations
@@ -43,25 +47,31 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=ROOT, help="a finished run of the DAG")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--no-audit", action="store_true", help="only the start-up and the no-op")
+    parser.add_argument("--old", type=Path, help="another checkout: its no-op too (A/B)")
     a = parser.parse_args()
     env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "SAFERVLM_MLFLOW": "0"}
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), env.get("PYTHONPATH", "")])
     smk = [str(BIN / "snakemake"), "-s", str(ROOT / "Snakefile"), "-d", str(a.workdir), "--cores", "2"]
     cfg = ROOT / "config" / "config.yaml"
     audit = [str(BIN / "safervlm"), "audit", "--config", str(cfg), "--out-dir", "results/audit"]
     audit += ["--report-rates", "results/report/rates.csv"]
-    cases = {
-        "snakemake --version (baseline)": ([str(BIN / "snakemake"), "--version"], ""),
-        "no-op snakemake all": ([*smk, "all"], "Nothing to be done"),
-        "snakemake audit (forced, 1 job)": ([*smk, "--forcerun", "audit", "audit"], ""),
-        "safervlm audit (direct)": (audit, "match"),
+    cases: dict[str, tuple[list[str], str, dict[str, str]]] = {
+        "snakemake --version (baseline)": ([str(BIN / "snakemake"), "--version"], "", env),
+        "no-op snakemake all": ([*smk, "all"], "Nothing to be done", env),
+        "snakemake audit (forced, 1 job)": ([*smk, "--forcerun", "audit", "audit"], "", env),
+        "safervlm audit (direct)": (audit, "match", env),
     }
     if a.no_audit:
         cases = dict(list(cases.items())[:2])
+    if a.old:
+        old_env = {**env, "PYTHONPATH": str(a.old.resolve() / "src")}
+        old_smk = [smk[0], "-s", str(a.old.resolve() / "Snakefile"), *smk[3:]]
+        cases[f"no-op snakemake all, {a.old}"] = ([*old_smk, "all"], "Nothing to be done", old_env)
     times: dict[str, list[float]] = {k: [] for k in cases}
     print("load average before:", " ".join(Path("/proc/loadavg").read_text().split()[:3]))
     for _ in range(a.repeat):  # interleaved, so load changes hit every case alike
-        for name, (cmd, expect) in cases.items():
-            times[name].append(timed(cmd, a.workdir, env, expect))
+        for name, (cmd, expect, case_env) in cases.items():
+            times[name].append(timed(cmd, a.workdir, case_env, expect))
     base = statistics.median(times["snakemake --version (baseline)"])
     print("| step | median wall (s) | runs | ratio to snakemake start-up |\n|---|---:|---:|---:|")
     for name, ts in times.items():

@@ -16,9 +16,16 @@ from safervlm.workflow_support import (
     stage_module,
     tracking_env,
     tracking_server_error,
+    validate_config,
 )
 
-validate(config, "../workflow/schemas/config.schema.yaml", set_default=True)
+# Snakemake's validate(), skipped when this exact config validated before (workflow_support).
+validate_config(
+    config,
+    f"{workflow.basedir}/workflow/schemas/config.schema.yaml",
+    validate,
+    cache=".snakemake/safervlm-config.json",
+)
 
 R = config["results"]
 FIXTURES = f"{R}/fixtures"

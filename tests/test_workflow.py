@@ -64,6 +64,9 @@ def test_config_value_of_wrong_type_is_rejected(tmp_path: Path) -> None:
     cfg["sft"]["epochs"] = "ten"
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump(cfg))
+    # A valid config's validation is cached in .snakemake/; another config is validated again.
+    assert smk("-n", "-d", str(tmp_path)).returncode == 0
+    assert (tmp_path / ".snakemake" / "safervlm-config.json").is_file()
     r = smk("-n", "-d", str(tmp_path), "--configfile", str(bad))
     assert r.returncode != 0
     err = r.stdout + r.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -139,3 +140,76 @@ def test_code_digest_parses_only_changed_modules_through_its_cache(
     second = codegraph.code_digest(pkg, ["a.py"], cache=cache)
     assert sorted(Path(p).name for p in parsed) == ["a.py", "c.py"]
     assert list(second) == ["__init__.py", "a.py", "b.py", "c.py"] and second["a.py"] != first["a.py"]
+
+
+def _validate_calls(calls: list[dict]):
+    from snakemake.utils import validate
+
+    def counted(config, schema, set_default=True):
+        calls.append(config)
+        validate(config, schema, set_default=set_default)
+
+    return counted
+
+
+@pytest.mark.parametrize("name", ["config", "paper"])
+def test_validate_config_cache_fills_what_validate_fills(name: str, tmp_path: Path) -> None:
+    """A cache hit leaves the same config as Snakemake's validate(), in the same dict object."""
+    from safervlm.workflow_support import validate_config
+
+    schema = str(ROOT / "workflow" / "schemas" / "config.schema.yaml")
+    raw = yaml.safe_load((ROOT / "config" / f"{name}.yaml").read_text())
+    cache = tmp_path / ".snakemake" / "safervlm-config.json"
+    calls: list[dict] = []
+    first = json.loads(json.dumps(raw))
+    assert validate_config(first, schema, _validate_calls(calls), cache=cache) is False
+    second = json.loads(json.dumps(raw))
+    same = second
+    assert validate_config(second, schema, _validate_calls(calls), cache=cache) is True
+    assert len(calls) == 1 and second is same and second == first
+    assert json.dumps(second) == json.dumps(first)  # key order too
+    second["seed"] = second["seed"] + 1  # another config: validated again
+    assert validate_config(second, schema, _validate_calls(calls), cache=cache) is False
+    assert len(calls) == 2
+
+
+def test_validate_config_errors_are_snakemakes_and_never_cached(tmp_path: Path) -> None:
+    from snakemake.exceptions import WorkflowError
+
+    from safervlm.workflow_support import validate_config
+
+    schema = str(ROOT / "workflow" / "schemas" / "config.schema.yaml")
+    cache = tmp_path / "cache.json"
+    bad = _config()
+    bad["grpo"]["num_generations"] = 1
+    for _ in range(2):
+        with pytest.raises(WorkflowError, match="Failed validating"):
+            validate_config(json.loads(json.dumps(bad)), schema, _validate_calls([]), cache=cache)
+    assert not cache.exists()
+    good = _config()
+    validate_config(good, schema, _validate_calls([]), cache=cache)
+    with pytest.raises(WorkflowError, match="num_generations"):  # a valid one cached: still fails
+        validate_config(json.loads(json.dumps(bad)), schema, _validate_calls([]), cache=cache)
+
+
+def test_validate_config_revalidates_on_schema_change_and_odd_values(tmp_path: Path) -> None:
+    import datetime
+
+    from safervlm.workflow_support import validate_config
+
+    schema = tmp_path / "schema.json"
+    draft = "https://json-schema.org/draft/2020-12/schema"
+    schema.write_text(json.dumps({"$schema": draft, "properties": {"a": {"default": 1}}}))
+    cache = tmp_path / "cache.json"
+    calls: list[dict] = []
+    for _ in range(2):
+        validate_config({}, str(schema), _validate_calls(calls), cache=cache)
+    assert len(calls) == 1
+    schema.write_text(json.dumps({"$schema": draft, "properties": {"a": {"default": 2}}}))
+    cfg: dict = {}
+    assert validate_config(cfg, str(schema), _validate_calls(calls), cache=cache) is False
+    assert cfg == {"a": 2} and len(calls) == 2
+    odd = {"when": datetime.date(2026, 1, 1)}  # YAML dates: JSON cannot carry them exactly
+    for _ in range(2):
+        assert validate_config(dict(odd), str(schema), _validate_calls(calls), cache=cache) is False
+    assert len(calls) == 4

@@ -11,6 +11,7 @@ import json
 import os
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ __all__ = [
     "stage_module",
     "tracking_env",
     "tracking_server_error",
+    "validate_config",
 ]
 
 
@@ -158,3 +160,48 @@ def fixture_writer_module(name: str) -> str:
 def judge_module(name: str) -> list[str]:
     """The module of a built-in judge (imported by name when the judge is built); none if unknown."""
     return [module_file(JUDGES[name])] if name in JUDGES else []
+
+
+def validate_config(
+    config: dict[str, Any],
+    schema: str,
+    validate: Callable[..., None],
+    cache: str | os.PathLike[str] | None = None,
+) -> bool:
+    """``validate(config, schema, set_default=True)``, reused when this config was valid before.
+
+    Validation is a pure function of the config as loaded and the schema's bytes, so their
+    content hash keys the validated config (defaults filled) in ``cache`` (a JSON file under
+    ``.snakemake/``): a no-op rerun skips importing jsonschema and walking the schema. A miss,
+    or a config JSON cannot carry exactly (e.g. YAML dates, non-string keys), calls
+    ``validate`` itself, so every error and default is Snakemake's. Only a success is stored.
+    ``schema`` must be absolute (``validate`` resolves relative paths from its caller's frame).
+    Returns whether the cache answered.
+    """
+    path = Path(cache) if cache is not None else None
+    try:
+        blob = json.dumps(config, sort_keys=True)
+        exact = json.loads(blob) == config
+    except (TypeError, ValueError):
+        exact = False
+    if not exact or path is None:
+        validate(config, schema, set_default=True)
+        return False
+    key = hashlib.sha256(blob.encode() + b"\0" + Path(schema).read_bytes()).hexdigest()
+    try:
+        hit = json.loads(path.read_text())
+    except (OSError, ValueError):
+        hit = None
+    if isinstance(hit, dict) and hit.get("key") == key and isinstance(hit.get("config"), dict):
+        config.clear()
+        config.update(hit["config"])  # in place: Snakemake holds this dict as ``config``
+        return True
+    validate(config, schema, set_default=True)
+    try:  # atomically: jobs of a cluster run parse the Snakefile concurrently
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"key": key, "config": config}))
+        tmp.replace(path)
+    except (OSError, TypeError, ValueError):
+        pass  # a read-only working directory, or defaults JSON cannot carry: validate next time
+    return False
