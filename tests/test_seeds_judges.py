@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import yaml
 from chat_server import ChatServer
-from helpers import ROOT, snakemake
+from helpers import BIN, ROOT, snakemake
 
 pytestmark = pytest.mark.slow
 
@@ -122,7 +122,7 @@ def test_audit_reads_the_first_seed_and_judge(seeds_judges_run: Path) -> None:
     # The same audit on another judge's judgments disagrees with the report (it is the first
     # judge's): the audit really reads the file it is given, not judgments.parquet.
     other = subprocess.run(
-        ["safervlm", "audit", "--results", str(results / "seeds" / "0"),
+        [str(BIN / "safervlm"), "audit", "--results", str(results / "seeds" / "0"),
          "--judgments-name", "judgments.local.parquet", "--expected",
          str(ROOT / "config" / "audit" / "published.yaml"),
          "--report-rates", str(results / "report" / "rates.csv"),
@@ -134,7 +134,8 @@ def test_audit_reads_the_first_seed_and_judge(seeds_judges_run: Path) -> None:
     assert [m for m in other_audit["mismatches"] if m.startswith("report.")]
     # A judgments name is a file name, never a path.
     bad = subprocess.run(
-        ["safervlm", "audit", "--results", str(results), "--judgments-name", "../judgments.parquet",
+        [str(BIN / "safervlm"), "audit", "--results", str(results),
+         "--judgments-name", "../judgments.parquet",
          "--expected", str(ROOT / "config" / "audit" / "published.yaml")],
         capture_output=True, text=True,
     )  # fmt: skip
