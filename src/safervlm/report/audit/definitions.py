@@ -5,6 +5,7 @@ dimensions are described in ``report.audit.sources``)."""
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -144,3 +145,29 @@ def source_cell_from(raw: Mapping[str, Any], path: Path, index: int, source: str
         protocol=str(raw.get("protocol", "")),
         options=options,
     )
+
+
+def audit_row(cell: Any) -> dict[str, Any]:
+    """A cell's row of the audit table before anything is recomputed: verdict ``absent``.
+
+    The same columns for cells recomputed from judgments and for cells naming an imported
+    release (``low`` … ``provenance`` are only filled for the latter).
+    """
+    return {
+        "id": cell.id,
+        "source": cell.source,
+        "description": cell.description,
+        "expected": cell.expected,
+        "recomputed": math.nan,
+        "tolerance": cell.tolerance,
+        "verdict": "absent",
+        "artifact_md5": "",
+        "pin": "",
+        "detail": "",
+        "low": math.nan,
+        "high": math.nan,
+        "reproducing": "",
+        "closest": "",
+        "provenance": "",
+        "protocol": cell.protocol,
+    }

@@ -18,7 +18,6 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
@@ -31,7 +30,7 @@ from safervlm.report.audit.artifacts import (
     load_judgments,
     pin_status,
 )
-from safervlm.report.audit.definitions import SOURCE_VERDICTS
+from safervlm.report.audit.definitions import SOURCE_VERDICTS, audit_row
 from safervlm.report.audit.sources import audit_source_cells
 from safervlm.report.audit.spec import Cell, load_expectations
 
@@ -44,19 +43,10 @@ FAILING = ("mismatch", "not reproduced")
 REPORT_TOLERANCE = 1e-9
 
 
-# Columns only cells naming an imported release fill (range, variants, provenance).
-EXTRA: dict[str, Any] = {
-    "low": math.nan,
-    "high": math.nan,
-    "reproducing": "",
-    "closest": "",
-    "provenance": "",
-}
-
-
+# The audit table's columns (``low`` … ``provenance``: cells naming an imported release).
 CELL_COLUMNS = [
     "id", "source", "description", "expected", "recomputed", "tolerance", "verdict", "artifact_md5", "pin",
-    "detail", *EXTRA, "protocol",
+    "detail", "low", "high", "reproducing", "closest", "provenance", "protocol",
 ]  # fmt: skip
 
 
@@ -122,20 +112,7 @@ def audit_cells(
     for cell in cells:
         needed = [(m, b) for m in cell.models() for b in cell.benchmarks]
         absent = [f"{m}/{b}" for m, b in needed if not arts.has(m, b)]
-        row: dict[str, Any] = {
-            "id": cell.id,
-            "source": cell.source,
-            "description": cell.description,
-            "expected": cell.expected,
-            "recomputed": math.nan,
-            "tolerance": cell.tolerance,
-            "verdict": "absent",
-            "artifact_md5": "",
-            "pin": "",
-            "detail": "",
-            **EXTRA,
-            "protocol": cell.protocol,
-        }
+        row = audit_row(cell)
         if cell.unresolved or absent:
             row["detail"] = cell.unresolved or "no judgments for " + ", ".join(absent)
             rows.append(row)

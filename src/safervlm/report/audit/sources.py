@@ -54,6 +54,7 @@ from safervlm.report.audit.definitions import (
     NOT_PAIRED,
     POOLED,
     SourceCell,
+    audit_row,
 )
 
 # --- recomputation --------------------------------------------------------------------
@@ -213,24 +214,7 @@ def audit_source_cells(
     pins: dict[str, str] = {}
     rows, variants = [], []
     for cell in cells:
-        row: dict[str, Any] = {
-            "id": cell.id,
-            "source": cell.source,
-            "description": cell.description,
-            "expected": cell.expected,
-            "recomputed": math.nan,
-            "tolerance": cell.tolerance,
-            "verdict": "absent",
-            "artifact_md5": "",
-            "pin": "",
-            "detail": "",
-            "low": math.nan,
-            "high": math.nan,
-            "reproducing": "",
-            "closest": "",
-            "provenance": "",
-            "protocol": cell.protocol,
-        }
+        row = audit_row(cell)
         folder = artifacts.get(cell.artifact)
         if folder is None or not Path(folder).is_dir():
             row["detail"] = f"artifact {cell.artifact!r} not imported (safervlm import-artifact)"
