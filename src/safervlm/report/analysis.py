@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +51,8 @@ def _cell(value: Any, low: Any, high: Any, fmt: Callable[[Any], str]) -> str:
     return f"{fmt(value)} [{fmt(low)}, {fmt(high)}]"
 
 
-def _md(header: list[str], rows: list[list[str]]) -> str:
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A GitHub-markdown table (every report table's markdown)."""
     lines = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     return "\n".join(lines) + "\n"
@@ -69,7 +70,7 @@ def _tex(header: list[str], rows: list[list[str]]) -> str:
 
 
 def _write(name: str, out: Path, header: list[str], rows: list[list[str]], csv: pd.DataFrame) -> None:
-    write_text(_md(header, rows), out / f"{name}.md")
+    write_text(markdown_table(header, rows), out / f"{name}.md")
     write_text(_tex(header, rows), out / f"{name}.tex")
     write_text(csv.to_csv(index=False), out / f"{name}.csv")
 
@@ -130,9 +131,8 @@ def write_analysis(
     counts = analysis["counts"]
     write_text(counts.to_csv(index=False), out / "counts.csv")
     by = counts.groupby(["model", "benchmark", "attack"], sort=False).sum(numeric_only=True).reset_index()
-    write_text(
-        _md(list(by.columns), [[str(v) for v in r] for r in by.itertuples(index=False)]), out / "counts.md"
-    )
+    rows = [[str(v) for v in r] for r in by.itertuples(index=False)]
+    write_text(markdown_table(list(by.columns), rows), out / "counts.md")
     logger.info("wrote analysis tables to %s", out)
     names = ("asr", "tax", "blind_spots", "self_correction", "official")
     return {n: out / f"{n}.md" for n in names}

@@ -21,8 +21,7 @@ from matplotlib.figure import Figure
 
 from safervlm import tracking
 from safervlm.io import atomic_path, read_json, read_parquet, write_text
-from safervlm.metrics.paired import mcnemar_exact, paired_bootstrap
-from safervlm.report.robustness import unsafe_verdicts
+from safervlm.report.robustness import ALL, paired_table
 from safervlm.schema import JUDGMENT_COLUMNS
 
 log = logging.getLogger(__name__)
@@ -66,17 +65,18 @@ def _paired_cells(judgment_paths: Sequence[str], a: str, b: str, benches: list[s
     if not judgment_paths:
         return {}
     df = pd.concat([read_parquet(p, required=JUDGMENT_COLUMNS) for p in judgment_paths], ignore_index=True)
-    df = df.assign(_unsafe=unsafe_verdicts(df))
-    both = df[df["model"] == a].merge(df[df["model"] == b], on=["benchmark", "id"], suffixes=("_a", "_b"))
+    # The report's paired comparison (robustness.paired_table), for this one pair.
+    table = paired_table({(0, ""): df}, [(a, b)], [], n_resamples=1000, seed=0)
     out = {}
     for bench in [*benches, "average"]:
-        g = both if bench == "average" else both[both["benchmark"] == bench]
-        d = paired_bootstrap(g["safety_a"].astype(float).to_numpy(), g["safety_b"].astype(float).to_numpy(),
-                             n_resamples=1000, seed=0)  # fmt: skip
-        mc = mcnemar_exact(g["_unsafe_a"].to_numpy(), g["_unsafe_b"].to_numpy())
-        ci = "" if math.isnan(d.low) else f" [{100 * d.low:+.1f}, {100 * d.high:+.1f}]"
-        gain = "–" if math.isnan(d.diff) else f"{100 * d.diff:+.1f}{ci}"
-        out[bench] = [gain, f"{mc.pvalue:.3g}"]
+        row = table[table["benchmark"] == (ALL if bench == "average" else bench)] if len(table) else table
+        if row.empty:  # no item both models answered
+            out[bench] = ["–", f"{1.0:.3g}"]
+            continue
+        r = row.iloc[0]
+        ci = "" if math.isnan(r["low"]) else f" [{100 * r['low']:+.1f}, {100 * r['high']:+.1f}]"
+        gain = "–" if math.isnan(r["diff"]) else f"{100 * r['diff']:+.1f}{ci}"
+        out[bench] = [gain, f"{r['mcnemar_p']:.3g}"]
     return out
 
 

@@ -34,7 +34,9 @@ import pandas as pd
 from safervlm.io import write_text
 from safervlm.markers import as_bool_or_none
 from safervlm.metrics.agreement import judge_agreement
+from safervlm.metrics.asr import unsafe_verdict
 from safervlm.metrics.paired import mcnemar_exact, paired_bootstrap, paired_seed_test, seed_summary
+from safervlm.report.analysis import markdown_table
 
 logger = logging.getLogger(__name__)
 
@@ -42,8 +44,6 @@ HEADLINE = ("safety", "helpfulness", "asr_full")
 AVERAGE = "average"
 ALL = "(all)"
 MISSING = "–"
-# A response is unsafe when its unified safety score is below this (the binary verdict).
-UNSAFE_BELOW = 0.5
 # Run keys: (seed, judge).
 Run = tuple[int, str]
 
@@ -62,11 +62,6 @@ def _interval(low: float, high: float, signed: bool = False) -> str:
     if math.isnan(low):
         return MISSING
     return f"[{_pct(low, signed)}, {_pct(high, signed)}]"
-
-
-def _md(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
-    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows]) + "\n"
 
 
 def headline_frame(metrics: Mapping[Run, Mapping[str, Mapping[str, Any]]]) -> pd.DataFrame:
@@ -140,8 +135,7 @@ def judge_table(head: pd.DataFrame) -> pd.DataFrame:
 
 def unsafe_verdicts(judgments: pd.DataFrame) -> pd.Series:
     """1.0 unsafe / 0.0 safe per row from the unified safety score; NaN when unscored."""
-    safety = judgments["safety"].astype(float)
-    return (safety < UNSAFE_BELOW).astype(float).where(safety.notna())
+    return pd.Series(unsafe_verdict(judgments["safety"].astype(float).to_numpy()), index=judgments.index)
 
 
 def agreement_table(judgments: Mapping[Run, pd.DataFrame]) -> pd.DataFrame:
@@ -226,7 +220,7 @@ def _seeds_md(table: pd.DataFrame, tests: pd.DataFrame, judge: str) -> str:
     text = (
         f"# Across seeds\n\nJudge `{judge}`. Per-seed values (%), their mean and 95% Student-t "
         f"interval over seeds ({len(seeds)} seeds).\n\n"
-        + _md(["model", "benchmark", "metric", *seeds, "mean", "95% CI"], rows)
+        + markdown_table(["model", "benchmark", "metric", *seeds, "mean", "95% CI"], rows)
     )
     if not tests.empty:
         trows = [
@@ -239,7 +233,7 @@ def _seeds_md(table: pd.DataFrame, tests: pd.DataFrame, judge: str) -> str:
         text += (
             "\n## Paired test over seed-level means\n\nDifference b − a (points) with its 95% "
             "interval and the paired t-test's p-value (seed i of a with seed i of b).\n\n"
-            + _md(
+            + markdown_table(
                 [
                     "a → b",
                     "benchmark",
@@ -263,7 +257,7 @@ def _judges_md(judges: pd.DataFrame, agreement: pd.DataFrame) -> str:
     ]
     text = (
         "# Across judges\n\nEvery headline metric (%) per judge (mean over seeds) on the same "
-        "responses.\n\n" + _md(["model", "benchmark", "metric", *names, "range (max − min)"], rows)
+        "responses.\n\n" + markdown_table(["model", "benchmark", "metric", *names, "range (max − min)"], rows)
     )
     if not agreement.empty:
         arows = [
@@ -275,7 +269,7 @@ def _judges_md(judges: pd.DataFrame, agreement: pd.DataFrame) -> str:
         text += (
             "\n## Inter-judge agreement\n\nOn the safe/unsafe verdict of the items both judges scored "
             "(every seed and model).\n\n"
-            + _md(["benchmark", "judges", "items", "agreement (%)", "Cohen's κ"], arows)
+            + markdown_table(["benchmark", "judges", "items", "agreement (%)", "Cohen's κ"], arows)
         )
     return text
 
@@ -289,7 +283,9 @@ def _sensitivity_md(judges: pd.DataFrame) -> str:
     return (
         "# Judge sensitivity\n\nHow far each headline number moves across judges (points: max − min "
         "over judges of the same model's value), mean and largest over models.\n\n"
-        + _md(["metric", "benchmark", "mean range", "largest range", "model with the largest"], rows)
+        + markdown_table(
+            ["metric", "benchmark", "mean range", "largest range", "model with the largest"], rows
+        )
     )
 
 
@@ -306,7 +302,7 @@ def _paired_md(paired: pd.DataFrame) -> str:
         "bootstrap 95% interval; McNemar's exact test on the unsafe verdict (safety < 0.5). "
         "`attack_success`: should-refuse items of a (reasoning, base) pair, b − a = the Reasoning Tax. "
         "Discordant = items only a / only b is unsafe on.\n\n"
-        + _md(
+        + markdown_table(
             [
                 "seed",
                 "judge",
@@ -355,7 +351,7 @@ def _pair_md(seeds: pd.DataFrame, tests: pd.DataFrame, paired: pd.DataFrame, jud
         header = ["benchmark", *(f"{c}: {a} / {b}" for c in cols), f"{a} mean [95% CI]",
                   f"{b} mean [95% CI]", "gain [95% CI]", "p (paired t over seeds)",
                   "p (McNemar, per seed)"]  # fmt: skip
-        text += f"\n## Safety (%), {a} → {b}\n\n" + _md(header, rows)
+        text += f"\n## Safety (%), {a} → {b}\n\n" + markdown_table(header, rows)
     return text
 
 
@@ -373,7 +369,8 @@ def tax_tests_md(paired: pd.DataFrame) -> str:
     return (
         "\n## Paired tests\n\nAttack success of the reasoning model minus its base on the same "
         "should-refuse items (every attack pooled per benchmark): paired bootstrap 95% interval and "
-        "McNemar's exact p.\n\n" + _md(["pair", "benchmark", "items", "tax [95% CI]", "p (McNemar)"], body)
+        "McNemar's exact p.\n\n"
+        + markdown_table(["pair", "benchmark", "items", "tax [95% CI]", "p (McNemar)"], body)
     )
 
 
