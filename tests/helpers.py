@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 BIN = Path(sys.executable).parent
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -49,3 +51,17 @@ def snakemake(*args: str, tracking: bool = False) -> subprocess.CompletedProcess
     """Run this repository's Snakefile (see :func:`snakemake_command`) to completion."""
     cmd, env = snakemake_command(*args, tracking=tracking)
     return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env)
+
+
+def mlflow_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, experiment: str, **extra: str) -> str:
+    """Tracking on, into a fresh SQLite store under ``tmp_path`` (and ``extra`` env vars): its URI."""
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    for key, value in {
+        "SAFERVLM_MLFLOW": "1",
+        "MLFLOW_TRACKING_URI": uri,
+        "MLFLOW_EXPERIMENT_NAME": experiment,
+        "SAFERVLM_MLFLOW_ARTIFACTS": str(tmp_path / "artifacts"),
+        **extra,
+    }.items():
+        monkeypatch.setenv(key, value)
+    return uri

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import mlflow_env
 
 from safervlm import tracking
 from safervlm.report.mlflow_runs import COLUMNS, TRACKING_OFF, latest_runs, safe_uri
@@ -15,12 +16,7 @@ from safervlm.stages.mlflow_runs import mlflow_runs_stage
 
 @pytest.fixture
 def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
-    monkeypatch.setenv("SAFERVLM_MLFLOW", "1")
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "unit")
-    monkeypatch.setenv("SAFERVLM_MLFLOW_ARTIFACTS", str(tmp_path / "artifacts"))
-    return uri
+    return mlflow_env(monkeypatch, tmp_path, "unit")
 
 
 def _log(monkeypatch: pytest.MonkeyPatch, config_hash: str, stage: str, run_name: str | None = None) -> str:

@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 import pytest
+from helpers import mlflow_env
 
 from safervlm import tracking
 
@@ -13,12 +14,7 @@ from safervlm import tracking
 def test_log_stage_writes_params_metrics_steps_tags(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import mlflow
 
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
-    monkeypatch.setenv("SAFERVLM_MLFLOW", "1")
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "unit")
-    monkeypatch.setenv("SAFERVLM_MLFLOW_ARTIFACTS", str(tmp_path / "artifacts"))
-    monkeypatch.setenv("SAFERVLM_CONFIG_HASH", "abc123def456")
+    uri = mlflow_env(monkeypatch, tmp_path, "unit", SAFERVLM_CONFIG_HASH="abc123def456")
     artifact = tmp_path / "summary.json"
     artifact.write_text("{}")
     run_id = tracking.log_stage(

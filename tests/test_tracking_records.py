@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import mlflow_env
 
 from safervlm import tracking
 from safervlm.workflow_support import log_pending_runs
@@ -25,12 +26,7 @@ STAGE_KWARGS: dict[str, Any] = {
 
 @pytest.fixture
 def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
-    monkeypatch.setenv("SAFERVLM_MLFLOW", "1")
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "records")
-    monkeypatch.setenv("SAFERVLM_MLFLOW_ARTIFACTS", str(tmp_path / "artifacts"))
-    monkeypatch.setenv("SAFERVLM_CONFIG_HASH", "abc123def456")
+    uri = mlflow_env(monkeypatch, tmp_path, "records", SAFERVLM_CONFIG_HASH="abc123def456")
     monkeypatch.delenv("SAFERVLM_MLFLOW_RECORDS", raising=False)
     return uri
 
