@@ -5,6 +5,7 @@ import sys
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
+from safervlm.layout import judge_suffix, judged_name, run_judges, run_seeds, seed_dir
 from safervlm.workflow_support import (
     code_digest,
     benchmark_module,
@@ -38,21 +39,16 @@ FIXTURE_SOURCE_DIRS = {
 EVAL_BENCHMARKS = config["eval"]["benchmarks"]
 EVAL_MODELS = config["eval"]["models"]
 BASE = config["base_model"]["path"] or f"{R}/models/base"
-# The seed dimension: one seed keeps today's paths; several put each seed's curation,
-# training and evaluation under results/seeds/{seed}/ (a wildcard).
-SEEDS = config["seeds"] or [config["seed"]]
+# The seed and judge dimensions (safervlm.layout, which the audit reads runs back with):
+# one seed keeps today's paths, several put each seed's curation, training and evaluation
+# under results/seeds/{seed}/ (a wildcard); one judge keeps judgments.parquet, several write
+# judgments.{judge}.parquet next to the responses they judged.
+SEEDS = run_seeds(config)
 MULTI_SEED = len(SEEDS) > 1
-SD = f"{R}/seeds/{{seed}}" if MULTI_SEED else R
-# The judge dimension: label -> {name, params}; one judge keeps judgments.parquet, several
-# write judgments.{judge}.parquet next to the responses they judged.
-JUDGES = config["eval"]["judges"] or {
-    config["judge"]["name"]: {
-        "name": config["judge"]["name"],
-        "params": config["judge"]["params"],
-    }
-}
+SD = seed_dir(R, SEEDS, "{seed}")
+JUDGES = run_judges(config)
 MULTI_JUDGE = len(JUDGES) > 1
-JS = ".{judge}" if MULTI_JUDGE else ""
+JS = judge_suffix(JUDGES, "{judge}")
 # Served models (generate.models.<name>.backend: openai) need no local folder.
 SERVED = [
     m
@@ -306,8 +302,7 @@ def attacks_for(bench):
 def judged(name):
     """``judgments.parquet`` or ``metrics.json`` of a judge: ``.{judge}`` before the suffix
     when there are several."""
-    stem, ext = name.split(".", 1)
-    return f"{stem}{JS}.{ext}"
+    return judged_name(name, JUDGES, "{judge}")
 
 
 def eval_outputs(name, seeds=None, judges=None):

@@ -33,8 +33,11 @@ from typing import Any
 import yaml
 
 from safervlm.errors import InputError, SafervlmError
+from safervlm.layout import judged_name, run_judges, run_seeds, seed_dir
 from safervlm.metrics import ASR_THRESHOLD, MEAN, RATE_METRICS
 from safervlm.report.audit.definitions import SourceCell, source_cell_from
+
+JUDGMENTS = "judgments.parquet"
 
 KINDS = ("rate", "difference", "ratio")
 
@@ -188,7 +191,7 @@ class AuditInputs:
     threshold: float = ASR_THRESHOLD
     missing: str = "count"
     artifacts: dict[str, str] = field(default_factory=dict)  # name -> imported release folder
-    judgments: str = "judgments.parquet"  # judgments.<judge>.parquet: the audited judge's
+    judgments: str = JUDGMENTS  # judgments.<judge>.parquet: the audited judge's
 
 
 def _read_config(path: Path) -> dict[str, Any]:
@@ -210,7 +213,8 @@ def inputs_from_config(config: str | os.PathLike[str], given: AuditInputs) -> Au
     to the working directory, expectation files and imported releases (``audit.artifacts``)
     to the workflow folder (the config's folder's parent, as for ``config/config.yaml``).
     A run with several seeds or judges is audited on its main tables' run, the first seed
-    (``results/seeds/<seed>``) and the first judge (``judgments.<judge>.parquet``).
+    and (unless ``given`` names another judgments file) the first judge, in the layout of
+    :mod:`safervlm.layout`.
     """
     path = Path(config)
     cfg = _read_config(path)
@@ -218,14 +222,11 @@ def inputs_from_config(config: str | os.PathLike[str], given: AuditInputs) -> Au
     analysis = ev.get("safemlrm") or {}
     audit = cfg.get("audit") or {}
     basedir = path.resolve().parent.parent
-    results = str(cfg.get("results", given.results))
-    seeds = cfg.get("seeds") or []
-    if len(seeds) > 1:
-        results = f"{results}/seeds/{seeds[0]}"
-    judges = list(ev.get("judges") or {})
+    seeds, judges = run_seeds(cfg), run_judges(cfg)
+    main_judge = judged_name(JUDGMENTS, judges, next(iter(judges)))
     return AuditInputs(
-        results=results,
-        judgments=f"judgments.{judges[0]}.parquet" if len(judges) > 1 else given.judgments,
+        results=seed_dir(str(cfg.get("results", given.results)), seeds, seeds[0]),
+        judgments=main_judge if given.judgments == JUDGMENTS else given.judgments,
         expected=given.expected or [str(basedir / p) for p in audit.get("expected", [])],
         models=given.models or [str(m) for m in ev.get("models", [])],
         benchmarks=given.benchmarks or [str(b) for b in ev.get("benchmarks", [])],
