@@ -5,6 +5,7 @@ import sys
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
+from safervlm import prefork
 from safervlm.layout import judge_suffix, judged_name, run_judges, run_seeds, seed_dir
 from safervlm.workflow_support import (
     code_digest,
@@ -122,23 +123,37 @@ _check_config()
 os.environ.update(tracking_env(config, basedir=workflow.basedir))
 
 
+# The pre-forked interpreter of a local run (onstart), stopped by onsuccess/onerror.
+PREFORK = []
+
+
 # A tracking server that is down fails the run before any job computes anything. onstart:
 # only when there are jobs to run, never in a dry run nor inside a job of a cluster run.
 onstart:
     _why = tracking_server_error(dict(os.environ))
     if _why:
         raise WorkflowError(_why)
+    # Local runs: one pre-forked interpreter imports torch, transformers, pandas … once and
+    # forks each job's stage (safervlm.prefork; SAFERVLM_PREFORK=0 turns it off). Not worth
+    # its own imports for a handful of jobs.
+    if (
+        workflow.local_exec
+        and len(list(workflow.dag.needrun_jobs())) >= prefork.MIN_JOBS
+    ):
+        PREFORK.append(prefork.start(".snakemake/safervlm-prefork.log"))
 
 
 # Light jobs leave MLflow run records; the mlflow_runs job logs them, and these hooks log any
 # it did not reach (e.g. `snakemake audit`), also after a failure. A folder listing if none.
 onsuccess:
+    prefork.stop(PREFORK.pop() if PREFORK else None)
     _why = log_pending_runs(dict(os.environ))
     if _why:
         raise WorkflowError(_why)
 
 
 onerror:
+    prefork.stop(PREFORK.pop() if PREFORK else None)
     _why = log_pending_runs(dict(os.environ))
     if _why:
         print(_why, file=sys.stderr)

@@ -192,6 +192,18 @@ def test_tracked_code_equals_what_each_stage_loaded(run_dir: Path) -> None:
         )
 
 
+def test_jobs_ran_in_the_pre_forked_interpreter(run_dir: Path) -> None:
+    """The local run forked its jobs from one interpreter that imported torch, pandas …
+    once (safervlm.prefork): none was refused, every score job (late in the DAG, long after
+    the server is up) was forked, and so were generate jobs; the pinned numbers the other
+    tests check come from them."""
+    log = (run_dir / ".snakemake" / "safervlm-prefork.log").read_text()
+    assert "listening on" in log and "refused" not in log, log[-3000:]
+    scores = list((run_dir / "results" / "eval").glob("*/*/metrics.json"))
+    assert scores and log.count("runs safervlm score ") == len(scores), log[-3000:]
+    assert log.count("runs safervlm generate ") >= 1, log[-3000:]
+
+
 def test_rerun_does_nothing(run_dir: Path) -> None:
     r = smk(run_dir, "all")
     assert r.returncode == 0

@@ -14,7 +14,7 @@ import logging
 import sys
 from typing import Any
 
-from safervlm import __version__
+from safervlm import __version__, prefork
 from safervlm.errors import SafervlmError
 
 log = logging.getLogger("safervlm")
@@ -242,7 +242,15 @@ def _analysis_args(p: argparse.ArgumentParser) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: parse, configure logging once, run the stage, map user errors to exit 2."""
+    """Entry point: parse, configure logging once, run the stage, map user errors to exit 2.
+
+    From the command line (``argv`` None) inside a local Snakemake run, the stage runs in a
+    child of the run's pre-forked interpreter when there is one (:mod:`safervlm.prefork`).
+    """
+    if argv is None:
+        status = prefork.delegate(sys.argv[1:])
+        if status is not None:
+            return status
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
