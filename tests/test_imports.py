@@ -27,7 +27,7 @@ NOT_JOB_CODE = {"workflow_support.py"}
 # The layering (docs: ARCHITECTURE.md, README "Architecture"): a room imports only rooms of its
 # own layer or below. Leaf modules (config, io, schema, text, markers, tracking, …) are below all.
 LAYERS = (
-    ("workflow_support", "cli"),
+    ("workflow_support", "cli", "prefork"),
     ("stages",),
     ("curate", "train", "evaluate", "report"),
     ("metrics", "rewards"),
@@ -93,7 +93,7 @@ def test_no_import_cycles_between_packages() -> None:
 
 
 def test_cli_imports_no_stage_and_every_subcommand_has_a_stage_module() -> None:
-    assert code_closure(PKG, ["cli.py"]) == ["__init__.py", "cli.py", "errors.py"]
+    assert code_closure(PKG, ["cli.py"]) == ["__init__.py", "cli.py", "errors.py", "prefork.py"]
     sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
     for command in sub.choices:
         module = importlib.import_module(f"safervlm.{stage_module(command)[:-3].replace('/', '.')}")

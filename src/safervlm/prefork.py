@@ -271,9 +271,9 @@ def _child(conn: socket.socket, request: Mapping[str, Any], fds: list[int], adde
         conn.sendall(STARTED)
         # The job's process went away (Snakemake cancelled the job): stop at once.
         threading.Thread(target=_exit_when_closed, args=(conn,), daemon=True).start()
-        from safervlm.cli import main
-
-        status = main(sys.argv[1:])
+        # The job's entry point, imported here, in the child, from disk (like cli's stages):
+        # the server never imports project code.
+        status = importlib.import_module("safervlm.cli").main(sys.argv[1:])
     except SystemExit as exc:
         status = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
         if exc.code is not None and not isinstance(exc.code, int):
