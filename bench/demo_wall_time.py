@@ -101,12 +101,9 @@ def report(m: dict, cores: int, label: str) -> None:
     )
     before, after = m["load"]
     print(f"load average (1/5/15 min) before: {' '.join(before)}; after: {' '.join(after)}")
-    print(
-        f"summed job time: {total_job:.1f} s; parallel speed-up (job time / wall): {total_job / m['wall']:.2f}x"
-    )
-    print(
-        f"no-op rerun ('Nothing to be done'): {m['noop']:.1f} s ({m['noop'] / m['wall']:.3f} of the full run)"
-    )
+    wall, noop = m["wall"], m["noop"]
+    print(f"summed job time: {total_job:.1f} s; parallel speed-up (job time / wall): {total_job / wall:.2f}x")
+    print(f"no-op rerun ('Nothing to be done'): {noop:.1f} s ({noop / wall:.3f} of the full run)")
 
 
 def main() -> None:
