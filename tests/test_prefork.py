@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -137,6 +138,28 @@ def test_a_cancelled_job_stops_its_child(server, tmp_path: Path) -> None:
             break
         time.sleep(0.05)
     assert not _alive(child)
+
+
+def test_silent_and_malformed_clients_block_no_job(server, tmp_path: Path) -> None:
+    """A client that connects and sends nothing, and one that sends garbage without the
+    streams: the server drops both (after at most REQUEST_TIMEOUT) and the next job runs."""
+    env, log = server
+    silent = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    silent.connect(env[prefork.ENV_SOCKET])
+    garbage = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    garbage.connect(env[prefork.ENV_SOCKET])
+    garbage.sendall(b"\xff" * 64)
+    try:
+        r = subprocess.run(
+            [SAFERVLM, "score", "--judgments", "after-silent.parquet", "--out", "m.json"],
+            env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+    finally:
+        silent.close()
+        garbage.close()
+    assert r.returncode == 2 and "after-silent.parquet: file not found" in r.stderr
+    assert forked_pids(log, "after-silent.parquet")
+    assert log.read_text().count("prefork: bad request") >= 2
 
 
 def test_no_server_when_switched_off_and_jobs_run_in_process(tmp_path: Path) -> None:

@@ -112,6 +112,7 @@ IMPORT_TIME_ENV = (
 # The server's own imports cost about one generate job's or four score jobs' start-up: a run
 # with fewer jobs than this starts none (rules/common.smk).
 MIN_JOBS = 6
+REQUEST_TIMEOUT = 10.0  # seconds a connected client has to send its request
 _HEADER = struct.Struct("!Q")  # request length, sent with the three standard streams' fds
 _STATUS = struct.Struct("!i")  # the child's exit status
 STARTED, REFUSED = b"S", b"R"
@@ -219,7 +220,7 @@ def serve(path: str, parent: int, preload: tuple[str, ...] = PRELOAD) -> None:
             conn, _ = server.accept()
         except TimeoutError:
             continue
-        conn.settimeout(None)
+        conn.settimeout(REQUEST_TIMEOUT)  # a client that connects and sends nothing blocks no one
         fds: list[int] = []
         try:
             creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
@@ -268,6 +269,7 @@ def _child(conn: socket.socket, request: Mapping[str, Any], fds: list[int], adde
         sys.argv = list(request["argv"])
         tempfile.tempdir = None  # TMPDIR is the job's
         _set_threads(int(request["env"]["OMP_NUM_THREADS"]))
+        conn.settimeout(None)
         conn.sendall(STARTED)
         # The job's process went away (Snakemake cancelled the job): stop at once.
         threading.Thread(target=_exit_when_closed, args=(conn,), daemon=True).start()
