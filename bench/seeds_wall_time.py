@@ -58,6 +58,12 @@ def job_cpu(workdir: Path) -> dict[str, float]:
 
 
 def print_cpu(workdir: Path) -> None:
+    log = workdir / ".snakemake" / "safervlm-prefork.log"
+    if log.exists() and "runs safervlm" in log.read_text():
+        # benchmark: measures the job's process tree; a forked job's work is the server's child.
+        print("\n(no CPU split: the jobs were forked from the run's pre-forked interpreter, so their")
+        print(" benchmark: cpu_time is the waiting client's; run with SAFERVLM_PREFORK=0 for it)")
+        return
     cpu = job_cpu(workdir)
     seeds = sorted(k for k in cpu if k.startswith("seed "))
     print("\n| jobs | CPU time (s) |\n|---|---:|")
