@@ -95,6 +95,7 @@ def test_a_forked_job_writes_what_a_fresh_process_writes(server, tmp_path: Path)
         ({"HF_HOME": "/elsewhere"}, "environment read at import time differs: HF_HOME"),
         ({"PYTHONHASHSEED": "123"}, "environment read at import time differs: PYTHONHASHSEED"),
         ({"OMP_NUM_THREADS": None}, "no OMP_NUM_THREADS"),
+        ({"LOCAL_RANK": "0", "WORLD_SIZE": "2"}, "a distributed worker (LOCAL_RANK, WORLD_SIZE)"),
     ],
 )
 def test_a_job_the_server_would_run_differently_runs_in_its_own_process(

@@ -23,7 +23,8 @@ What keeps a forked job identical to a fresh one:
   server's in a variable libraries read when imported (``PYTHON*``, ``HF_*``, ``TORCH*``,
   ``CUDA*`` …; :data:`IMPORT_TIME_ENV`), or whose interpreter or ``sys.path`` differs, is
   refused, and the job runs in its own process as before. So is a request without
-  ``OMP_NUM_THREADS`` (not a Snakemake job).
+  ``OMP_NUM_THREADS`` (not a Snakemake job) and one from a worker of a distributed launch
+  (``RANK``, ``LOCAL_RANK`` …: multi-GPU training stays in its launcher's processes).
 - **Failure is never silent:** if the server is not up yet (it listens only once its imports
   are done), is gone, or refuses, the job runs in-process; a child that dies without
   reporting makes the job fail (exit 1, with a message in the job's log). A job killed by
@@ -84,6 +85,8 @@ THREAD_ENV = (
     "VECLIB_MAXIMUM_THREADS",
     "NUMEXPR_NUM_THREADS",
 )
+# A worker of a distributed launch (accelerate, torchrun) belongs to its launcher's process tree.
+DISTRIBUTED_ENV = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 # Prefixes of variables that libraries read when imported: a job whose value differs from
 # the server's would import differently, so it runs in its own process.
 IMPORT_TIME_ENV = (
@@ -190,6 +193,9 @@ def refusal(request: Mapping[str, Any], env: Mapping[str, str] | None = None) ->
     threads = job_env.get("OMP_NUM_THREADS", "")
     if not threads.isdigit() or int(threads) < 1:
         return "no OMP_NUM_THREADS (not a Snakemake job)"
+    launched = [k for k in DISTRIBUTED_ENV if k in job_env]
+    if launched:
+        return f"a distributed worker ({', '.join(launched)})"
     keys = {k for k in {*job_env, *env} if k.startswith(IMPORT_TIME_ENV) and k not in THREAD_ENV}
     differ = sorted(k for k in keys if job_env.get(k) != env.get(k))
     if differ:
