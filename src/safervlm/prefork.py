@@ -321,10 +321,10 @@ def start(
 ) -> subprocess.Popen[bytes] | None:
     """Start a server for this (Snakemake) process and point the jobs at it: sets
     ``SAFERVLM_PREFORK_SOCKET`` in ``os.environ``, which the jobs inherit. ``None`` when
-    ``SAFERVLM_PREFORK=0``. The jobs started before it listens run in their own process."""
+    ``SAFERVLM_PREFORK=0`` or not on Linux. The jobs started before it listens run in their own process."""
     env = dict(os.environ if env is None else env)
-    if env.get(ENV_SWITCH, "1") == "0":
-        return None
+    if env.get(ENV_SWITCH, "1") == "0" or not sys.platform.startswith("linux"):
+        return None  # off, or not Linux (SO_PEERCRED; macOS frameworks are not fork-safe)
     folder = tempfile.mkdtemp(prefix="safervlm-prefork-")  # 0700: only this user connects
     path = str(Path(folder) / "socket")
     env.pop(ENV_SOCKET, None)
