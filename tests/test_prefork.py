@@ -41,7 +41,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dict[str,
     env = {**os.environ, **{k: "1" for k in prefork.THREAD_ENV}}
     yield env, log
     prefork.stop(proc)
-    assert proc.poll() is not None and not os.path.exists(socket_path)
+    assert proc.poll() is not None and not os.path.exists(os.path.dirname(socket_path))
     if saved is not None:
         os.environ[prefork.ENV_SOCKET] = saved
 

@@ -213,7 +213,7 @@ def serve(path: str, parent: int, preload: tuple[str, ...] = PRELOAD) -> None:
     # job process sets the same when it imports them, so the children get it too.
     added = {k: v for k, v in os.environ.items() if k not in before}
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped by the kernel
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # runs serve()'s cleanup
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     tmp = f"{path}.{os.getpid()}"
     server.bind(tmp)
@@ -221,6 +221,17 @@ def serve(path: str, parent: int, preload: tuple[str, ...] = PRELOAD) -> None:
     os.replace(tmp, path)  # clients connect only once the imports are done
     server.settimeout(1.0)
     print(f"prefork: listening on {path} (pid {os.getpid()})", file=sys.stderr, flush=True)
+    try:
+        _accept(server, parent, before, added)
+    finally:  # the parent Snakemake is gone, or stop() terminated the server
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        with contextlib.suppress(OSError):
+            os.rmdir(os.path.dirname(path))
+
+
+def _accept(server: socket.socket, parent: int, before: Mapping[str, str], added: Mapping[str, str]) -> None:
+    """Fork a child per well-formed, acceptable request until ``parent`` exits."""
     while os.getppid() == parent:
         try:
             conn, _ = server.accept()
@@ -255,8 +266,6 @@ def serve(path: str, parent: int, preload: tuple[str, ...] = PRELOAD) -> None:
                 with contextlib.suppress(OSError):
                     os.close(fd)
             conn.close()
-    with contextlib.suppress(OSError):
-        os.unlink(path)
 
 
 def _child(conn: socket.socket, request: Mapping[str, Any], fds: list[int], added: Mapping[str, str]) -> None:
