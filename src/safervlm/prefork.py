@@ -25,6 +25,9 @@ What keeps a forked job identical to a fresh one:
   refused, and the job runs in its own process as before. So is a request without
   ``OMP_NUM_THREADS`` (not a Snakemake job) and one from a worker of a distributed launch
   (``RANK``, ``LOCAL_RANK`` …: multi-GPU training stays in its launcher's processes).
+- **Exit:** a child flushes its streams and leaves with ``os._exit`` (the server's inherited
+  ``atexit`` handlers are not the job's to run); no stage relies on ``atexit``: outputs are
+  written atomically before a stage returns and MLflow runs are ended explicitly.
 - **Failure is never silent:** if the server is not up yet (it listens only once its imports
   are done), is gone, or refuses, the job runs in-process; a child that dies without
   reporting makes the job fail (exit 1, with a message in the job's log). A job killed by
