@@ -185,9 +185,9 @@ def _recv_exact(sock: socket.socket, n: int) -> bytes:
 
 
 # -- the server ----------------------------------------------------------------------------------
-def refusal(request: Mapping[str, Any], env: Mapping[str, str] | None = None) -> str | None:
-    """Why this server must not run ``request`` (then the job runs in its own process)."""
-    env = os.environ if env is None else env
+def refusal(request: Mapping[str, Any], env: Mapping[str, str]) -> str | None:
+    """Why a server whose environment before its imports was ``env`` must not run ``request``
+    (then the job runs in its own process)."""
     if request.get("interpreter") != _interpreter():
         return f"another interpreter or environment ({request.get('interpreter')})"
     if request.get("path") != sys.path[1:]:
@@ -227,10 +227,7 @@ def serve(path: str, parent: int, preload: tuple[str, ...] = PRELOAD) -> None:
     try:
         _accept(server, parent, before, added)
     finally:  # the parent Snakemake is gone, or stop() terminated the server
-        with contextlib.suppress(OSError):
-            os.unlink(path)
-        with contextlib.suppress(OSError):
-            os.rmdir(os.path.dirname(path))
+        _remove(path)
 
 
 def _accept(server: socket.socket, parent: int, before: Mapping[str, str], added: Mapping[str, str]) -> None:
@@ -333,7 +330,8 @@ def start(
 ) -> subprocess.Popen[bytes] | None:
     """Start a server for this (Snakemake) process and point the jobs at it: sets
     ``SAFERVLM_PREFORK_SOCKET`` in ``os.environ``, which the jobs inherit. ``None`` when
-    ``SAFERVLM_PREFORK=0`` or not on Linux. The jobs started before it listens run in their own process."""
+    ``SAFERVLM_PREFORK=0`` or not on Linux. Jobs started before it listens run in their own
+    process."""
     env = dict(os.environ if env is None else env)
     if env.get(ENV_SWITCH, "1") == "0" or not sys.platform.startswith("linux"):
         return None  # off, or not Linux (SO_PEERCRED; macOS frameworks are not fork-safe)
@@ -356,7 +354,8 @@ def start(
 
 
 def stop(proc: subprocess.Popen[bytes] | None) -> None:
-    """Stop the server (running children finish their jobs) and remove its socket."""
+    """Stop the server (running children finish their jobs). It removes its socket and folder
+    itself; this removes them too for a server that died before listening or was killed."""
     path = os.environ.pop(ENV_SOCKET, None)
     if proc is not None and proc.poll() is None:
         proc.terminate()
@@ -365,10 +364,15 @@ def stop(proc: subprocess.Popen[bytes] | None) -> None:
         if proc.poll() is None:
             proc.kill()
     if path:
-        with contextlib.suppress(OSError):
-            os.unlink(path)
-        with contextlib.suppress(OSError):
-            os.rmdir(os.path.dirname(path))
+        _remove(path)
+
+
+def _remove(path: str) -> None:
+    """The socket and its private folder, if still there."""
+    with contextlib.suppress(OSError):
+        os.unlink(path)
+    with contextlib.suppress(OSError):
+        os.rmdir(os.path.dirname(path))
 
 
 if __name__ == "__main__":
