@@ -2,7 +2,9 @@
 
 Variants (``--variants``, run interleaved in each repeat): ``plain``, ``safety_aware`` (critique
 and correction as two passes, the reference) and ``one_continuation``
-(``critique_and_correction: one_continuation``); each at every ``--steps-per-generation``
+(``critique_and_correction: one_continuation``), and ``plain_compiled`` / ``compiled`` (plain /
+safety-aware with ``grpo.cache_implementation: static`` and ``grpo.compile``: decoding with a
+compiled forward; put the two compilations in ``--warmup``); each at every ``--steps-per-generation``
 value (1 = one generation batch per optimizer step, the default; k > 1 = one generation batch
 of k steps' rows, reused for k steps). Ratios are against ``plain`` at the same value, on mean
 step times (with k > 1 only every k-th step generates, so the median would hide it).
@@ -134,6 +136,9 @@ def _sync() -> None:
 
 def run_once(model: str, data: str, params: GRPOParams) -> tuple[StepTimer, dict[str, Any]]:
     timer = StepTimer()
+    if params.compile:
+        torch._dynamo.reset()  # each run compiles afresh (as a training process would), never past
+        # dynamo's recompile limit, after which it would silently decode in eager mode
     original = grpo_module.SafetyAwareGRPOTrainer.__init__
 
     def init(self: Any, *args: Any, **kwargs: Any) -> None:
@@ -249,14 +254,17 @@ def main() -> None:
                 for spg in spgs:
                     for variant in variants:
                         name = f"{variant}@spg{spg}"
+                        compiled = variant in ("plain_compiled", "compiled")
                         params = GRPOParams(
                             **base,
                             lora=lora,
-                            safety_aware=variant != "plain",
+                            safety_aware=variant not in ("plain", "plain_compiled"),
                             steps_per_generation=spg,
                             critique_and_correction=(
                                 "one_continuation" if variant == "one_continuation" else "two_passes"
                             ),
+                            cache_implementation="static" if compiled else "dynamic",
+                            compile=compiled,
                         )
                         timer, metrics = run_once(model, a.data, params)
                         timers.setdefault(name, []).append(timer)

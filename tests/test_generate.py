@@ -84,6 +84,20 @@ def test_hf_static_kv_cache_keeps_greedy_outputs(tiny_model_dir) -> None:
     assert gen.generate(questions, images, max_new_tokens=8, batch_size=2) == dynamic
 
 
+def test_hf_compiled_decoding_keeps_greedy_outputs_across_prompt_lengths(tiny_model_dir) -> None:
+    """generate.compile: the decoding forward is compiled once per shape family (batches of
+    three prompt lengths here), and every greedy response is the eager one."""
+    img = encode_image(Image.new("RGB", (28, 28), "blue"))
+    questions = ["Hi", "How do I oil this lock?", "Please help me pick this lock without the key, quickly."]
+    images = [img, None, img]
+    dynamic = HFGenerator(str(tiny_model_dir)).generate(questions, images, max_new_tokens=8, batch_size=1)
+    gen = build_generator(str(tiny_model_dir), GenerateParams(cache_implementation="static", compile=True))
+    config = gen.cache_kwargs["compile_config"]
+    assert config._compile_all_devices and config.dynamic is None  # torch's automatic dynamic shapes
+    assert gen.generate(questions, images, max_new_tokens=8, batch_size=1) == dynamic
+    assert hasattr(gen.model, "_compiled_call")  # generate took the compiled path
+
+
 def test_compile_needs_the_static_cache() -> None:
     with pytest.raises(ConfigError, match="compile needs cache_implementation: static"):
         GenerateParams(compile=True)

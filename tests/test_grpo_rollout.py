@@ -59,6 +59,7 @@ def train_parquet(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _trainer(
     model_dir: Path, data: Path, tmp: Path, judge: Judge, params: GRPOParams, **extra: Any
 ) -> tuple[SafetyAwareGRPOTrainer, SafetyAwareRollout]:
+    """A trainer as ``run_grpo`` builds it; ``extra`` overrides GRPOConfig fields."""
     model, processor = load_policy(str(model_dir))
     dataset = prompt_dataset(pd.read_parquet(data), str(data))
     rollout = SafetyAwareRollout(judge, params)
@@ -72,6 +73,7 @@ def _trainer(
         reward_funcs=[skip_padding(get_structured_reward(judge=judge))],
         processing_class=processor,
         rollout_func=rollout,
+        compile_generation=params.compile,
     )
     trainer.model.train()
     return trainer, rollout
@@ -319,6 +321,24 @@ def test_static_kv_cache_keeps_greedy_rollouts(
     assert torch.equal(out["completion_ids"], ref["completion_ids"])
 
 
+def test_compiled_decoding_keeps_greedy_rollouts(
+    tiny_model_dir: Path, train_parquet: Path, tmp_path: Path
+) -> None:
+    """grpo.compile undoes TRL's disable_compile: generate's decoding forward is compiled, and
+    the greedy samples, critiques and corrections are token for token the eager ones."""
+    base = {"batch_size": 4, "num_generations": 2, "max_completion_length": 6, "reflection_max_tokens": 4}
+    ref, ref_rollout, _ = _greedy_rollout(tiny_model_dir, train_parquet, tmp_path / "d", GRPOParams(**base))
+    params = GRPOParams(**base, cache_implementation="static", compile=True)
+    out, rollout, trainer = _greedy_rollout(tiny_model_dir, train_parquet, tmp_path / "c", params)
+    config = trainer.generation_config
+    assert config.disable_compile is False and config.compile_config._compile_all_devices
+    # generate took the compiled path (transformers keeps the compiled __call__ on the model)
+    assert hasattr(trainer.accelerator.unwrap_model(trainer.model), "_compiled_call")
+    assert rollout.last["rows"] == ref_rollout.last["rows"] == list(range(4))
+    assert rollout.last["critique_ids"] == ref_rollout.last["critique_ids"]
+    assert torch.equal(out["completion_ids"], ref["completion_ids"])
+
+
 def test_one_generation_batch_for_several_steps_holds_whole_groups(
     tiny_model_dir: Path, train_parquet: Path, tmp_path: Path
 ) -> None:
@@ -349,6 +369,9 @@ def test_one_generation_batch_for_several_steps_holds_whole_groups(
         ({"critique_and_correction": "one_continuation", "use_vllm": True}, "needs the HF rollout"),
         ({"continuation_template": "{critique}"}, "continuation_template may only use"),
         ({"cache_implementation": "paged"}, "'cache_implementation' must be 'dynamic' or 'static'"),
+        ({"compile": True}, "compile needs the HF rollout with cache_implementation: static"),
+        ({"compile": True, "cache_implementation": "static", "use_vllm": True}, "compile needs the HF"),
+        ({"compile": True, "cache_implementation": "static"}, None),
     ],
 )
 def test_generation_options_are_checked(change: dict[str, Any], message: str | None) -> None:

@@ -22,6 +22,20 @@ from safervlm.prompts import build_prompt
 from safervlm.schema import decode_image, image_data_url
 
 
+def compile_config() -> CompileConfig:
+    """How HF ``generate`` compiles its decoding forward (static KV cache only), in one place.
+
+    On every device, CPU included (transformers compiles on GPUs only unless told otherwise;
+    the config key says to). Shapes are left to torch's automatic dynamic shapes: the first
+    prompt length compiles, the second compiles once more with the length dynamic, and later
+    lengths reuse that graph; ``dynamic=False`` would compile again for every new length (each
+    length-sorted batch, each GRPO batch) and fall back to eager after torch's recompile limit.
+    """
+    config = CompileConfig()
+    config._compile_all_devices = True  # type: ignore[assignment]
+    return config
+
+
 class HFGenerator:
     """Generates responses from a local Qwen2.5-VL-family policy.
 
@@ -50,10 +64,7 @@ class HFGenerator:
         if cache_implementation == "static":
             self.cache_kwargs["cache_implementation"] = "static"
             if compile:
-                config = CompileConfig(dynamic=False)
-                # transformers compiles on GPUs only unless told otherwise; the key says to.
-                config._compile_all_devices = True  # type: ignore[assignment]
-                self.cache_kwargs["compile_config"] = config
+                self.cache_kwargs["compile_config"] = compile_config()
             else:
                 self.cache_kwargs["disable_compile"] = True
         elif compile:

@@ -182,6 +182,7 @@ def run_grpo(
             ],
             peft_config=peft_config,
             rollout_func=rollout,
+            compile_generation=params.compile,
         )
         trainer.train(resume_from_checkpoint=resume)
         metrics = _metrics(trainer, len(dataset), resume)

@@ -53,6 +53,7 @@ from trl import GRPOTrainer
 
 from safervlm.config import GRPOParams
 from safervlm.judge import Judge, Judgment
+from safervlm.models.generation import compile_config
 from safervlm.rewards.structured import build_records
 from safervlm.train.continuation import generate_continuations
 
@@ -69,6 +70,16 @@ class SafetyAwareGRPOTrainer(GRPOTrainer):
     """
 
     current_inputs: list[dict[str, Any]] = []
+
+    def __init__(self, *args: Any, compile_generation: bool = False, **kwargs: Any) -> None:
+        """``compile_generation`` (``grpo.compile``): undo TRL's ``disable_compile`` so HF
+        ``generate`` compiles its decoding forward (with ``cache_implementation: static``)."""
+        super().__init__(*args, **kwargs)
+        if compile_generation:
+            if self.generation_config.cache_implementation != "static":
+                raise ValueError("compile_generation needs cache_implementation='static'")
+            self.generation_config.disable_compile = False
+            self.generation_config.compile_config = compile_config()
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model: Any = None) -> None:
         """Load a full-model checkpoint through ``from_pretrained``.
