@@ -22,8 +22,9 @@ from safervlm.prompts import build_prompt
 from safervlm.schema import decode_image, image_data_url
 
 
-def compile_config() -> CompileConfig:
-    """How HF ``generate`` compiles its decoding forward (static KV cache only), in one place.
+def compile_config(cache_implementation: str) -> CompileConfig:
+    """How HF ``generate`` compiles its decoding forward, in one place; only over a static KV
+    cache (with another, transformers would silently not compile), so anything else raises.
 
     On every device, CPU included (transformers compiles on GPUs only unless told otherwise;
     the config key says to). Shapes are left to torch's automatic dynamic shapes: the first
@@ -31,6 +32,8 @@ def compile_config() -> CompileConfig:
     lengths reuse that graph; ``dynamic=False`` would compile again for every new length (each
     length-sorted batch, each GRPO batch) and fall back to eager after torch's recompile limit.
     """
+    if cache_implementation != "static":
+        raise ValueError("compile needs cache_implementation='static'")
     config = CompileConfig()
     config._compile_all_devices = True  # type: ignore[assignment]
     return config
@@ -61,14 +64,12 @@ class HFGenerator:
         self.processor.tokenizer.padding_side = "left"
         self.system_prompt = system_prompt
         self.cache_kwargs: dict[str, Any] = {}
+        if compile:
+            self.cache_kwargs["compile_config"] = compile_config(cache_implementation)
         if cache_implementation == "static":
             self.cache_kwargs["cache_implementation"] = "static"
-            if compile:
-                self.cache_kwargs["compile_config"] = compile_config()
-            else:
+            if not compile:
                 self.cache_kwargs["disable_compile"] = True
-        elif compile:
-            raise ValueError("compile needs cache_implementation='static'")
 
     def _encode(self, questions: Sequence[str], images: Sequence[bytes | None]) -> Any:
         texts = [

@@ -76,10 +76,9 @@ class SafetyAwareGRPOTrainer(GRPOTrainer):
         ``generate`` compiles its decoding forward (with ``cache_implementation: static``)."""
         super().__init__(*args, **kwargs)
         if compile_generation:
-            if self.generation_config.cache_implementation != "static":
-                raise ValueError("compile_generation needs cache_implementation='static'")
+            config = compile_config(self.generation_config.cache_implementation)
             self.generation_config.disable_compile = False
-            self.generation_config.compile_config = compile_config()
+            self.generation_config.compile_config = config
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model: Any = None) -> None:
         """Load a full-model checkpoint through ``from_pretrained``.
