@@ -149,6 +149,11 @@ def plot_judge_agreement(agreement: pd.DataFrame, path: str | os.PathLike[str], 
     fig = Figure(figsize=(1.4 * k + 2.5, 1.2 * k + 1.5), dpi=dpi)
     FigureCanvasAgg(fig)
     ax = fig.subplots()
+    if k < 2:  # one judge: nothing to agree with (an empty matrix would look like a failure)
+        ax.set_axis_off()
+        ax.text(0.5, 0.5, "One judge:\nno agreement to show", ha="center", va="center")
+        _save(fig, path)
+        return
     image = ax.imshow(np.ma.masked_invalid(kappa), cmap="viridis", vmin=-1, vmax=1)
     for (i, j), v in np.ndenumerate(kappa):
         text = "κ n/a" if np.isnan(v) else f"κ {v:.2f}"
@@ -157,8 +162,7 @@ def plot_judge_agreement(agreement: pd.DataFrame, path: str | os.PathLike[str], 
     ax.set_xticks(range(k), judges, rotation=20, ha="right")
     ax.set_yticks(range(k), judges)
     ax.set_title("Judge agreement on the unsafe verdict")
-    if k:
-        fig.colorbar(image, ax=ax, label="Cohen's κ")
+    fig.colorbar(image, ax=ax, label="Cohen's κ")
     _save(fig, path)
 
 

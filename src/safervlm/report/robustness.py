@@ -328,6 +328,8 @@ def _first(df: pd.DataFrame, col: str) -> str:
 def _pair_md(seeds: pd.DataFrame, tests: pd.DataFrame, paired: pd.DataFrame, judge: str) -> str:
     """Per compared pair: safety per benchmark and seed (a / b), the mean gain over seeds with
     its interval and paired t-test, and McNemar's p per seed (first judge)."""
+    if tests.empty:  # no compared pair (one model, or pairs of models not evaluated)
+        return ""
     safety = seeds[seeds["metric"] == "safety"]
     cols = [c for c in seeds.columns if c.startswith("seed ")]
     text = ""
