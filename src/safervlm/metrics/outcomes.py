@@ -93,4 +93,10 @@ def outcomes_from_judgments(judgments: pd.DataFrame, threshold: float = ASR_THRE
     # Image-only prompts (empty text; the image carries the request, as in one VLSBench record).
     question = df["question"] if "question" in df.columns else pd.Series("?", index=df.index)
     out["image_only"] = question.fillna("").astype(str).str.strip().eq("").to_numpy()
-    return out[[*OUTCOME_COLUMNS, "split", "injection", "image_only"]]
+    # Generation records (absent from judgments written before they existed): a response cut
+    # at its token budget, and where its reasoning came from (a reply field, markers, none).
+    truncated = df["truncated"] if "truncated" in df.columns else pd.Series(False, index=df.index)
+    out["truncated"] = truncated.map(as_bool_or_none).eq(True).to_numpy()
+    source = df["reasoning_source"] if "reasoning_source" in df.columns else pd.Series("", index=df.index)
+    out["reasoning_source"] = source.fillna("").astype(str).to_numpy()
+    return out[[*OUTCOME_COLUMNS, "split", "injection", "image_only", "truncated", "reasoning_source"]]

@@ -223,8 +223,8 @@ def analyse(
 
 def count_statuses(outcomes: pd.DataFrame) -> pd.DataFrame:
     """Per group: samples, should-refuse samples, unscored / empty counts per part, image-only
-    prompts, and the responses flagged by the injection screen (all, and those the judge still
-    scored safe)."""
+    prompts, truncated responses, reasoning read from a reply field, and the responses flagged
+    by the injection screen (all, and those the judge still scored safe)."""
     rows = []
     for key, part in outcomes.groupby(KEYS, sort=False):
         row: dict[str, Any] = dict(zip(KEYS, key, strict=True))
@@ -237,6 +237,10 @@ def count_statuses(outcomes: pd.DataFrame) -> pd.DataFrame:
             row["n_untagged"] = int(part["split"].eq("untagged").sum())
         if "image_only" in part.columns:
             row["n_image_only"] = int(part["image_only"].astype(bool).sum())
+        if "truncated" in part.columns:  # cut at the token budget (finish_reason "length")
+            row["n_truncated"] = int(part["truncated"].astype(bool).sum())
+        if "reasoning_source" in part.columns:  # reasoning read from the reply's own field
+            row["n_reasoning_field"] = int(part["reasoning_source"].eq("field").sum())
         if "injection" in part.columns:  # responses that carry judge-steering text (judge.screen)
             flagged = part["injection"].astype(bool)
             row["n_suspected_injection"] = int(flagged.sum())
