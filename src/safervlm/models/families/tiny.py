@@ -1,0 +1,131 @@
+"""Pieces every family's tiny offline builder shares: sizes, a locally trained tokenizer,
+seeded random weights, atomic saving.
+
+A tiny model has its family's real architecture at a few hundred thousand parameters; its
+tokenizer is a byte-level BPE trained on the given texts with the family's special tokens,
+plus ``<think>``/``</think>`` as ordinary tokens (decoding with ``skip_special_tokens=True``,
+as TRL does for rollouts, keeps them). The same seed and texts give byte-identical files.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import PreTrainedTokenizerFast
+
+from safervlm.io import atomic_path
+
+log = logging.getLogger(__name__)
+
+# Added as ordinary (non-special) tokens: decoding with skip_special_tokens=True, as TRL
+# does for rollouts, must keep the reasoning tags.
+REASONING_TOKENS = ["<think>", "</think>"]
+
+
+@dataclass(frozen=True)
+class TinyDims:
+    """Sizes of a tiny model (defaults: the embedded default's ~0.5M parameters).
+
+    ``vocab_size`` is the tokenizer's BPE vocabulary; ``model_vocab_size`` (None: the
+    tokenizer's length) sizes the embedding, so a real model's shape can be built on the
+    small local tokenizer (ids past the tokenizer decode to nothing). The fields after
+    ``image_size`` are Qwen2.5-VL's; other families read the common ones only.
+    """
+
+    vocab_size: int = 2048
+    hidden_size: int = 96
+    intermediate_size: int = 256
+    num_layers: int = 2
+    num_heads: int = 4
+    num_kv_heads: int = 2
+    vision_depth: int = 2
+    vision_hidden: int = 64
+    image_size: int = 112
+    model_vocab_size: int | None = None
+    vision_intermediate: int | None = None  # None: 2 x vision_hidden
+    vision_heads: int = 4
+    window_size: int = 56
+    fullatt_block_indexes: tuple[int, ...] | None = None  # None: the last vision block
+    rope_theta: float = 10000.0
+    max_position_embeddings: int = 2048
+    mrope_section: tuple[int, int, int] | None = None  # None: half the head dim split ~evenly
+
+
+def train_tokenizer(
+    texts: Iterable[str],
+    vocab_size: int,
+    special_tokens: list[str],
+    chat_template: str,
+    *,
+    eos_token: str,
+    pad_token: str,
+    bos_token: str | None = None,
+    named_tokens: dict[str, str] | None = None,
+) -> PreTrainedTokenizerFast:
+    """Train a byte-level BPE tokenizer with ``special_tokens`` on ``texts``.
+
+    Args:
+        texts: the corpus (order does not matter: it is sorted and deduplicated).
+        vocab_size: BPE vocabulary size (special tokens included).
+        special_tokens: the family's control tokens, ids 0, 1, … in this order.
+        chat_template: the family's chat template (Jinja).
+        eos_token, pad_token, bos_token: which special tokens play these roles.
+        named_tokens: extra named special tokens (``image_token`` …) the processor reads.
+    """
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=special_tokens,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(sorted(set(texts)), trainer)  # sorted: order-independent merges
+    tok.add_tokens(REASONING_TOKENS)
+    kwargs: dict[str, Any] = {"bos_token": bos_token} if bos_token else {}
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        eos_token=eos_token,
+        pad_token=pad_token,
+        chat_template=chat_template,
+        extra_special_tokens=named_tokens or {},
+        **kwargs,
+    )
+
+
+def token_ids(tokenizer: PreTrainedTokenizerFast, tokens: Iterable[str]) -> dict[str, int]:
+    """Each token's id in ``tokenizer``."""
+    return {t: int(tokenizer.convert_tokens_to_ids(t)) for t in tokens}  # type: ignore[arg-type]
+
+
+def save_tiny(
+    out: str | Path,
+    make_model: Callable[[], Any],
+    processor: Any,
+    seed: int,
+    device: str = "cpu",
+    dtype: str = "float32",
+) -> int:
+    """Make the model with seeded random weights on ``device``, save it and ``processor`` to
+    ``out`` (replaced atomically); return the parameter count."""
+    torch.manual_seed(seed)
+    with torch.device(device):
+        model = make_model()
+    if dtype != "float32":
+        model = model.to(getattr(torch, dtype))
+    tokenizer = processor.tokenizer
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    n_params = sum(p.numel() for p in model.parameters())
+    with atomic_path(out) as tmp:
+        model.save_pretrained(tmp)
+        processor.save_pretrained(tmp)
+    log.info("tiny %s: %d parameters, vocab %d -> %s", model.config.model_type, n_params, len(tokenizer), out)
+    return int(n_params)
