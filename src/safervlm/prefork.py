@@ -1,7 +1,7 @@
 """A pre-forked interpreter for local runs: jobs start without paying the imports again.
 
 Most of a light job's time is imports, not work: a ``generate`` job on the embedded default
-spends about 8 s importing torch, transformers and the Qwen2.5-VL classes and about 1 s
+spends about 8 s importing torch, transformers and the model families' classes and about 1 s
 generating; ``score`` about 2 s importing pandas and scipy for milliseconds of work. For a
 local run (``snakemake --cores N``), ``rules/common.smk``'s ``onstart`` starts one server
 (:func:`start`) that imports those *third-party* libraries once and listens on a Unix socket
@@ -62,7 +62,11 @@ from typing import Any
 ENV_SOCKET = "SAFERVLM_PREFORK_SOCKET"  # set for the jobs by start(); the socket's path
 ENV_SWITCH = "SAFERVLM_PREFORK"  # "0": never start the server
 # The third-party libraries the stages import (generate/qi_score/sft/grpo: torch, transformers
-# and the Qwen2.5-VL classes, trl; judge/score/report: pandas, pyarrow, scipy, scikit-learn).
+# and every model family's classes, trl; judge/score/report: pandas, pyarrow, scipy,
+# scikit-learn). The families' part is the union of their ``Family.preload`` (written out: the
+# server imports no project code; a test keeps it equal to safervlm.models.families.preloads()).
+# A module that fails to import is skipped (serve()), so a family's optional module never
+# breaks the server.
 PRELOAD = (
     "numpy",
     "pandas",
@@ -77,8 +81,21 @@ PRELOAD = (
     "transformers.models.qwen2_5_vl.modeling_qwen2_5_vl",
     "transformers.models.qwen2_5_vl.processing_qwen2_5_vl",
     "transformers.models.qwen2_vl.image_processing_pil_qwen2_vl",
+    "transformers.models.qwen3_vl.modeling_qwen3_vl",
+    "transformers.models.qwen3_vl.processing_qwen3_vl",
+    "transformers.models.gemma3.modeling_gemma3",
+    "transformers.models.gemma3.processing_gemma3",
+    "transformers.models.gemma3.image_processing_pil_gemma3",
+    "transformers.models.llava_onevision.modeling_llava_onevision",
+    "transformers.models.llava_onevision.processing_llava_onevision",
+    "transformers.models.llava_onevision.image_processing_pil_llava_onevision",
+    "transformers.models.smolvlm.modeling_smolvlm",
+    "transformers.models.smolvlm.processing_smolvlm",
+    "transformers.models.smolvlm.image_processing_pil_smolvlm",
     "trl",
 )
+# The model families' part of PRELOAD (a test compares it with the registry's).
+FAMILY_PRELOAD = PRELOAD[PRELOAD.index("transformers") + 1 : PRELOAD.index("trl")]
 # Thread-count variables Snakemake sets per job (snakemake/shell.py); the server runs with 1.
 THREAD_ENV = (
     "OMP_NUM_THREADS",

@@ -7,6 +7,8 @@ fills in every default.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from safervlm.config.base import Section
@@ -46,10 +48,16 @@ class FixturesConfig(Section):
 
 
 class TinyConfig(Section):
-    """Sizes of the offline tiny model (used when base_model.path is null): ``--dims``."""
+    """Family and sizes of the offline tiny model (used when base_model.path is null): ``--dims``."""
 
     section = "base_model.tiny"
 
+    # The registry's names (safervlm.models.families.FAMILIES; a test keeps the two equal).
+    family: Literal["qwen2_5_vl", "qwen3_vl", "gemma3", "llava_onevision", "smolvlm"] = Field(
+        "qwen2_5_vl",
+        description="Model family of the tiny model (its architecture, processor and chat format); "
+        "the demo's numbers are Qwen2.5-VL's.",
+    )
     vocab_size: int = Field(2048, ge=300, description="BPE vocabulary size.")
     hidden_size: int = Field(96, ge=16, description="Decoder width.")
     intermediate_size: int = Field(256, ge=16, description="Decoder MLP width.")
@@ -66,7 +74,9 @@ class BaseModelConfig(Section):
 
     name: str = Field("tiny-qwen2.5-vl", description="Display name.")
     path: str | None = Field(
-        None, description="Local folder of a Qwen2.5-VL-family model; null builds the tiny model offline."
+        None,
+        description="Local folder of a model of a supported family (config.json's model_type: qwen2_5_vl, "
+        "qwen2_vl, qwen3_vl, gemma3, llava_onevision, smolvlm); null builds the tiny model offline.",
     )
     tiny: TinyConfig = Field(
         default_factory=TinyConfig, description="Sizes of the offline tiny model (used when path is null)."

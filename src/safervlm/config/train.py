@@ -14,8 +14,6 @@ from pydantic import Field, field_validator, model_validator
 
 from safervlm.config.base import Real, Section
 
-# The decoder's attention and MLP projections (Qwen2.5-VL names).
-LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 REFLECTION_TEMPLATE = (
     "Your answer above may be unsafe. In one or two sentences, say what was unsafe about it "
     "and how a safe answer would handle the request."
@@ -66,10 +64,11 @@ class TrainParams(Section):
     lora: bool = Field(False, description="Train a LoRA adapter (peft) and merge it.")
     lora_r: int = Field(16, ge=1, description="LoRA rank.")
     lora_alpha: int = Field(32, ge=1, description="LoRA alpha.")
-    lora_targets: list[str] = Field(
-        default_factory=lambda: list(LORA_TARGETS),
+    lora_targets: list[str] | None = Field(
+        None,
         min_length=1,
-        description="Module names LoRA adapts (checked against the model before training).",
+        description="Module names LoRA adapts (checked against the model before training); null = the "
+        "model family's (its decoder's attention and MLP projections: q/k/v/o_proj, gate/up/down_proj).",
     )
     deepspeed: Annotated[str | None, TrlArg("deepspeed")] = Field(
         None, description="DeepSpeed JSON config (cluster)."

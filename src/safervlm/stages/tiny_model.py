@@ -1,4 +1,4 @@
-"""``safervlm tiny-model``: the offline tiny Qwen2.5-VL policy of the embedded default."""
+"""``safervlm tiny-model``: the offline tiny policy of the embedded default (any model family)."""
 
 from __future__ import annotations
 
@@ -28,10 +28,11 @@ def corpus_texts(paths: list[str]) -> list[str]:
 
 
 def tiny_model(text_paths: list[str], out: str, seed: int, dims: dict[str, Any]) -> int:
-    """Build the offline tiny Qwen2.5-VL policy at ``out``."""
-
-    tiny_dims = TinyDims(**from_dict(TinyConfig, dims, section="base_model.tiny").model_dump())
-    n = build_tiny_model(out, corpus_texts(text_paths), seed=seed, dims=tiny_dims)
+    """Build the offline tiny policy at ``out`` in the family and sizes of ``dims``
+    (``base_model.tiny``)."""
+    sizes = from_dict(TinyConfig, dims, section="base_model.tiny").model_dump()
+    family = sizes.pop("family")
+    n = build_tiny_model(out, corpus_texts(text_paths), seed=seed, dims=TinyDims(**sizes), family=family)
     tracking.log_stage(
         "tiny_model",
         params={**dims, "seed": seed},

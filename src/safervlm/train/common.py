@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,8 +46,10 @@ def common_args(output_dir: str | Path, seed: int, params: TrainParams) -> dict[
     }
 
 
-def lora_config(params: TrainParams, model: Any = None) -> Any:
+def lora_config(params: TrainParams, model: Any = None, default_targets: Sequence[str] = ()) -> Any:
     """A peft LoRA config on ``params.lora_targets`` (checked against ``model``), or None.
+
+    ``default_targets`` (the model family's) apply where ``lora_targets`` is null.
 
     Raises:
         ConfigError: when a target names no module of the model (before training starts).
@@ -55,11 +58,12 @@ def lora_config(params: TrainParams, model: Any = None) -> Any:
         return None
     from peft import LoraConfig
 
-    if not params.lora_targets:
+    targets = list(default_targets) if params.lora_targets is None else params.lora_targets
+    if not targets:
         raise ConfigError("lora_targets is empty")
     if model is not None:
         leaves = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
-        missing = [t for t in params.lora_targets if t not in leaves]
+        missing = [t for t in targets if t not in leaves]
         if missing:
             linear = sorted(
                 {n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)}
@@ -69,7 +73,7 @@ def lora_config(params: TrainParams, model: Any = None) -> Any:
         r=params.lora_r,
         lora_alpha=params.lora_alpha,
         lora_dropout=0.0,
-        target_modules=list(params.lora_targets),
+        target_modules=targets,
         task_type="CAUSAL_LM",
     )
 

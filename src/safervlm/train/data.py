@@ -24,13 +24,24 @@ def _blank_image(size: int = 112) -> bytes:
     return encode_image(Image.new("RGB", (size, size), (255, 255, 255)))
 
 
-def _images(df: pd.DataFrame, path: str) -> list[dict[str, object]]:
+def _images(df: pd.DataFrame, path: str, blank_image: bool) -> list[dict[str, object] | None]:
+    """The records' images; with ``blank_image`` a text-only record gets a blank one."""
     missing = df["image"].isna()
+    if not blank_image:
+        return [None if m else {"bytes": b, "path": None} for b, m in zip(df["image"], missing, strict=True)]
     if missing.any():
-        # Qwen2-VL batches need an image per sample; text-only prompts get a blank one.
+        # The model family's batches need an image per sample (Family.needs_image).
         log.warning("%s: %d records have no image; using a blank image", path, int(missing.sum()))
     blank = _blank_image()
     return [{"bytes": b if isinstance(b, bytes | bytearray) else blank, "path": None} for b in df["image"]]
+
+
+def _prompts(df: pd.DataFrame, system_prompt: str | None, blank_image: bool) -> list[list[dict[str, Any]]]:
+    """Conversational prompts; a text-only record's has no image part unless it gets a blank."""
+    return [
+        build_prompt(q, has_image=blank_image or not pd.isna(img), system_prompt=system_prompt)
+        for q, img in zip(df["question"], df["image"], strict=True)
+    ]
 
 
 def correction_demos(
@@ -52,11 +63,16 @@ def correction_demos(
 
 
 def sft_dataset(
-    df: pd.DataFrame, path: str, system_prompt: str | None = None, demos: pd.DataFrame | None = None
+    df: pd.DataFrame,
+    path: str,
+    system_prompt: str | None = None,
+    demos: pd.DataFrame | None = None,
+    blank_image: bool = True,
 ) -> Dataset:
     """Prompt–completion conversational dataset for ``SFTTrainer``; needs a ``response`` column.
 
-    ``demos`` (see :func:`correction_demos`) are appended after the records.
+    ``demos`` (see :func:`correction_demos`) are appended after the records; ``blank_image``
+    (the model family's ``needs_image``) gives text-only records a blank image.
     """
     bad = df.index[df["response"].fillna("").str.strip() == ""].tolist()
     if bad:
@@ -64,20 +80,23 @@ def sft_dataset(
     if demos is not None and len(demos):
         df = pd.concat([df, demos], ignore_index=True)
     data = {
-        "prompt": [build_prompt(q, system_prompt=system_prompt) for q in df["question"]],
+        "prompt": _prompts(df, system_prompt, blank_image),
         "completion": [
             [{"role": "assistant", "content": [{"type": "text", "text": r}]}] for r in df["response"]
         ],
-        "image": _images(df, path),
+        "image": _images(df, path, blank_image),
     }
     return Dataset.from_dict(data).cast_column("image", ImageFeature())
 
 
-def prompt_dataset(df: pd.DataFrame, path: str, system_prompt: str | None = None) -> Dataset:
-    """Prompt-only dataset for ``GRPOTrainer``, keeping the ground-truth columns for rewards."""
+def prompt_dataset(
+    df: pd.DataFrame, path: str, system_prompt: str | None = None, blank_image: bool = True
+) -> Dataset:
+    """Prompt-only dataset for ``GRPOTrainer``, keeping the ground-truth columns for rewards
+    (``blank_image``: as :func:`sft_dataset`)."""
     data: dict[str, list[Any]] = {
-        "prompt": [build_prompt(q, system_prompt=system_prompt) for q in df["question"]],
-        "image": _images(df, path),
+        "prompt": _prompts(df, system_prompt, blank_image),
+        "image": _images(df, path, blank_image),
     }
     for col in REWARD_COLUMNS:
         if col in df.columns:

@@ -24,7 +24,7 @@ from safervlm.config import GRPOParams
 from safervlm.errors import ConfigError, InputError
 from safervlm.io import read_parquet
 from safervlm.judge import build_judge
-from safervlm.models import load_policy
+from safervlm.models import family_of, load_policy
 from safervlm.rewards import available_rewards, get_reward
 from safervlm.train.common import common_args, lora_config, save_policy, step_logs
 from safervlm.train.data import prompt_dataset
@@ -145,14 +145,16 @@ def run_grpo(
     set_seed(seed)
     log.info("GRPO params: %s", params)
     df = read_parquet(data_path, required=["id", "question", "image", "should_refuse", "image_objects"])
+    family = family_of(model_path)  # an unsupported model fails here, before any work
+    log.info("model family: %s", family.describe())
     judge = build_judge(judge_name, judge_params, judge_cache)
     # Plain GRPO: the reward's judge calls record the policy samples' safety (same keys as the rollout).
     monitor = None if params.safety_aware else SampleSafetyMonitor(judge, params)
     reward = get_reward(params.reward, judge=monitor or judge, **params.reward_params)
     model, processor = load_policy(model_path, params.dtype)
-    peft_config = lora_config(params, model)
+    peft_config = lora_config(params, model, family.lora_targets)
     df = _drop_long_prompts(df, processor, params.max_prompt_length, data_path)
-    dataset = prompt_dataset(df, data_path)
+    dataset = prompt_dataset(df, data_path, blank_image=family.needs_image)
     rollout = SafetyAwareRollout(judge, params) if params.safety_aware else None
 
     with tempfile.TemporaryDirectory(prefix="grpo-") as tmp:
@@ -186,7 +188,8 @@ def run_grpo(
         )
         trainer.train(resume_from_checkpoint=resume)
         metrics = _metrics(trainer, len(dataset), resume)
-        save_policy(trainer, processor, out, {"metrics": metrics, "params": params.model_dump()})
+        extra = {"metrics": metrics, "params": params.model_dump(), "family": family.name}
+        save_policy(trainer, processor, out, extra)
         if state_root:
             shutil.rmtree(workdir, ignore_errors=True)  # the run finished: its state is no longer needed
     tracking.log_stage(

@@ -17,7 +17,7 @@ from trl import SFTConfig, SFTTrainer
 from safervlm import tracking
 from safervlm.config import SFTParams
 from safervlm.io import read_parquet
-from safervlm.models import load_policy
+from safervlm.models import family_of, load_policy
 from safervlm.train.common import common_args, lora_config, save_policy, step_logs
 from safervlm.train.data import correction_demos, sft_dataset
 
@@ -32,7 +32,9 @@ def run_sft(model_path: str, data_path: str, out: str, params: SFTParams, seed: 
     demos = correction_demos(
         df, params.correction_demos, params.correction_template, params.demo_critique, seed
     )
-    dataset = sft_dataset(df, data_path, demos=demos)
+    family = family_of(model_path)  # an unsupported model fails here, before any work
+    log.info("model family: %s", family.describe())
+    dataset = sft_dataset(df, data_path, demos=demos, blank_image=family.needs_image)
     model, processor = load_policy(model_path, params.dtype)
     with tempfile.TemporaryDirectory(prefix="sft-") as workdir:
         args = SFTConfig(**common_args(workdir, seed, params), lr_scheduler_type="cosine")
@@ -41,7 +43,7 @@ def run_sft(model_path: str, data_path: str, out: str, params: SFTParams, seed: 
             args=args,
             train_dataset=dataset,
             processing_class=processor,  # AutoProcessor would return only the tokenizer here
-            peft_config=lora_config(params, model),
+            peft_config=lora_config(params, model, family.lora_targets),
         )
         result = trainer.train()
     metrics = {
@@ -52,7 +54,8 @@ def run_sft(model_path: str, data_path: str, out: str, params: SFTParams, seed: 
     }
     final = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     metrics["final_loss"] = final[-1] if final else float("nan")
-    save_policy(trainer, processor, out, {"metrics": metrics, "params": params.model_dump()})
+    extra = {"metrics": metrics, "params": params.model_dump(), "family": family.name}
+    save_policy(trainer, processor, out, extra)
     tracking.log_stage(
         "sft",
         params={**params.model_dump(), "model": model_path, "data": data_path, "seed": seed},

@@ -67,7 +67,9 @@ class ImageOnlySmolVLMProcessor(SmolVLMProcessor):
         # Skip SmolVLMProcessor.__init__: it insists on num2words (for video timestamps).
         ProcessorMixin.__init__(self, image_processor, tokenizer, chat_template=chat_template, **kwargs)
 
-    def apply_chat_template(self, conversation: Any, chat_template: str | None = None, **kwargs: Any) -> Any:
+    def apply_chat_template(  # type: ignore[override]
+        self, conversation: Any, chat_template: str | None = None, **kwargs: Any
+    ) -> Any:
         """The chat template without the stock method's video defaults (frames, fps)."""
         return ProcessorMixin.apply_chat_template(self, conversation, chat_template, **kwargs)
 
@@ -133,7 +135,6 @@ def build_tiny(
         },
         scale_factor=SCALE,
         image_token_id=ids["<image>"],
-        pad_token_id=ids["<|endoftext|>"],
         tie_word_embeddings=True,
     )
     return save_tiny(out, lambda: SmolVLMForConditionalGeneration(config), processor, seed, device, dtype)
