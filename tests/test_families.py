@@ -31,6 +31,7 @@ from safervlm.models.generation import HFGenerator
 from safervlm.prefork import FAMILY_PRELOAD
 from safervlm.schema import POOL_EXTRA, SAMPLE_COLUMNS, encode_image
 from safervlm.sources import load_source
+from safervlm.stages.tiny_model import tiny_model
 from safervlm.train.grpo import run_grpo
 from safervlm.train.sft import run_sft
 
@@ -237,3 +238,17 @@ def test_every_stage_runs_on_the_family(
         assert model.config.model_type in FAMILIES[name].model_types
         out = _generate(tmp_path / "grpo")
     assert len(out) == 2
+
+
+def test_tiny_model_stage_builds_the_configured_family(train_parquet: Path, tmp_path: Path) -> None:
+    dims = {
+        "family": "smolvlm",
+        "vocab_size": 400,
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "image_size": 56,
+    }
+    assert tiny_model([str(train_parquet)], str(tmp_path / "m"), 0, dims) > 0
+    assert family_of(tmp_path / "m").name == "smolvlm"
+    with pytest.raises(ConfigError, match="family"):
+        tiny_model([str(train_parquet)], str(tmp_path / "x"), 0, {"family": "llama"})
