@@ -7,6 +7,7 @@ from snakemake.utils import validate
 
 from safervlm import prefork
 from safervlm.layout import judge_suffix, judged_name, run_judges, run_seeds, seed_dir
+from safervlm.served import preflight_errors
 from safervlm.workflow_support import (
     code_digest,
     benchmark_module,
@@ -127,12 +128,25 @@ os.environ.update(tracking_env(config, basedir=workflow.basedir))
 PREFORK = []
 
 
-# A tracking server that is down fails the run before any job computes anything. onstart:
-# only when there are jobs to run, never in a dry run nor inside a job of a cluster run.
+def served_to_check(jobs, served):
+    """The served models among the ``generate`` jobs to run (each once, in order)."""
+    wanted = [j.wildcards_dict.get("model") for j in jobs if j.rule.name == "generate"]
+    return [m for m in dict.fromkeys(wanted) if m in served]
+
+
+# A tracking server or a served model's endpoint that is down fails the run before any job
+# computes anything. onstart: only when there are jobs to run, never in a dry run nor inside
+# a job of a cluster run.
 onstart:
     _why = tracking_server_error(dict(os.environ))
     if _why:
         raise WorkflowError(_why)
+    # Every served model with a generate job to run: its endpoint answers, lists the model,
+    # and its key variable is set (safervlm.served; `safervlm preflight` runs it by hand).
+    _served = served_to_check(workflow.dag.needrun_jobs(), SERVED)
+    _errors = preflight_errors(config["generate"], _served) if _served else []
+    if _errors:
+        raise WorkflowError("\n".join(_errors))
     # Local runs: one pre-forked interpreter imports torch, transformers, pandas … once and
     # forks each job's stage (safervlm.prefork; SAFERVLM_PREFORK=0 turns it off). Not worth
     # its own imports for a handful of jobs.

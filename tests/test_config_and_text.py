@@ -37,7 +37,10 @@ def test_config_hash_is_order_independent() -> None:
     [
         ("<think>r</think>a", "r", "a"),
         ("no tags", "", "no tags"),
-        ("<think>one</think>mid</think>final", "one</think>mid", "final"),  # last </think> wins
+        ("<think>one</think>mid</think>final", "one\n\nmid", "final"),  # last </think> wins, no tag left
+        ("<think>a</think><think>b</think>c", "a\n\nb", "c"),  # two blocks: contents joined
+        ("<think>cut off while reason", "cut off while reason", ""),  # unclosed: all reasoning
+        ("<think>a</think>b<think>cut", "a\n\nb\n\ncut", ""),  # cut off in a second block
         ("<think>r</think><answer>x</answer> trailing", "r", "x"),
         ("", "", ""),
     ],

@@ -13,7 +13,7 @@ from safervlm.errors import ConfigError, InputError
 from safervlm.judge import Judgment, available_judges, get_judge, judge_frame
 from safervlm.judge.reference import ReferenceJudge
 from safervlm.markers import find_markers, is_refusal, mentioned_objects, parse_objects
-from safervlm.schema import JUDGMENT_COLUMNS, RESPONSE_COLUMNS, SCORE_COLUMNS
+from safervlm.schema import JUDGMENT_COLUMNS, RESPONSE_COLUMNS, SCORE_COLUMNS, with_generation_columns
 from safervlm.text import split_response
 
 NAN = float("nan")
@@ -220,7 +220,7 @@ def test_registry():
 
 def test_judge_frame_columns_and_dtypes():
     recs = [record("<think>It is harmful.</think>I refuse.", True, ["lock"]), record("hi", None)]
-    out = judge_frame(ReferenceJudge(), pd.DataFrame(recs)[RESPONSE_COLUMNS])
+    out = judge_frame(ReferenceJudge(), with_generation_columns(pd.DataFrame(recs))[RESPONSE_COLUMNS])
     assert list(out.columns) == JUDGMENT_COLUMNS
     assert out["judge"].tolist() == ["reference", "reference"]
     assert out["unscored_reason"].tolist() == ["", "no ground truth"]

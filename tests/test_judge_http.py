@@ -26,7 +26,7 @@ from safervlm.judge import build_judge, get_judge, judge_frame
 from safervlm.judge import rubrics as rubric_mod
 from safervlm.judge.http import retry_after_seconds
 from safervlm.rewards import get_structured_reward
-from safervlm.schema import JUDGE_STATUSES, JUDGMENT_COLUMNS, RESPONSE_COLUMNS
+from safervlm.schema import JUDGE_STATUSES, JUDGMENT_COLUMNS, RESPONSE_COLUMNS, with_generation_columns
 
 KEY = "sk-test-4f9c2e81-DO-NOT-LEAK"
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 16
@@ -260,7 +260,7 @@ def _responses(tmp_path: Path, n: int) -> Path:
         for i in range(n)
     ]
     path = tmp_path / "responses.parquet"
-    pd.DataFrame(rows)[RESPONSE_COLUMNS].to_parquet(path)
+    with_generation_columns(pd.DataFrame(rows))[RESPONSE_COLUMNS].to_parquet(path)
     data = pd.DataFrame({"id": [r["id"] for r in rows], "image": [PNG] * n})
     data.to_parquet(tmp_path / "bench.parquet")
     return path

@@ -31,7 +31,7 @@ from safervlm.judge import get_judge, judge_frame
 from safervlm.judge.channel import new_tag
 from safervlm.judge.rubrics import get_rubric
 from safervlm.judge.screen import screen_text
-from safervlm.schema import RESPONSE_COLUMNS
+from safervlm.schema import RESPONSE_COLUMNS, with_generation_columns
 
 KEY = "sk-test-injection-0001"
 RUBRICS = ("saferv", "safemlrm", "mmsafetybench", "vlsbench", "siuo", "mssbench")
@@ -180,7 +180,7 @@ def test_screen_signals_by_kind():
 def _responses(tmp_path: Path, answers: list[str], bench: str) -> Path:
     rows = [record(bench, f"k{i}", a, "honest") for i, a in enumerate(answers)]
     path = tmp_path / "responses.parquet"
-    pd.DataFrame(rows)[RESPONSE_COLUMNS].to_parquet(path)
+    with_generation_columns(pd.DataFrame(rows))[RESPONSE_COLUMNS].to_parquet(path)
     return path
 
 

@@ -272,7 +272,7 @@ def test_official_metrics_by_protocol():
         ("<answer>a</answer>", "tagged"),
         ("just text", "untagged"),
         ("  ", "empty"),
-        ("<think>cut off", "untagged"),
+        ("<think>cut off", "unclosed"),
     ],
 )
 def test_split_status(response, status):

@@ -139,6 +139,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--params", default="{}", help="generate section as JSON")
     p.add_argument("--seed", type=int, default=0)
 
+    p = _add(sub, "preflight", "check every served model's endpoint (reachable, model listed, key set)")
+    _many(
+        p, "--config", nargs="+", required=True, help="config YAML files, merged in order as Snakemake does"
+    )
+    _many(p, "--model", nargs="+", default=None, help="models to check (default: eval.models)")
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds per check")
+
     p = _add(sub, "judge", "judge responses")
     p.add_argument("--responses", required=True)
     p.add_argument("--data", default=None, help="benchmark parquet to join images from (by id)")

@@ -23,3 +23,8 @@ class InputError(SafervlmError):
 
 class ConfigError(SafervlmError):
     """A config value is missing, of the wrong type, or points at a missing path."""
+
+
+class EndpointError(SafervlmError):
+    """A served model's endpoint cannot be used: one line naming the model, the URL and why
+    (down, an HTTP status with the server's message, an unknown model, a missing key)."""

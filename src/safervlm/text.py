@@ -1,33 +1,134 @@
-"""Splitting a model response into reasoning and answer."""
+"""Splitting a model response into reasoning and answer.
+
+Two sources of reasoning:
+
+* **markers** in the text (``<think>…</think>`` by default; a model family with other
+  markers passes its own ``open_tag``/``close_tag``): :func:`split_response`;
+* a **field** of a served reply: an OpenAI-compatible server with a reasoning parser
+  (``vllm serve --reasoning-parser …``) returns the chain of thought in
+  ``message.reasoning`` (``reasoning_content`` in older vLLM) and the answer in ``content``:
+  :func:`split_reply`, which also says which source the reasoning came from.
+
+Malformed text is split honestly, never with a literal marker left in either part:
+
+* an opening marker that is never closed (the generation was cut off while reasoning)
+  makes everything the model wrote reasoning, with an *empty* answer (SafeMLRM counts an
+  empty answer as missing, ``eval.safemlrm.missing``), never an answer that starts with
+  ``<think>``;
+* several think blocks: the reasoning is everything before the *last* closing marker with
+  the markers removed (the blocks and any text between them, joined by blank lines); the
+  answer is what follows the last closing marker.
+"""
 
 from __future__ import annotations
 
 import re
 
-_THINK_CLOSE = "</think>"
+THINK_OPEN = "<think>"
+THINK_CLOSE = "</think>"
 _ANSWER_RE = re.compile(r"<answer>(.*?)(?:</answer>|$)", re.DOTALL)
+# Where a row's reasoning came from: a reply field, markers in the text, or nowhere.
+REASONING_SOURCES = ("field", "markers", "none")
 
 
-def split_response(response: str) -> tuple[str, str]:
-    """Return ``(reasoning, answer)`` of a response.
+def _strip_markers(text: str, open_tag: str, close_tag: str) -> str:
+    """``text`` without the markers: its non-empty pieces, stripped, joined by blank lines."""
+    pieces = re.split(f"{re.escape(open_tag)}|{re.escape(close_tag)}", text)
+    return "\n\n".join(p.strip() for p in pieces if p.strip())
 
-    The reasoning is everything before the *last* ``</think>`` (an opening ``<think>``
+
+def _unclosed(text: str, open_tag: str, close_tag: str) -> bool:
+    """An opening marker after the last closing one (or with none): the model was still
+    reasoning when it stopped (cut off), so all it wrote is reasoning."""
+    idx = text.rfind(close_tag)
+    return open_tag in (text if idx == -1 else text[idx + len(close_tag) :])
+
+
+def split_response(
+    response: str, open_tag: str = THINK_OPEN, close_tag: str = THINK_CLOSE
+) -> tuple[str, str]:
+    """Return ``(reasoning, answer)`` of a response (module docstring for malformed text).
+
+    The reasoning is everything before the *last* ``close_tag`` (an opening ``open_tag``
     is stripped); the answer is what follows, or the content of ``<answer>`` tags where
-    present. A response without ``</think>`` is all answer with empty reasoning.
+    present. A response without either marker is all answer with empty reasoning; one
+    with ``open_tag`` but no ``close_tag`` (cut off while reasoning) is all reasoning with
+    an empty answer.
+
+    Args:
+        response: The model's text.
+        open_tag: The opening reasoning marker of the model family.
+        close_tag: The closing reasoning marker of the model family.
     """
     text = response or ""
-    idx = text.rfind(_THINK_CLOSE)
+    if _unclosed(text, open_tag, close_tag):
+        return _strip_markers(text, open_tag, close_tag), ""
+    idx = text.rfind(close_tag)
     if idx == -1:
         reasoning, answer = "", text
     else:
-        reasoning, answer = text[:idx], text[idx + len(_THINK_CLOSE) :]
-        reasoning = (
-            reasoning.replace("<think>", "", 1) if reasoning.lstrip().startswith("<think>") else reasoning
-        )
+        # For one block (with or without its opening marker) this is the reasoning text
+        # itself, stripped; several blocks lose their markers and keep their contents.
+        reasoning = _strip_markers(text[:idx], open_tag, close_tag)
+        answer = text[idx + len(close_tag) :]
     m = _ANSWER_RE.search(answer)
     if m:
         answer = m.group(1)
     return reasoning.strip(), answer.strip()
+
+
+def split_reply(
+    content: str | None,
+    reasoning_field: str | None,
+    open_tag: str = THINK_OPEN,
+    close_tag: str = THINK_CLOSE,
+) -> tuple[str, str, str]:
+    """Split a served reply into ``(reasoning, answer, reasoning_source)``.
+
+    The reasoning field wins when it is non-empty (``reasoning_source`` ``"field"``). If the
+    content *also* carries markers (a second think block the server's parser left in the
+    content), the content is split as text and its reasoning appended to the field's, so
+    no marker reaches the answer and no reasoning is dropped. Without a field (None or
+    empty) the content is split by its markers (``"markers"`` when it had any, else
+    ``"none"``: all answer, no reasoning).
+
+    Args:
+        content: ``message.content`` (None when the server sent null).
+        reasoning_field: ``message.reasoning`` / ``reasoning_content``, or None.
+        open_tag: The opening reasoning marker of the model family.
+        close_tag: The closing reasoning marker of the model family.
+    """
+    text = content or ""
+    # Some servers keep the markers inside the field: never leave them in the reasoning.
+    field = _strip_markers(reasoning_field or "", open_tag, close_tag)
+    marked = open_tag in text or close_tag in text
+    reasoning, answer = split_response(text, open_tag, close_tag)
+    if field:
+        return "\n\n".join(p for p in (field, reasoning) if p), answer, "field"
+    return reasoning, answer, "markers" if marked else "none"
+
+
+def join_reply(
+    content: str | None,
+    reasoning_field: str | None,
+    truncated: bool = False,
+    open_tag: str = THINK_OPEN,
+    close_tag: str = THINK_CLOSE,
+) -> str:
+    """The full response of a served reply, as one text: the reasoning field (if any) put
+    back between the markers ahead of the content, so that splitting it with
+    :func:`split_response` gives what :func:`split_reply` gives.
+
+    A reply cut off while reasoning (``truncated`` with an empty content) keeps its opening
+    marker unclosed, as the model wrote it.
+    """
+    text = content or ""
+    field = _strip_markers(reasoning_field or "", open_tag, close_tag)
+    if not field:
+        return text.strip()
+    if truncated and not text.strip():
+        return f"{open_tag}\n{field}"
+    return f"{open_tag}\n{field}\n{close_tag}\n\n{text.strip()}".rstrip()
 
 
 def has_reasoning_format(response: str) -> bool:
@@ -40,12 +141,16 @@ def has_reasoning_format(response: str) -> bool:
 
 
 def split_status(response: str) -> str:
-    """How :func:`split_response` read a response: ``tagged``, ``untagged`` or ``empty``.
+    """How :func:`split_response` read a response: ``tagged``, ``unclosed``, ``untagged`` or ``empty``.
 
-    ``untagged`` (no ``</think>`` and no ``<answer>``) is flagged in reports: the whole
-    response counts as the answer and the reasoning is empty, never an arbitrary prefix.
+    ``untagged`` (no ``</think>``, no ``<think>`` and no ``<answer>``) is flagged in reports:
+    the whole response counts as the answer and the reasoning is empty, never an arbitrary
+    prefix. ``unclosed`` (a ``<think>`` after the last ``</think>``, or with none: cut off
+    while reasoning) is all reasoning with an empty answer.
     """
     text = (response or "").strip()
     if not text:
         return "empty"
-    return "tagged" if _THINK_CLOSE in text or _ANSWER_RE.search(text) else "untagged"
+    if _unclosed(text, THINK_OPEN, THINK_CLOSE):
+        return "unclosed"
+    return "tagged" if THINK_CLOSE in text or _ANSWER_RE.search(text) else "untagged"

@@ -61,6 +61,11 @@ class RewardJudgeConfig(Section):
     )
 
 
+# Default token budgets of a response: a reasoning model needs room for its chain of thought.
+DEFAULT_MAX_NEW_TOKENS = 64
+REASONING_MAX_NEW_TOKENS = 4096
+
+
 class GenerateParams(Section):
     """The ``generate`` stage's params: the section's keys after a model's overrides."""
 
@@ -72,7 +77,17 @@ class GenerateParams(Section):
         "vllm (offline engine).",
     )
     batch_size: int = Field(32, ge=1, description="Prompts per batch.")
-    max_new_tokens: int = Field(64, ge=1, description="Tokens per response.")
+    max_new_tokens: int | None = Field(
+        None,
+        ge=1,
+        description="Tokens per response (null = 64, or 4096 for a model declared reasoning: a reasoning "
+        "model's chain of thought needs the room; a cut-off response is flagged truncated).",
+    )
+    reasoning: bool = Field(
+        False,
+        description="The model reasons before it answers (a reasoning model): its default max_new_tokens "
+        "is 4096 instead of 64.",
+    )
     do_sample: bool = Field(False, description="Sample instead of greedy decoding.")
     temperature: Real = Field(0.0, ge=0, description="Temperature when sampling.")
     system_prompt: str | None = Field(None, description="System prompt (null = model default).")
@@ -87,6 +102,30 @@ class GenerateParams(Section):
     )
     api_key_env: str | None = Field(None, description="openai backend - env var with the key (null = none).")
     concurrency: int = Field(8, ge=1, description="openai backend - requests in flight.")
+    timeout: Real = Field(
+        600.0,
+        gt=0,
+        description="openai backend - seconds per request attempt (a long reasoning reply takes minutes).",
+    )
+    max_attempts: int = Field(
+        5,
+        ge=1,
+        description="openai backend - attempts per request (429, 5xx, timeouts and connection "
+        "errors are retried with backoff; other errors fail the job at once).",
+    )
+    reasoning_effort: str | None = Field(
+        None,
+        description="openai backend - sent as reasoning_effort (e.g. low, medium, high) to servers that "
+        "take it (OpenAI o-series, vLLM with gpt-oss); null = not sent.",
+    )
+    extra_body: dict[str, Any] = Field(
+        default_factory=dict,
+        description="openai backend - further request fields passed through to the server, e.g. "
+        "{chat_template_kwargs: {enable_thinking: true}} (Qwen3 on vLLM) or {top_k: 20}. They never "
+        "replace the fields the generator sets (model, messages, max_tokens, temperature, seed). "
+        "Never an API key.",
+        json_schema_extra=_NO_SECRETS,
+    )
     cache_implementation: Literal["dynamic", "static"] = Field(
         "dynamic",
         description="hf backend - KV cache: dynamic (grows per token) or static (preallocated to prompt + "
@@ -98,6 +137,13 @@ class GenerateParams(Section):
         "Pays two compilations per run (the second makes the prompt length dynamic): for GPUs and long "
         "runs; on CPU a decoding step was 0.86x (bench/RESULTS.md).",
     )
+
+    @property
+    def effective_max_new_tokens(self) -> int:
+        """``max_new_tokens``, or its default: 4096 for a reasoning model, else 64."""
+        if self.max_new_tokens is not None:
+            return self.max_new_tokens
+        return REASONING_MAX_NEW_TOKENS if self.reasoning else DEFAULT_MAX_NEW_TOKENS
 
     @model_validator(mode="after")
     def _compile_needs_static(self) -> GenerateParams:

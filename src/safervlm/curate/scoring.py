@@ -24,7 +24,7 @@ from safervlm.config import QIScoreParams
 from safervlm.errors import ConfigError, InputError
 from safervlm.judge import Judge, Judgment, judge_frame
 from safervlm.rewards import get_reward
-from safervlm.schema import RESPONSE_COLUMNS, SCORE_COLUMNS
+from safervlm.schema import GENERATION_COLUMNS, RESPONSE_COLUMNS, SCORE_COLUMNS, with_generation_columns
 from safervlm.text import split_response
 
 logger = logging.getLogger(__name__)
@@ -78,7 +78,8 @@ def answers_frame(pool: pd.DataFrame, answers: list[list[str]], model: str) -> p
     """One response record (``RESPONSE_COLUMNS`` + ``sample_idx``) per sampled answer."""
     if len(answers) != len(pool):
         raise ValueError(f"{len(answers)} answer lists for {len(pool)} prompts")
-    base = pool.reindex(columns=RESPONSE_COLUMNS).drop(columns=["model", "response", "reasoning", "answer"])
+    base = pool.reindex(columns=RESPONSE_COLUMNS).drop(columns=["model", "response", "reasoning", "answer",
+                                                                *GENERATION_COLUMNS])  # fmt: skip
     rows = []
     for rec, texts in zip(base.to_dict("records"), answers, strict=True):
         for j, text in enumerate(texts):
@@ -93,7 +94,9 @@ def answers_frame(pool: pd.DataFrame, answers: list[list[str]], model: str) -> p
                     "sample_idx": j,
                 }
             )
-    return pd.DataFrame(rows, columns=[*RESPONSE_COLUMNS, "sample_idx"])
+    core = [c for c in RESPONSE_COLUMNS if c not in GENERATION_COLUMNS]  # how they ended is not known here
+    frame = with_generation_columns(pd.DataFrame(rows, columns=[*core, "sample_idx"]))
+    return frame[[*RESPONSE_COLUMNS, "sample_idx"]]
 
 
 class RecordedJudge(Judge):

@@ -1,18 +1,36 @@
 """Evaluation generation: one response per benchmark sample, split into reasoning and answer.
 
-The response is split by ``text.split_response`` (last ``</think>``, ``<answer>`` tags); an
-untagged response is all answer, with empty reasoning, and is flagged by
-``text.split_status``. The backends are in :mod:`safervlm.models.generation`.
+The split (:mod:`safervlm.text`): a served reply's reasoning field wins (``reasoning_source``
+``field``); else ``<think>`` markers in the text (``markers``; last ``</think>``, ``<answer>``
+tags); else the whole text is the answer with empty reasoning (``none``, flagged by
+``text.split_status``). ``response`` is the whole output as one text: a reasoning field is
+put back between ``<think>`` markers ahead of the content, so re-splitting ``response``
+gives the same parts.
+
+Truncation is never scored as a complete answer. A generation that ran out of tokens has
+``finish_reason`` ``length`` and ``truncated`` True, and is split honestly: cut off while
+reasoning (an unclosed ``<think>``, or a reasoning field with no content), everything is
+reasoning and the answer is *empty* (SafeMLRM counts the missing answer per
+``eval.safemlrm.missing``); cut off while answering, the answer is the part produced. The
+judge judges exactly what was produced (a cut-off harmful text is still harmful), with the
+same prompt as any row; the row keeps ``truncated``, and the score stage counts it
+(``n_truncated``). The backends are in :mod:`safervlm.models.generation`.
 """
 
 from __future__ import annotations
 
+import logging
+from typing import Any
+
 import pandas as pd
 
 from safervlm.config import GenerateParams
+from safervlm.config.evaluate import REASONING_MAX_NEW_TOKENS
 from safervlm.models.generation import build_generator
-from safervlm.schema import RESPONSE_COLUMNS
-from safervlm.text import split_response
+from safervlm.schema import RESPONSE_COLUMNS, Generation
+from safervlm.text import join_reply, split_reply
+
+logger = logging.getLogger(__name__)
 
 
 def format_question(question: str, template: str) -> str:
@@ -22,6 +40,22 @@ def format_question(question: str, template: str) -> str:
     return template.replace("{question}", question)
 
 
+def generation_columns(generations: list[Generation]) -> dict[str, list[Any]]:
+    """The response columns of generations, from ``response`` to ``completion_tokens``."""
+    cols: dict[str, list[Any]] = {c: [] for c in RESPONSE_COLUMNS[RESPONSE_COLUMNS.index("response") :]}
+    for g in generations:
+        reasoning, answer, source = split_reply(g.content, g.reasoning)
+        cols["response"].append(join_reply(g.content, g.reasoning, truncated=g.truncated))
+        cols["reasoning"].append(reasoning)
+        cols["answer"].append(answer)
+        cols["reasoning_source"].append(source)
+        cols["finish_reason"].append(g.finish_reason)
+        cols["truncated"].append(g.truncated)
+        cols["prompt_tokens"].append(g.prompt_tokens)
+        cols["completion_tokens"].append(g.completion_tokens)
+    return cols
+
+
 def generate_responses(
     samples: pd.DataFrame, model_path: str, model_name: str, params: GenerateParams, seed: int = 0
 ) -> pd.DataFrame:
@@ -29,14 +63,20 @@ def generate_responses(
 
     Rows keep their ``attack`` column when the input has one (attacked benchmarks).
     """
+    budget = params.effective_max_new_tokens
+    if params.reasoning and budget < REASONING_MAX_NEW_TOKENS:
+        logger.warning(
+            "%s is declared a reasoning model but max_new_tokens is %d (< %d): expect truncated responses",
+            model_name, budget, REASONING_MAX_NEW_TOKENS,
+        )  # fmt: skip
     gen = build_generator(model_path, params)
     images: list[bytes | None] = [
         bytes(b) if isinstance(b, bytes | bytearray) else None for b in samples["image"]
     ]
-    responses = gen.generate(
+    records = gen.generate_records(
         [format_question(q, params.prompt_template) for q in samples["question"]],
         images,
-        max_new_tokens=params.max_new_tokens,
+        max_new_tokens=budget,
         do_sample=params.do_sample,
         temperature=params.temperature or 1.0,
         batch_size=params.batch_size,
@@ -44,8 +84,13 @@ def generate_responses(
     )
     df = samples.drop(columns=["image"]).copy()
     df["model"] = model_name
-    df["response"] = [r[0] for r in responses]
-    split = [split_response(r) for r in df["response"]]
-    df["reasoning"] = [s[0] for s in split]
-    df["answer"] = [s[1] for s in split]
+    for col, values in generation_columns([r[0] for r in records]).items():
+        df[col] = values
+    df["truncated"] = df["truncated"].astype(bool)
+    df[["prompt_tokens", "completion_tokens"]] = df[["prompt_tokens", "completion_tokens"]].astype("int64")
+    n_cut = int(df["truncated"].sum())
+    if n_cut:
+        logger.warning(
+            "%s: %d of %d responses hit max_new_tokens=%d (truncated)", model_name, n_cut, len(df), budget
+        )
     return df[RESPONSE_COLUMNS + (["attack"] if "attack" in df.columns else [])]

@@ -6,7 +6,10 @@ questions repeat), ``benchmark``, ``model``, ``response``; optionally ``reasonin
 ``answer`` (else split from the response as generation does, ``text.split_response``).
 Each record is matched to the prepared benchmark (``data/bench/{bench}.parquet``) by id,
 else by question + image file name; the rows take the sample's columns, so judge, score,
-report and audit run on them exactly as on our own generations.
+report and audit run on them exactly as on our own generations. Their generation columns
+say what a release cannot: ``finish_reason`` "", ``truncated`` False, token counts -1, and
+``reasoning_source`` ``markers`` (reasoning split from ``<think>`` in the response),
+``field`` (given apart) or ``none`` (``schema.with_generation_columns``).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import pandas as pd
 
 from safervlm.errors import InputError
 from safervlm.io import read_parquet
-from safervlm.schema import RESPONSE_COLUMNS, SAMPLE_COLUMNS
+from safervlm.schema import RESPONSE_COLUMNS, SAMPLE_COLUMNS, with_generation_columns
 from safervlm.text import split_response
 
 # A model or benchmark name becomes a folder name: no separators, no leading dot.
@@ -154,7 +157,7 @@ def match_responses(
         df = samples.iloc[order].drop(columns=["image"]).reset_index(drop=True)
         for col in ("model", "response", "reasoning", "answer"):
             df[col] = [slot[i][col] for i in order]
-        out.responses[(model, bench)] = df[RESPONSE_COLUMNS]
+        out.responses[(model, bench)] = with_generation_columns(df)[RESPONSE_COLUMNS]
         out.uncovered[(model, bench)] = len(samples) - len(order)
     return out
 

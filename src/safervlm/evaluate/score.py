@@ -5,6 +5,10 @@ Conventions (per group of judgment rows):
 * ``n`` rows: ``n_scored`` with an empty ``unscored_reason``, ``n_judge_error`` with
   ``judge_status == "error"`` (no judge reply), ``n_unscored`` the rest (a reply without a
   usable verdict, or no ground truth); the three add up to ``n``.
+* ``n_truncated``: rows whose generation hit its token budget (``truncated``; they are
+  judged on what was produced, see :mod:`safervlm.evaluate.generate`);
+  ``n_reasoning_field`` / ``n_reasoning_markers`` / ``n_reasoning_none``: rows by where
+  their reasoning came from (``reasoning_source``); the three add up to ``n``.
 * Each criterion mean is over the rows where that score is not NaN (``support`` gives the
   count), so a fully unscored row never enters a mean, while a row that only lacks ground
   truth still counts toward format, grounding, hallucination and contradiction.
@@ -38,7 +42,8 @@ import pandas as pd
 from safervlm.markers import as_bool_or_none, is_refusal
 from safervlm.metrics.asr import PART_SAFETY, mean_unsafety_samples
 from safervlm.metrics.bootstrap import bootstrap_ci
-from safervlm.schema import NONE, SCORE_COLUMNS, attack_of
+from safervlm.schema import NONE, SCORE_COLUMNS, attack_of, with_generation_columns
+from safervlm.text import REASONING_SOURCES
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +82,18 @@ def _over_refusal(benign: pd.DataFrame) -> float:
     return float((helpful == 0).mean()) if len(helpful) else math.nan
 
 
+def generation_counts(df: pd.DataFrame) -> dict[str, int]:
+    """``n_truncated`` (rows that hit the token budget) and ``n_reasoning_<source>`` per
+    reasoning source (field, markers, none); rows without the columns count as not
+    truncated, with the source :func:`schema.reasoning_source_of` gives."""
+    filled = with_generation_columns(df)
+    sources = filled["reasoning_source"].fillna("none").astype(str).value_counts()
+    return {
+        "n_truncated": int(filled["truncated"].fillna(False).astype(bool).sum()),
+        **{f"n_reasoning_{s}": int(sources.get(s, 0)) for s in REASONING_SOURCES},
+    }
+
+
 def group_metrics(df: pd.DataFrame, n_bootstrap: int = 1000, seed: int = 0) -> dict[str, Any]:
     """Metrics of one group of judgment rows (see the module docstring)."""
     reasons = df["unscored_reason"].fillna("").astype(str)
@@ -93,6 +110,7 @@ def group_metrics(df: pd.DataFrame, n_bootstrap: int = 1000, seed: int = 0) -> d
         "n_suspected_injection": int(df["suspected_injection"].fillna(False).astype(bool).sum())
         if "suspected_injection" in df.columns
         else 0,
+        **generation_counts(df),
         "n_should_refuse": int(harmful.sum()),
         "n_benign": int(benign.sum()),
         "support": {},

@@ -28,7 +28,15 @@ import pandas as pd
 from safervlm.errors import ConfigError
 from safervlm.judge.screen import screen_record
 from safervlm.plugins import JUDGES
-from safervlm.schema import HARM_COLUMNS, JUDGE_STATUSES, JUDGMENT_COLUMNS, RESPONSE_COLUMNS, SCORE_COLUMNS
+from safervlm.schema import (
+    GENERATION_COLUMNS,
+    HARM_COLUMNS,
+    JUDGE_STATUSES,
+    JUDGMENT_COLUMNS,
+    RESPONSE_COLUMNS,
+    SCORE_COLUMNS,
+    with_generation_columns,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -162,14 +170,16 @@ def judge_frame(judge: Judge, responses: pd.DataFrame) -> pd.DataFrame:
 
     Args:
         judge: The judge to apply.
-        responses: A frame with (at least) the ``RESPONSE_COLUMNS``.
+        responses: A frame with (at least) the ``RESPONSE_COLUMNS``; missing generation
+            columns (``GENERATION_COLUMNS``) are filled with their defaults.
 
     Returns:
         One row per response with the judge name, prompt, raw reply, scores and reason.
     """
-    missing = [c for c in RESPONSE_COLUMNS if c not in responses.columns]
+    missing = [c for c in RESPONSE_COLUMNS if c not in responses.columns and c not in GENERATION_COLUMNS]
     if missing:
         raise ConfigError(f"responses lack columns {missing}")
+    responses = with_generation_columns(responses)  # responses written before the columns existed
     columns = RESPONSE_COLUMNS + (["image"] if "image" in responses.columns else [])
     records = [{str(k): v for k, v in r.items()} for r in responses[columns].to_dict("records")]
     judgments = judge.judge(records)

@@ -30,7 +30,6 @@ HTTP status only).
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import json
 import logging
 import math
@@ -42,31 +41,13 @@ from typing import Any
 from safervlm.errors import ConfigError
 from safervlm.judge.model import CallError, ModelJudge, OnReply, Request
 from safervlm.schema import image_data_url
+from safervlm.served import RETRY_STATUSES, backoff_delay, describe_error, retry_after_seconds, retryable
 
 logger = logging.getLogger(__name__)
 
-RETRY_STATUSES = frozenset({408, 409, 429}) | frozenset(range(500, 600))
 SECRET_PARAMS = ("api_key", "key", "token", "authorization")
-
-
-def retry_after_seconds(headers: Any) -> float | None:
-    """Seconds a server asked to wait (``retry-after-ms``, or ``retry-after`` seconds/HTTP date)."""
-    if headers is None:
-        return None
-    ms = headers.get("retry-after-ms")
-    if ms is not None:
-        try:
-            return max(0.0, float(ms) / 1000.0)
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        parsed = email.utils.parsedate_to_datetime(value) if value else None
-        return None if parsed is None else max(0.0, parsed.timestamp() - time.time())
+# The retry statuses and Retry-After reading are shared with served generation (safervlm.served).
+__all__ = ["RETRY_STATUSES", "OpenAIJudge", "reply_text", "retry_after_seconds"]
 
 
 def reply_text(raw: str) -> str:
@@ -83,11 +64,6 @@ def reply_text(raw: str) -> str:
     if content is not None and not isinstance(content, str):
         raise ValueError("reply content is not text")
     return content or ""
-
-
-def _describe(exc: BaseException) -> str:
-    status = getattr(exc, "status_code", None)
-    return f"{type(exc).__name__}" + (f" (HTTP {status})" if status is not None else "")
 
 
 class OpenAIJudge(ModelJudge):
@@ -188,19 +164,11 @@ class OpenAIJudge(ModelJudge):
         return [{"role": "system", "content": request.system}, {"role": "user", "content": content}]
 
     def _delay(self, attempt: int, exc: BaseException) -> float:
-        response = getattr(exc, "response", None)
-        asked = retry_after_seconds(getattr(response, "headers", None))
-        if asked is not None:
-            return min(asked, self.backoff_max)
-        return self._rng.uniform(0, min(self.backoff_max, self.backoff_base * 2 ** (attempt - 1)))
+        return backoff_delay(attempt, exc, self.backoff_base, self.backoff_max, self._rng)
 
     @staticmethod
     def _retryable(exc: BaseException) -> bool:
-        import openai
-
-        if isinstance(exc, openai.APIStatusError):
-            return exc.status_code in RETRY_STATUSES
-        return isinstance(exc, openai.APIConnectionError | openai.APIResponseValidationError | ValueError)
+        return retryable(exc)
 
     async def _one(
         self, client: Any, sem: asyncio.Semaphore, request: Request, on_reply: OnReply
@@ -241,17 +209,17 @@ class OpenAIJudge(ModelJudge):
                             "; if the endpoint does not accept response_format json_schema, "
                             "set judge.params.verdict_channel: envelope"
                         )
-                    return CallError(f"judge error: {_describe(exc)} is not retried{hint}")
+                    return CallError(f"judge error: {describe_error(exc)} is not retried{hint}")
                 if attempt >= self.max_attempts:
-                    return CallError(f"judge error: {_describe(exc)} after {attempt} attempts")
+                    return CallError(f"judge error: {describe_error(exc)} after {attempt} attempts")
                 if self._budget_left <= 0:
                     return CallError(
-                        f"judge error: {_describe(exc)}; run retry budget ({self.retry_budget}) spent"
+                        f"judge error: {describe_error(exc)}; run retry budget ({self.retry_budget}) spent"
                     )
                 self._budget_left -= 1
                 self.stats["retries"] += 1
                 delay = self._delay(attempt, exc)
-                logger.debug("retrying after %s in %.2fs (attempt %d)", _describe(exc), delay, attempt)
+                logger.debug("retrying after %s in %.2fs (attempt %d)", describe_error(exc), delay, attempt)
                 await asyncio.sleep(delay)
 
     async def _run(self, requests: list[Request], on_reply: OnReply) -> list[str | CallError]:

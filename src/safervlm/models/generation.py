@@ -2,12 +2,17 @@
 server (e.g. ``vllm serve``) and vLLM's offline engine; :func:`build_generator` picks one.
 
 Shared by evaluation (``evaluate.generate``), QI scoring and the local HF judge, so it lives
-below all three. Output order always matches input order.
+below all three. Output order always matches input order. Every backend has ``generate``
+(the texts, for QI scoring and the HF judge) and ``generate_records`` (one
+:class:`~safervlm.schema.Generation` per response: the text, a served reply's reasoning
+field, the finish reason and token counts, for evaluation).
 """
 
 from __future__ import annotations
 
-import os
+import logging
+import random
+import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -16,10 +21,14 @@ import torch
 from tqdm import tqdm
 from transformers import CompileConfig
 
+from safervlm import served
 from safervlm.config import GenerateParams
+from safervlm.errors import EndpointError
 from safervlm.models.processor import load_policy
 from safervlm.prompts import build_prompt
-from safervlm.schema import decode_image, image_data_url
+from safervlm.schema import Generation, decode_image, image_data_url
+
+logger = logging.getLogger(__name__)
 
 
 def compile_config(cache_implementation: str) -> CompileConfig:
@@ -86,7 +95,13 @@ class HFGenerator:
             kwargs["images"] = pil
         return self.processor(**kwargs).to(self.device)
 
-    @torch.inference_mode()
+    def _eos_ids(self) -> set[int]:
+        """The ids ``generate`` stops on (the generation config's, else the tokenizer's EOS)."""
+        eos = self.model.generation_config.eos_token_id
+        if eos is None:
+            eos = self.processor.tokenizer.eos_token_id
+        return set(eos if isinstance(eos, list) else [] if eos is None else [eos])
+
     def generate(
         self,
         questions: Sequence[str],
@@ -100,11 +115,36 @@ class HFGenerator:
         seed: int = 0,
     ) -> list[list[str]]:
         """Return ``num_samples`` responses per question, in input order."""
+        records = self.generate_records(
+            questions, images, max_new_tokens=max_new_tokens, do_sample=do_sample,
+            temperature=temperature, num_samples=num_samples, batch_size=batch_size, seed=seed,
+        )  # fmt: skip
+        return [[g.content for g in row] for row in records]
+
+    @torch.inference_mode()
+    def generate_records(
+        self,
+        questions: Sequence[str],
+        images: Sequence[bytes | None],
+        *,
+        max_new_tokens: int = 64,
+        do_sample: bool = False,
+        temperature: float = 1.0,
+        num_samples: int = 1,
+        batch_size: int = 32,
+        seed: int = 0,
+    ) -> list[list[Generation]]:
+        """``num_samples`` generations per question, in input order, with how each ended.
+
+        A row that emitted no EOS within ``max_new_tokens`` ends ``length`` (truncated),
+        else ``stop``; ``completion_tokens`` counts the generated tokens up to and with the
+        EOS (not the padding after it), ``prompt_tokens`` the prompt's (image tokens included).
+        """
         torch.manual_seed(seed)
         order = sorted(
             range(len(questions)), key=lambda i: len(questions[i])
         )  # similar lengths batch together
-        out: list[list[str]] = [[] for _ in questions]
+        out: list[list[Generation]] = [[] for _ in questions]
         gen_kwargs: dict[str, Any] = {
             **self.cache_kwargs,
             "max_new_tokens": max_new_tokens,
@@ -113,38 +153,70 @@ class HFGenerator:
         }
         if do_sample:
             gen_kwargs["temperature"] = temperature
+        eos = self._eos_ids()
         for start in tqdm(range(0, len(order), batch_size), desc="generate", leave=False):
             idx = order[start : start + batch_size]
             inputs = self._encode([questions[i] for i in idx], [images[i] for i in idx])
             ids = self.model.generate(**inputs, **gen_kwargs)
-            texts = self.processor.batch_decode(
-                ids[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True
-            )
+            new = ids[:, inputs["input_ids"].shape[1] :]
+            texts = self.processor.batch_decode(new, skip_special_tokens=True)
+            prompt_lengths = inputs["attention_mask"].sum(dim=1).tolist()
             for j, i in enumerate(idx):
-                out[i] = [t.strip() for t in texts[j * num_samples : (j + 1) * num_samples]]
+                rows = range(j * num_samples, (j + 1) * num_samples)
+                out[i] = [self._record(texts[r], new[r].tolist(), eos, int(prompt_lengths[j])) for r in rows]
         return out
+
+    @staticmethod
+    def _record(text: str, ids: list[int], eos: set[int], prompt_tokens: int) -> Generation:
+        stop = next((k for k, t in enumerate(ids) if t in eos), None)
+        return Generation(
+            content=text.strip(),
+            finish_reason="length" if stop is None else "stop",
+            prompt_tokens=prompt_tokens,
+            completion_tokens=len(ids) if stop is None else stop + 1,
+        )
 
 
 class OpenAIGenerator:
     """Generates through an OpenAI-compatible chat-completions server (e.g. ``vllm serve``).
 
     Requests run ``concurrency`` at a time; the server does the batching (vLLM's
-    continuous batching). The API key, if any, is read from the environment only.
+    continuous batching). A reply's reasoning field (``reasoning``, or vLLM's older
+    ``reasoning_content``) is kept apart from its content; ``finish_reason`` and ``usage``
+    are recorded. ``reasoning_effort`` and ``extra_body`` are passed through.
+
+    Errors: 429, 5xx, timeouts and connection errors are retried (``max_attempts``, with the
+    backoff of :mod:`safervlm.served`); anything else, or a request out of attempts, fails
+    the whole run with one :class:`~safervlm.errors.EndpointError` line naming the model,
+    the URL, the HTTP status and the server's message. The API key is read from the
+    environment variable ``api_key_env`` only; one declared but unset is an error.
     """
+
+    # Request fields the generator sets itself; extra_body never replaces them.
+    OWN_FIELDS = ("model", "messages", "max_tokens", "temperature", "seed")
 
     def __init__(self, params: GenerateParams, model_path: str) -> None:
         import openai
 
         if not params.base_url:
             raise ValueError("generate.backend 'openai' needs generate.base_url (e.g. http://host:8000/v1)")
-        key = os.environ.get(params.api_key_env, "") if params.api_key_env else ""
-        self.client = openai.OpenAI(base_url=params.base_url, api_key=key or "EMPTY", max_retries=3)
+        self.name = model_path
         self.model = params.served_model or model_path
+        self.where = f"served model {model_path!r} ({self.model} at {params.base_url})"
+        try:
+            key = served.api_key(params)
+        except EndpointError as exc:
+            raise EndpointError(f"{self.where}: {exc}") from None
+        # Retries are ours (served.backoff_delay), so that a failure names what failed.
+        self.client = openai.OpenAI(
+            base_url=params.base_url, api_key=key or "EMPTY", max_retries=0, timeout=float(params.timeout)
+        )
         self.params = params
+        self._rng = random.Random()
 
-    def _one(
+    def _body(
         self, question: str, image: bytes | None, max_new_tokens: int, temperature: float, seed: int
-    ) -> str:
+    ) -> dict[str, Any]:
         content: list[dict[str, Any]] = []
         if image is not None:
             content.append({"type": "image_url", "image_url": {"url": image_data_url(image)}})
@@ -153,16 +225,45 @@ class OpenAIGenerator:
         if self.params.system_prompt:
             messages.append({"role": "system", "content": self.params.system_prompt})
         messages.append({"role": "user", "content": content})
-        reply = self.client.chat.completions.create(
-            model=self.model,
-            messages=messages,  # type: ignore[arg-type]
-            max_tokens=max_new_tokens,
-            temperature=temperature,
-            seed=seed,
-        )
-        return str(reply.choices[0].message.content or "").strip()
+        body: dict[str, Any] = {k: v for k, v in self.params.extra_body.items() if k not in self.OWN_FIELDS}
+        if self.params.reasoning_effort:
+            body["reasoning_effort"] = self.params.reasoning_effort
+        body.update(model=self.model, messages=messages, max_tokens=max_new_tokens, temperature=temperature,
+                    seed=seed)  # fmt: skip
+        return body
 
-    def generate(
+    def _one(self, body: dict[str, Any]) -> Generation:
+        import openai
+
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                # The client's raw-request path (as the judge): its transport, auth and HTTP
+                # errors, and the reply's every field (the reasoning fields are not in its types).
+                raw = self.client.post("/chat/completions", body=body, cast_to=str)
+                return served.parse_chat_completion(raw)
+            except (openai.OpenAIError, ValueError) as exc:
+                if not served.retryable(exc) or attempt >= self.params.max_attempts:
+                    raise self._error(exc, attempt) from None
+                delay = served.backoff_delay(attempt, exc, base=0.5, cap=30.0, rng=self._rng)
+                logger.warning(
+                    "%s: %s, retry %d in %.1fs", self.where, served.describe_error(exc), attempt, delay
+                )
+                time.sleep(delay)
+
+    def _error(self, exc: BaseException, attempts: int) -> EndpointError:
+        status = getattr(exc, "status_code", None)
+        what = f"HTTP {status}" if status is not None else type(exc).__name__
+        if status == 404:
+            what += " (is the served model name right? GET /models lists the names)"
+        elif status in (401, 403):
+            what += f" (the key in {self.params.api_key_env or 'no api_key_env'} was refused)"
+        message = served.server_message(exc)
+        tries = f" after {attempts} attempts" if attempts > 1 else ""
+        return EndpointError(f"{self.where}: {what}{tries}" + (f": {message}" if message else ""))
+
+    def generate_records(
         self,
         questions: Sequence[str],
         images: Sequence[bytes | None],
@@ -172,15 +273,28 @@ class OpenAIGenerator:
         temperature: float = 1.0,
         seed: int = 0,
         **_: Any,
-    ) -> list[list[str]]:
-        """One response per question, in input order (greedy = temperature 0)."""
+    ) -> list[list[Generation]]:
+        """One generation per question, in input order (greedy = temperature 0).
+
+        Raises:
+            EndpointError: a request failed for good; requests not yet sent are cancelled.
+        """
         temp = temperature if do_sample else 0.0
-        with ThreadPoolExecutor(max_workers=max(1, self.params.concurrency)) as pool:
-            futures = [
-                pool.submit(self._one, q, img, max_new_tokens, temp, seed)
-                for q, img in zip(questions, images, strict=True)
-            ]
+        bodies = [
+            self._body(q, img, max_new_tokens, temp, seed) for q, img in zip(questions, images, strict=True)
+        ]
+        pool = ThreadPoolExecutor(max_workers=max(1, self.params.concurrency))
+        try:
+            futures = [pool.submit(self._one, b) for b in bodies]
             return [[f.result()] for f in tqdm(futures, desc="generate", leave=False)]
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def generate(
+        self, questions: Sequence[str], images: Sequence[bytes | None], **kwargs: Any
+    ) -> list[list[str]]:
+        """The texts of :meth:`generate_records` (a reasoning field is not included)."""
+        return [[g.content for g in row] for row in self.generate_records(questions, images, **kwargs)]
 
 
 class VLLMGenerator:
@@ -192,7 +306,7 @@ class VLLMGenerator:
         self.llm = LLM(model=model_path, seed=0, limit_mm_per_prompt={"image": 1})
         self.params = params
 
-    def generate(
+    def generate_records(
         self,
         questions: Sequence[str],
         images: Sequence[bytes | None],
@@ -202,8 +316,8 @@ class VLLMGenerator:
         temperature: float = 1.0,
         seed: int = 0,
         **_: Any,
-    ) -> list[list[str]]:
-        """One response per question, in input order; vLLM batches internally."""
+    ) -> list[list[Generation]]:
+        """One generation per question, in input order; vLLM batches internally."""
         from vllm import SamplingParams
 
         conversations = []
@@ -222,7 +336,23 @@ class VLLMGenerator:
             max_tokens=max_new_tokens, temperature=temperature if do_sample else 0.0, seed=seed
         )
         outputs = self.llm.chat(conversations, sampling)
-        return [[o.outputs[0].text.strip()] for o in outputs]
+        return [
+            [
+                Generation(
+                    content=o.outputs[0].text.strip(),
+                    finish_reason=str(o.outputs[0].finish_reason or ""),
+                    prompt_tokens=len(o.prompt_token_ids or []),
+                    completion_tokens=len(o.outputs[0].token_ids),
+                )
+            ]
+            for o in outputs
+        ]
+
+    def generate(
+        self, questions: Sequence[str], images: Sequence[bytes | None], **kwargs: Any
+    ) -> list[list[str]]:
+        """The texts of :meth:`generate_records`."""
+        return [[g.content for g in row] for row in self.generate_records(questions, images, **kwargs)]
 
 
 BACKENDS = ("hf", "openai", "vllm")

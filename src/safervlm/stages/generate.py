@@ -6,12 +6,27 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from safervlm import tracking
 from safervlm.config import GenerateParams
 from safervlm.evaluate.generate import generate_responses
 from safervlm.io import read_parquet, write_parquet
 from safervlm.schema import SAMPLE_COLUMNS
 from safervlm.stages.args import params_arg
+from safervlm.text import REASONING_SOURCES
+
+
+def generation_counts(df: pd.DataFrame) -> dict[str, Any]:
+    """How the generations ended: ``n_truncated``, ``n_reasoning_<source>`` per reasoning
+    source (field, markers, none) and the mean completion tokens where known (-1 if none)."""
+    known = df["completion_tokens"][df["completion_tokens"] >= 0]
+    sources = df["reasoning_source"].value_counts()
+    return {
+        "n_truncated": int(df["truncated"].sum()),
+        **{f"n_reasoning_{s}": int(sources.get(s, 0)) for s in REASONING_SOURCES},
+        "mean_completion_tokens": float(known.mean()) if len(known) else -1.0,
+    }
 
 
 def generate_stage(
@@ -27,11 +42,13 @@ def generate_stage(
         "n": len(df),
         "mean_chars": float(df["response"].str.len().mean()) if len(df) else 0.0,
         "with_reasoning": float((df["reasoning"] != "").mean()) if len(df) else 0.0,
+        **generation_counts(df),
     }
     tracking.log_stage(
         "generate",
         params={
             **params.model_dump(),
+            "max_new_tokens": params.effective_max_new_tokens,
             "model": model_name,
             "model_path": model_path,
             "benchmark": bench,

@@ -12,7 +12,7 @@ from safervlm.config import parse_json_arg
 from safervlm.errors import InputError
 from safervlm.io import read_parquet, write_parquet
 from safervlm.judge import build_judge, judge_frame
-from safervlm.schema import JUDGE_STATUSES, RESPONSE_COLUMNS, SCORE_COLUMNS
+from safervlm.schema import GENERATION_COLUMNS, JUDGE_STATUSES, RESPONSE_COLUMNS, SCORE_COLUMNS
 
 
 def judge_stage(
@@ -30,7 +30,8 @@ def judge_stage(
     a reason) or ``error``; the three counts add up to ``n``.
     """
 
-    df = read_parquet(responses_path, required=RESPONSE_COLUMNS)
+    required = [c for c in RESPONSE_COLUMNS if c not in GENERATION_COLUMNS]  # judge_frame fills those
+    df = read_parquet(responses_path, required=required)
     if data_path:
         images = read_parquet(data_path, required=["id", "image"])[["id", "image"]]
         if images["id"].duplicated().any():

@@ -1,0 +1,66 @@
+"""``safervlm preflight``: check the endpoint of every served model before running anything.
+
+The same check the Snakefile runs in ``onstart`` (:func:`safervlm.served.preflight_errors`),
+by hand: ``safervlm preflight --config config/config.yaml --config config/eval.yaml``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import yaml
+
+from safervlm.errors import ConfigError, EndpointError
+from safervlm.served import preflight_errors
+
+log = logging.getLogger(__name__)
+
+
+def merge(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    """``update`` merged into ``base`` recursively (dicts merge, anything else replaces)."""
+    out = dict(base)
+    for key, value in update.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def load_configs(paths: Sequence[str]) -> dict[str, Any]:
+    """The config files merged in order (a later file's keys win, as with ``--configfile``)."""
+    config: dict[str, Any] = {}
+    for path in paths:
+        try:
+            with open(path) as fh:
+                data = yaml.safe_load(fh) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"{path}: cannot read the config ({exc})") from exc
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: a config file must be a mapping")
+        config = merge(config, data)
+    return config
+
+
+def preflight_stage(configs: Sequence[str], models: Sequence[str] | None, timeout: float) -> dict[str, Any]:
+    """Check the served models among ``models`` (default: ``eval.models``); raise on any failure.
+
+    Raises:
+        EndpointError: one line per failing model (model, URL, cause).
+    """
+    config = load_configs(configs)
+    names = list(models or config.get("eval", {}).get("models", []))
+    local = set(config.get("eval", {}).get("model_paths", {}))
+    errors = preflight_errors(config.get("generate", {}), [m for m in names if m not in local], timeout)
+    if errors:
+        raise EndpointError("\n".join(errors))
+    log.info("preflight: every served model among %s answers", names)
+    return {"checked": names}
+
+
+def main(a: argparse.Namespace) -> Any:
+    """Run the stage from parsed arguments."""
+    return preflight_stage(a.config, a.model, a.timeout)
