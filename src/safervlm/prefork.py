@@ -92,6 +92,9 @@ PRELOAD = (
     "transformers.models.smolvlm.modeling_smolvlm",
     "transformers.models.smolvlm.processing_smolvlm",
     "transformers.models.smolvlm.image_processing_pil_smolvlm",
+    "transformers.models.internvl.modeling_internvl",
+    "transformers.models.internvl.processing_internvl",
+    "transformers.models.got_ocr2.image_processing_pil_got_ocr2",
     "trl",
 )
 # The model families' part of PRELOAD (a test compares it with the registry's).

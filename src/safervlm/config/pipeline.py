@@ -53,7 +53,7 @@ class TinyConfig(Section):
     section = "base_model.tiny"
 
     # The registry's names (safervlm.models.families.FAMILIES; a test keeps the two equal).
-    family: Literal["qwen2_5_vl", "qwen3_vl", "gemma3", "llava_onevision", "smolvlm"] = Field(
+    family: Literal["qwen2_5_vl", "qwen3_vl", "gemma3", "llava_onevision", "smolvlm", "internvl"] = Field(
         "qwen2_5_vl",
         description="Model family of the tiny model (its architecture, processor and chat format); "
         "the demo's numbers are Qwen2.5-VL's.",
@@ -75,8 +75,9 @@ class BaseModelConfig(Section):
     name: str = Field("tiny-qwen2.5-vl", description="Display name.")
     path: str | None = Field(
         None,
-        description="Local folder of a model of a supported family (config.json's model_type: qwen2_5_vl, "
-        "qwen2_vl, qwen3_vl, gemma3, llava_onevision, smolvlm); null builds the tiny model offline.",
+        description="Local folder of a model of a supported family (config.json's model_type: "
+        "qwen2_5_vl, qwen2_vl, qwen3_vl, gemma3, llava_onevision, smolvlm, internvl); "
+        "null builds the tiny model offline.",
     )
     tiny: TinyConfig = Field(
         default_factory=TinyConfig, description="Sizes of the offline tiny model (used when path is null)."

@@ -1,10 +1,11 @@
 """Model families: one module per architecture, looked up from ``config.json``'s ``model_type``.
 
-Each module (``qwen2_5_vl``, ``qwen3_vl``, ``gemma3``, ``llava_onevision``, ``smolvlm``)
-declares one :class:`~safervlm.models.families.base.Family`: the model types it handles, its
-processor with and without torchvision, reasoning format, chat-template quirks, pre-imports,
-LoRA targets and tiny offline builder. A folder whose ``model_type`` no family claims is a
-:class:`~safervlm.errors.ConfigError` naming the supported families, never a guess.
+Each module (``qwen2_5_vl``, ``qwen3_vl``, ``gemma3``, ``llava_onevision``, ``smolvlm``,
+``internvl`` …) declares one :class:`~safervlm.models.families.base.Family`: the model types
+it handles, its processor with and without torchvision, reasoning format, chat-template
+quirks, pre-imports, LoRA targets and tiny offline builder. A folder whose ``model_type`` no
+family claims is a :class:`~safervlm.errors.ConfigError` naming the supported families,
+never a guess.
 
 Adding a family: write ``families/<name>.py`` with its ``FAMILY`` and add it to
 :data:`FAMILIES` (and its pre-imports to ``safervlm.prefork.PRELOAD``; a test checks both).
@@ -16,13 +17,20 @@ import json
 from pathlib import Path
 
 from safervlm.errors import ConfigError
-from safervlm.models.families import gemma3, llava_onevision, qwen2_5_vl, qwen3_vl, smolvlm
+from safervlm.models.families import gemma3, internvl, llava_onevision, qwen2_5_vl, qwen3_vl, smolvlm
 from safervlm.models.families.base import Family, require_config
 from safervlm.models.families.tiny import TinyDims
 
 FAMILIES: dict[str, Family] = {
     f.name: f
-    for f in (qwen2_5_vl.FAMILY, qwen3_vl.FAMILY, gemma3.FAMILY, llava_onevision.FAMILY, smolvlm.FAMILY)
+    for f in (
+        qwen2_5_vl.FAMILY,
+        qwen3_vl.FAMILY,
+        gemma3.FAMILY,
+        llava_onevision.FAMILY,
+        smolvlm.FAMILY,
+        internvl.FAMILY,
+    )
 }
 _BY_MODEL_TYPE = {t: f for f in FAMILIES.values() for t in f.model_types}
 
