@@ -95,6 +95,9 @@ PRELOAD = (
     "transformers.models.internvl.modeling_internvl",
     "transformers.models.internvl.processing_internvl",
     "transformers.models.got_ocr2.image_processing_pil_got_ocr2",
+    "transformers.models.glm4v.modeling_glm4v",
+    "transformers.models.glm4v.processing_glm4v",
+    "transformers.models.glm4v.image_processing_pil_glm4v",
     "trl",
 )
 # The model families' part of PRELOAD (a test compares it with the registry's).

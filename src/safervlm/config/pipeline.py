@@ -47,13 +47,24 @@ class FixturesConfig(Section):
     n_train_per_source: int = Field(120, ge=4, description="Records per training source.")
 
 
+# The registry's names (safervlm.models.families.FAMILIES; a test keeps the two equal).
+FamilyName = Literal[
+    "qwen2_5_vl",
+    "qwen3_vl",
+    "gemma3",
+    "llava_onevision",
+    "smolvlm",
+    "internvl",
+    "glm4v",
+]
+
+
 class TinyConfig(Section):
     """Family and sizes of the offline tiny model (used when base_model.path is null): ``--dims``."""
 
     section = "base_model.tiny"
 
-    # The registry's names (safervlm.models.families.FAMILIES; a test keeps the two equal).
-    family: Literal["qwen2_5_vl", "qwen3_vl", "gemma3", "llava_onevision", "smolvlm", "internvl"] = Field(
+    family: FamilyName = Field(
         "qwen2_5_vl",
         description="Model family of the tiny model (its architecture, processor and chat format); "
         "the demo's numbers are Qwen2.5-VL's.",
@@ -76,7 +87,7 @@ class BaseModelConfig(Section):
     path: str | None = Field(
         None,
         description="Local folder of a model of a supported family (config.json's model_type: "
-        "qwen2_5_vl, qwen2_vl, qwen3_vl, gemma3, llava_onevision, smolvlm, internvl); "
+        "qwen2_5_vl, qwen2_vl, qwen3_vl, gemma3, llava_onevision, smolvlm, internvl, glm4v); "
         "null builds the tiny model offline.",
     )
     tiny: TinyConfig = Field(

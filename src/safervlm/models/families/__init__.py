@@ -1,7 +1,7 @@
 """Model families: one module per architecture, looked up from ``config.json``'s ``model_type``.
 
 Each module (``qwen2_5_vl``, ``qwen3_vl``, ``gemma3``, ``llava_onevision``, ``smolvlm``,
-``internvl`` …) declares one :class:`~safervlm.models.families.base.Family`: the model types
+``internvl``, ``glm4v`` …) declares one :class:`~safervlm.models.families.base.Family`: the model types
 it handles, its processor with and without torchvision, reasoning format, chat-template
 quirks, pre-imports, LoRA targets and tiny offline builder. A folder whose ``model_type`` no
 family claims is a :class:`~safervlm.errors.ConfigError` naming the supported families,
@@ -17,7 +17,15 @@ import json
 from pathlib import Path
 
 from safervlm.errors import ConfigError
-from safervlm.models.families import gemma3, internvl, llava_onevision, qwen2_5_vl, qwen3_vl, smolvlm
+from safervlm.models.families import (
+    gemma3,
+    glm4v,
+    internvl,
+    llava_onevision,
+    qwen2_5_vl,
+    qwen3_vl,
+    smolvlm,
+)
 from safervlm.models.families.base import Family, require_config
 from safervlm.models.families.tiny import TinyDims
 
@@ -30,6 +38,7 @@ FAMILIES: dict[str, Family] = {
         llava_onevision.FAMILY,
         smolvlm.FAMILY,
         internvl.FAMILY,
+        glm4v.FAMILY,
     )
 }
 _BY_MODEL_TYPE = {t: f for f in FAMILIES.values() for t in f.model_types}

@@ -50,6 +50,9 @@ class Family:
             where the stock one needs a video processor; None: the stock one needs no torchvision.
         reasoning: the reasoning markers the family's thinking models write, or None (no
             separate reasoning: the whole response is the answer).
+        answer: the markers around the answer after the reasoning, where the family writes
+            them (GLM-4.1V-Thinking's ``<answer>…</answer>``), or None (the answer is the
+            text after the reasoning's end marker).
         system_role: the chat template renders a system turn (else: it folds the system text
             into the first user turn, or drops it).
         image_position: where the template puts the image relative to the user's text.
@@ -71,6 +74,7 @@ class Family:
     build_tiny: Callable[..., int]
     lora_targets: tuple[str, ...] = DECODER_LORA_TARGETS
     needs_image: bool = True
+    answer: tuple[str, str] | None = None
     load_processor: Callable[[Path], Any] | None = None
 
     def processor(self, path: Path) -> Any:

@@ -112,16 +112,21 @@ def save_tiny(
     seed: int,
     device: str = "cpu",
     dtype: str = "float32",
+    eos_token_ids: list[int] | None = None,
 ) -> int:
     """Make the model with seeded random weights on ``device``, save it and ``processor`` to
-    ``out`` (replaced atomically); return the parameter count."""
+    ``out`` (replaced atomically); return the parameter count.
+
+    ``eos_token_ids`` (None: the tokenizer's EOS) are the ids generation stops at, for a
+    family whose real generation config lists several.
+    """
     torch.manual_seed(seed)
     with torch.device(device):
         model = make_model()
     if dtype != "float32":
         model = model.to(getattr(torch, dtype))
     tokenizer = processor.tokenizer
-    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.eos_token_id = eos_token_ids or tokenizer.eos_token_id
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     n_params = sum(p.numel() for p in model.parameters())
     with atomic_path(out) as tmp:
