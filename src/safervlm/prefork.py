@@ -98,6 +98,9 @@ PRELOAD = (
     "transformers.models.glm4v.modeling_glm4v",
     "transformers.models.glm4v.processing_glm4v",
     "transformers.models.glm4v.image_processing_pil_glm4v",
+    "transformers.models.idefics3.modeling_idefics3",
+    "transformers.models.idefics3.processing_idefics3",
+    "transformers.models.idefics3.image_processing_pil_idefics3",
     "trl",
 )
 # The model families' part of PRELOAD (a test compares it with the registry's).

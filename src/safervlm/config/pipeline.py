@@ -56,6 +56,7 @@ FamilyName = Literal[
     "smolvlm",
     "internvl",
     "glm4v",
+    "idefics3",
 ]
 
 
@@ -87,7 +88,7 @@ class BaseModelConfig(Section):
     path: str | None = Field(
         None,
         description="Local folder of a model of a supported family (config.json's model_type: "
-        "qwen2_5_vl, qwen2_vl, qwen3_vl, gemma3, llava_onevision, smolvlm, internvl, glm4v); "
+        "qwen2_5_vl, qwen2_vl, qwen3_vl, gemma3, llava_onevision, smolvlm, internvl, glm4v, idefics3); "
         "null builds the tiny model offline.",
     )
     tiny: TinyConfig = Field(

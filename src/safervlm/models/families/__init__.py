@@ -1,11 +1,11 @@
 """Model families: one module per architecture, looked up from ``config.json``'s ``model_type``.
 
-Each module (``qwen2_5_vl``, ``qwen3_vl``, ``gemma3``, ``llava_onevision``, ``smolvlm``,
-``internvl``, ``glm4v`` …) declares one :class:`~safervlm.models.families.base.Family`: the model types
-it handles, its processor with and without torchvision, reasoning format, chat-template
-quirks, pre-imports, LoRA targets and tiny offline builder. A folder whose ``model_type`` no
-family claims is a :class:`~safervlm.errors.ConfigError` naming the supported families,
-never a guess.
+Each module (one per architecture: ``qwen2_5_vl``, ``gemma3``, ``internvl`` …; the
+registry :data:`FAMILIES` lists them all) declares one
+:class:`~safervlm.models.families.base.Family`: the model types it handles, its processor
+with and without torchvision, reasoning format, chat-template quirks, pre-imports, LoRA
+targets and tiny offline builder. A folder whose ``model_type`` no family claims is a
+:class:`~safervlm.errors.ConfigError` naming the supported families, never a guess.
 
 Adding a family: write ``families/<name>.py`` with its ``FAMILY`` and add it to
 :data:`FAMILIES` (and its pre-imports to ``safervlm.prefork.PRELOAD``; a test checks both).
@@ -20,6 +20,7 @@ from safervlm.errors import ConfigError
 from safervlm.models.families import (
     gemma3,
     glm4v,
+    idefics3,
     internvl,
     llava_onevision,
     qwen2_5_vl,
@@ -39,6 +40,7 @@ FAMILIES: dict[str, Family] = {
         smolvlm.FAMILY,
         internvl.FAMILY,
         glm4v.FAMILY,
+        idefics3.FAMILY,
     )
 }
 _BY_MODEL_TYPE = {t: f for f in FAMILIES.values() for t in f.model_types}
