@@ -32,6 +32,7 @@ from safervlm.prefork import FAMILY_PRELOAD
 from safervlm.schema import POOL_EXTRA, SAMPLE_COLUMNS, encode_image
 from safervlm.sources import load_source
 from safervlm.stages.tiny_model import tiny_model
+from safervlm.train.common import lora_config
 from safervlm.train.grpo import run_grpo
 from safervlm.train.sft import run_sft
 
@@ -181,6 +182,18 @@ def test_chat_template_renders_system_user_image_and_generation_prompt(tiny: Pat
     assert (enc["input_ids"] == proc.image_token_id).sum() >= 1
     ids = proc.tokenizer("<think>x</think>y", add_special_tokens=False)["input_ids"]
     assert proc.tokenizer.decode(ids, skip_special_tokens=True) == "<think>x</think>y"
+
+
+def test_lora_adapts_the_family_targets_within_its_scope(tiny: Path) -> None:
+    from peft import get_peft_model
+
+    family = family_of(tiny)
+    model, _ = load_policy(tiny)
+    config = lora_config(SFTParams(lora=True, lora_r=2), model, family.lora_targets, family.lora_scope)
+    adapted = [n for n, m in get_peft_model(model, config).named_modules() if hasattr(m, "lora_A")]
+    assert {n.rsplit(".", 1)[-1] for n in adapted} == set(family.lora_targets)
+    if family.lora_scope:
+        assert all(f".{family.lora_scope}." in n for n in adapted)
 
 
 def _generate(model_dir: Path) -> list[list[str]]:

@@ -101,6 +101,9 @@ PRELOAD = (
     "transformers.models.idefics3.modeling_idefics3",
     "transformers.models.idefics3.processing_idefics3",
     "transformers.models.idefics3.image_processing_pil_idefics3",
+    "transformers.models.gemma4.modeling_gemma4",
+    "transformers.models.gemma4.processing_gemma4",
+    "transformers.models.gemma4.image_processing_pil_gemma4",
     "trl",
 )
 # The model families' part of PRELOAD (a test compares it with the registry's).

@@ -57,6 +57,7 @@ FamilyName = Literal[
     "internvl",
     "glm4v",
     "idefics3",
+    "gemma4",
 ]
 
 
@@ -88,8 +89,8 @@ class BaseModelConfig(Section):
     path: str | None = Field(
         None,
         description="Local folder of a model of a supported family (config.json's model_type: "
-        "qwen2_5_vl, qwen2_vl, qwen3_vl, gemma3, llava_onevision, smolvlm, internvl, glm4v, idefics3); "
-        "null builds the tiny model offline.",
+        "qwen2_5_vl, qwen2_vl, qwen3_vl, gemma3, llava_onevision, smolvlm, internvl, glm4v, "
+        "idefics3, gemma4); null builds the tiny model offline.",
     )
     tiny: TinyConfig = Field(
         default_factory=TinyConfig, description="Sizes of the offline tiny model (used when path is null)."

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -46,10 +47,13 @@ def common_args(output_dir: str | Path, seed: int, params: TrainParams) -> dict[
     }
 
 
-def lora_config(params: TrainParams, model: Any = None, default_targets: Sequence[str] = ()) -> Any:
+def lora_config(
+    params: TrainParams, model: Any = None, default_targets: Sequence[str] = (), scope: str | None = None
+) -> Any:
     """A peft LoRA config on ``params.lora_targets`` (checked against ``model``), or None.
 
-    ``default_targets`` (the model family's) apply where ``lora_targets`` is null.
+    ``default_targets`` (the model family's) apply where ``lora_targets`` is null. ``scope``
+    (the family's ``lora_scope``) keeps the targets to modules under that submodule name.
 
     Raises:
         ConfigError: when a target names no module of the model (before training starts).
@@ -61,19 +65,25 @@ def lora_config(params: TrainParams, model: Any = None, default_targets: Sequenc
     targets = list(default_targets) if params.lora_targets is None else params.lora_targets
     if not targets:
         raise ConfigError("lora_targets is empty")
+    # peft matches a string target as a regex over the whole module name.
+    scoped = re.compile(rf"(.*\.)?{re.escape(scope)}\..*") if scope else None
     if model is not None:
-        leaves = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
+        modules = [(n, m) for n, m in model.named_modules() if scoped is None or scoped.fullmatch(n)]
+        leaves = {name.rsplit(".", 1)[-1] for name, _ in modules}
         missing = [t for t in targets if t not in leaves]
         if missing:
-            linear = sorted(
-                {n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)}
+            linear = sorted({n.rsplit(".", 1)[-1] for n, m in modules if isinstance(m, torch.nn.Linear)})
+            where = f" under {scope!r}" if scope else ""
+            raise ConfigError(
+                f"lora_targets {missing} name no module of the model{where}; linear modules: {linear}"
             )
-            raise ConfigError(f"lora_targets {missing} name no module of the model; linear modules: {linear}")
+    names = "|".join(re.escape(t) for t in targets)
+    target_modules = rf"(.*\.)?{re.escape(scope)}\..*\.({names})" if scope else targets
     return LoraConfig(
         r=params.lora_r,
         lora_alpha=params.lora_alpha,
         lora_dropout=0.0,
-        target_modules=targets,
+        target_modules=target_modules,
         task_type="CAUSAL_LM",
     )
 

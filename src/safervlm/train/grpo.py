@@ -152,7 +152,7 @@ def run_grpo(
     monitor = None if params.safety_aware else SampleSafetyMonitor(judge, params)
     reward = get_reward(params.reward, judge=monitor or judge, **params.reward_params)
     model, processor = load_policy(model_path, params.dtype)
-    peft_config = lora_config(params, model, family.lora_targets)
+    peft_config = lora_config(params, model, family.lora_targets, family.lora_scope)
     df = _drop_long_prompts(df, processor, params.max_prompt_length, data_path)
     dataset = prompt_dataset(df, data_path, blank_image=family.needs_image)
     rollout = SafetyAwareRollout(judge, params) if params.safety_aware else None

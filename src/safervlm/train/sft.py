@@ -43,7 +43,7 @@ def run_sft(model_path: str, data_path: str, out: str, params: SFTParams, seed: 
             args=args,
             train_dataset=dataset,
             processing_class=processor,  # AutoProcessor would return only the tokenizer here
-            peft_config=lora_config(params, model, family.lora_targets),
+            peft_config=lora_config(params, model, family.lora_targets, family.lora_scope),
         )
         result = trainer.train()
     metrics = {

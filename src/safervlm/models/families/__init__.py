@@ -19,6 +19,7 @@ from pathlib import Path
 from safervlm.errors import ConfigError
 from safervlm.models.families import (
     gemma3,
+    gemma4,
     glm4v,
     idefics3,
     internvl,
@@ -41,6 +42,7 @@ FAMILIES: dict[str, Family] = {
         internvl.FAMILY,
         glm4v.FAMILY,
         idefics3.FAMILY,
+        gemma4.FAMILY,
     )
 }
 _BY_MODEL_TYPE = {t: f for f in FAMILIES.values() for t in f.model_types}

@@ -59,6 +59,8 @@ class Family:
         needs_image: training batches need an image per sample (text-only prompts get a blank).
         preload: modules the pre-forked server imports (see ``safervlm.prefork.PRELOAD``).
         lora_targets: default LoRA target module names (``lora_targets: null``).
+        lora_scope: the submodule (``language_model``) LoRA targets are kept to, where other
+            towers have modules of the same names that LoRA cannot adapt; None: anywhere.
         build_tiny: ``(out, texts, seed, dims, device, dtype) -> n_parameters``: the tiny
             offline model of this family (random weights, a locally trained tokenizer).
         load_processor: overrides :meth:`processor` (None: the shared loading).
@@ -75,6 +77,7 @@ class Family:
     lora_targets: tuple[str, ...] = DECODER_LORA_TARGETS
     needs_image: bool = True
     answer: tuple[str, str] | None = None
+    lora_scope: str | None = None
     load_processor: Callable[[Path], Any] | None = None
 
     def processor(self, path: Path) -> Any:
