@@ -6,7 +6,7 @@ import pytest
 
 from safervlm.config import GRPOParams, SFTParams, config_hash, from_dict, parse_json_arg
 from safervlm.errors import ConfigError
-from safervlm.text import has_reasoning_format, split_response
+from safervlm.text import has_reasoning_format, split_response, split_response_v1
 
 
 def test_from_dict_fills_defaults_and_checks_types() -> None:
@@ -54,3 +54,13 @@ def test_reasoning_format() -> None:
     assert not has_reasoning_format("r</think>a")
     assert not has_reasoning_format("<think>r</think>")
     assert not has_reasoning_format("<think>r</think>a</think>b")
+
+
+def test_the_training_split_is_the_first_one() -> None:
+    """GRPO's structured reward and QI scoring keep the first split (the pinned demo trains
+    as before): markers left inside the reasoning, an unclosed <think> all answer."""
+    assert split_response_v1("<think>one</think>mid</think>final") == ("one</think>mid", "final")
+    assert split_response_v1("<think>cut off") == ("", "<think>cut off")
+    assert split_response_v1("<think>r</think><answer>x</answer>") == split_response(
+        "<think>r</think><answer>x</answer>"
+    )

@@ -60,6 +60,15 @@ def test_split_reply_sources(content: str | None, field: str | None, expected: t
     assert "<think>" not in expected[0] + expected[1] and "</think>" not in expected[0] + expected[1]
 
 
+def test_a_stray_marker_in_untagged_text_is_reasoning_only_when_cut_off() -> None:
+    """An untrained model's stray <think> token is not a reasoning block; in a generation
+    known to be truncated (finish_reason length) an unclosed marker anywhere is."""
+    assert split_response("bo<think> secretly") == ("", "bo<think> secretly")
+    assert split_status("bo<think> secretly") == "untagged"
+    assert split_response("bo<think> secretly", truncated=True) == ("bo\n\nsecretly", "")
+    assert split_reply("Sure. <think>hmm", None, truncated=True) == ("Sure.\n\nhmm", "", "markers")
+
+
 def test_split_response_takes_other_markers() -> None:
     text = "<|begin_of_thought|>a<|end_of_thought|>b<|begin_of_thought|>c<|end_of_thought|>answer"
     assert split_response(text, open_tag="<|begin_of_thought|>", close_tag="<|end_of_thought|>") == (

@@ -14,7 +14,9 @@ Malformed text is split honestly, never with a literal marker left in either par
 * an opening marker that is never closed (the generation was cut off while reasoning)
   makes everything the model wrote reasoning, with an *empty* answer (SafeMLRM counts an
   empty answer as missing, ``eval.safemlrm.missing``), never an answer that starts with
-  ``<think>``;
+  ``<think>``. That is read from a marker that opens the text or a later block; a marker
+  inside untagged text counts only when the generation is known to be cut off
+  (``truncated``), so stray tokens of an untrained model stay where they were;
 * several think blocks: the reasoning is everything before the *last* closing marker with
   the markers removed (the blocks and any text between them, joined by blank lines); the
   answer is what follows the last closing marker.
@@ -37,31 +39,36 @@ def _strip_markers(text: str, open_tag: str, close_tag: str) -> str:
     return "\n\n".join(p.strip() for p in pieces if p.strip())
 
 
-def _unclosed(text: str, open_tag: str, close_tag: str) -> bool:
-    """An opening marker after the last closing one (or with none): the model was still
-    reasoning when it stopped (cut off), so all it wrote is reasoning."""
+def _unclosed(text: str, open_tag: str, close_tag: str, truncated: bool = False) -> bool:
+    """The model was still reasoning when it stopped: an opening marker with no closing one
+    after it, that opens the text or a second block (after a closing marker), or anywhere
+    in a generation known to be ``truncated``. A marker that appears inside untagged text
+    of a generation not known to be cut off is not read as reasoning (it stays in the answer)."""
     idx = text.rfind(close_tag)
-    return open_tag in (text if idx == -1 else text[idx + len(close_tag) :])
+    if open_tag not in (text if idx == -1 else text[idx + len(close_tag) :]):
+        return False
+    return truncated or idx != -1 or text.lstrip().startswith(open_tag)
 
 
 def split_response(
-    response: str, open_tag: str = THINK_OPEN, close_tag: str = THINK_CLOSE
+    response: str, open_tag: str = THINK_OPEN, close_tag: str = THINK_CLOSE, truncated: bool = False
 ) -> tuple[str, str]:
     """Return ``(reasoning, answer)`` of a response (module docstring for malformed text).
 
     The reasoning is everything before the *last* ``close_tag`` (an opening ``open_tag``
     is stripped); the answer is what follows, or the content of ``<answer>`` tags where
-    present. A response without either marker is all answer with empty reasoning; one
-    with ``open_tag`` but no ``close_tag`` (cut off while reasoning) is all reasoning with
-    an empty answer.
+    present. A response without either marker is all answer with empty reasoning; one cut
+    off while reasoning (an ``open_tag`` never closed that opens the text or a later block,
+    or anywhere when ``truncated``) is all reasoning with an empty answer.
 
     Args:
         response: The model's text.
         open_tag: The opening reasoning marker of the model family.
         close_tag: The closing reasoning marker of the model family.
+        truncated: The generation is known to have hit its token budget.
     """
     text = response or ""
-    if _unclosed(text, open_tag, close_tag):
+    if _unclosed(text, open_tag, close_tag, truncated):
         return _strip_markers(text, open_tag, close_tag), ""
     idx = text.rfind(close_tag)
     if idx == -1:
@@ -77,11 +84,33 @@ def split_response(
     return reasoning.strip(), answer.strip()
 
 
+def split_response_v1(response: str) -> tuple[str, str]:
+    """The first split, kept as it was for the training signal (the structured reward of
+    GRPO and QI scoring), so that the pinned embedded demo trains exactly as before: the
+    reasoning is everything before the last ``</think>`` (one leading ``<think>`` stripped,
+    other markers left in), an unclosed ``<think>`` leaves all text as the answer.
+    Evaluation uses :func:`split_response`; moving training to it changes the demo's
+    rollout rewards, hence its numbers (a re-pin)."""
+    text = response or ""
+    idx = text.rfind(THINK_CLOSE)
+    if idx == -1:
+        reasoning, answer = "", text
+    else:
+        reasoning, answer = text[:idx], text[idx + len(THINK_CLOSE) :]
+        if reasoning.lstrip().startswith(THINK_OPEN):
+            reasoning = reasoning.replace(THINK_OPEN, "", 1)
+    m = _ANSWER_RE.search(answer)
+    if m:
+        answer = m.group(1)
+    return reasoning.strip(), answer.strip()
+
+
 def split_reply(
     content: str | None,
     reasoning_field: str | None,
     open_tag: str = THINK_OPEN,
     close_tag: str = THINK_CLOSE,
+    truncated: bool = False,
 ) -> tuple[str, str, str]:
     """Split a served reply into ``(reasoning, answer, reasoning_source)``.
 
@@ -97,12 +126,13 @@ def split_reply(
         reasoning_field: ``message.reasoning`` / ``reasoning_content``, or None.
         open_tag: The opening reasoning marker of the model family.
         close_tag: The closing reasoning marker of the model family.
+        truncated: The generation hit its token budget (``finish_reason`` ``length``).
     """
     text = content or ""
     # Some servers keep the markers inside the field: never leave them in the reasoning.
     field = _strip_markers(reasoning_field or "", open_tag, close_tag)
     marked = open_tag in text or close_tag in text
-    reasoning, answer = split_response(text, open_tag, close_tag)
+    reasoning, answer = split_response(text, open_tag, close_tag, truncated)
     if field:
         return "\n\n".join(p for p in (field, reasoning) if p), answer, "field"
     return reasoning, answer, "markers" if marked else "none"

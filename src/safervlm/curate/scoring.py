@@ -25,7 +25,7 @@ from safervlm.errors import ConfigError, InputError
 from safervlm.judge import Judge, Judgment, judge_frame
 from safervlm.rewards import get_reward
 from safervlm.schema import GENERATION_COLUMNS, RESPONSE_COLUMNS, SCORE_COLUMNS, with_generation_columns
-from safervlm.text import split_response
+from safervlm.text import split_response_v1
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ def answers_frame(pool: pd.DataFrame, answers: list[list[str]], model: str) -> p
     rows = []
     for rec, texts in zip(base.to_dict("records"), answers, strict=True):
         for j, text in enumerate(texts):
-            reasoning, answer = split_response(text)
+            reasoning, answer = split_response_v1(text)
             rows.append(
                 {
                     **rec,

@@ -44,7 +44,7 @@ def generation_columns(generations: list[Generation]) -> dict[str, list[Any]]:
     """The response columns of generations, from ``response`` to ``completion_tokens``."""
     cols: dict[str, list[Any]] = {c: [] for c in RESPONSE_COLUMNS[RESPONSE_COLUMNS.index("response") :]}
     for g in generations:
-        reasoning, answer, source = split_reply(g.content, g.reasoning)
+        reasoning, answer, source = split_reply(g.content, g.reasoning, truncated=g.truncated)
         cols["response"].append(join_reply(g.content, g.reasoning, truncated=g.truncated))
         cols["reasoning"].append(reasoning)
         cols["answer"].append(answer)

@@ -32,7 +32,7 @@ from typing import Any
 
 from safervlm.errors import ConfigError
 from safervlm.judge.base import Judge, get_judge
-from safervlm.text import split_response
+from safervlm.text import split_response_v1
 
 logger = logging.getLogger(__name__)
 
@@ -156,7 +156,7 @@ def build_records(completions: Sequence[Any], kwargs: Mapping[str, Any]) -> list
     records = []
     for i, completion in enumerate(completions):
         text = completion_text(completion)
-        reasoning, answer = split_response(text)
+        reasoning, answer = split_response_v1(text)
         rec = {name: cols[name][i] for name in _RECORD_FIELDS}
         rec.update(response=text, reasoning=reasoning, answer=answer, image=_image_bytes(images[i]))
         records.append(rec)
