@@ -103,3 +103,24 @@ def test_compile_needs_the_static_cache() -> None:
         GenerateParams(compile=True)
     compiled = GenerateParams(compile=True, cache_implementation="static")
     assert compiled.compile and compiled.cache_implementation == "static"
+
+
+def test_reasoning_markers_come_from_the_checkpoints_family(tiny_model_dir, tmp_path) -> None:
+    from safervlm.evaluate.generate import generation_columns, reasoning_markers
+    from safervlm.schema import Generation
+
+    hf = GenerateParams(backend="hf")
+    assert reasoning_markers(str(tiny_model_dir), hf) == ("<think>", "</think>")
+    served = GenerateParams(backend="openai", base_url="http://127.0.0.1:1/v1")
+    assert reasoning_markers("any-served-name", served) == ("<think>", "</think>")  # no folder read
+    unknown = tmp_path / "m"
+    unknown.mkdir()
+    (unknown / "config.json").write_text('{"model_type": "no_such_vlm"}')
+    with pytest.raises(ConfigError, match="supported families"):
+        reasoning_markers(str(unknown), hf)
+    # another family's markers split its own format and leave <think> text alone
+    kimi = ("◁think▷", "◁/think▷")
+    g = Generation(content="◁think▷plan◁/think▷answer <think>x</think>", reasoning=None)
+    cols = generation_columns([g], kimi)
+    assert (cols["reasoning"], cols["answer"]) == (["plan"], ["answer <think>x</think>"])
+    assert cols["reasoning_source"] == ["markers"]

@@ -20,7 +20,7 @@ from helpers import ROOT
 
 from safervlm.embedded.fixtures import write_fixture
 from safervlm.metrics import Settings
-from safervlm.schema import RESPONSE_COLUMNS
+from safervlm.schema import RESPONSE_COLUMNS, with_generation_columns
 from safervlm.stages.judge import judge_stage
 from safervlm.stages.prepare import prepare
 from safervlm.stages.report import report_stage
@@ -70,10 +70,10 @@ def responses(data: Path, model: str, variant: int) -> pd.DataFrame:
     split = [split_response(t) for t in texts]
     df["reasoning"] = [s[0] for s in split]
     df["answer"] = [s[1] for s in split]
-    for col in RESPONSE_COLUMNS:  # per-row generation records this test does not craft
-        if col not in df.columns:
-            df[col] = pd.Series([None] * len(df), dtype=object)
-    return df[RESPONSE_COLUMNS]
+    cut = [t.startswith("<think>") and "</think>" not in t for t in texts]  # hit the token budget
+    df["truncated"] = cut
+    df["finish_reason"] = ["length" if c else "stop" for c in cut]
+    return with_generation_columns(df)[RESPONSE_COLUMNS]
 
 
 CASES = [
@@ -121,8 +121,11 @@ def test_report_writes_every_output(
     missing = [n for n in rule_outputs() if not (out / n).exists()]
     assert not missing, missing
     assert set(models) <= {c[0] for c in table.columns}
-    counts = (out / "counts.md").read_text()
-    assert all(model in counts for model in models)
+    counts = pd.read_csv(out / "counts.csv")
+    assert set(counts["model"]) == set(models)
+    # every model and benchmark has its quarter of unclosed (cut-off) responses, counted
+    by = counts.groupby(["model", "benchmark"])[["n", "n_truncated"]].sum()
+    assert (by["n_truncated"] == by["n"] // 4).all(), by
     if pairs:
         paired = pd.read_csv(out / "paired.csv")
         assert ("base", "reasoner") in set(zip(paired["a"], paired["b"], strict=True))

@@ -10,6 +10,7 @@ import pytest
 import yaml
 from chat_server import ChatServer, honest_verdict
 from helpers import ROOT, snakemake
+from vllm_server import VLLMServer
 
 
 def config(tmp_path: Path, **eval_keys: object) -> Path:
@@ -106,4 +107,41 @@ def test_eval_only_runs_a_checkpoint_and_a_served_model(tmp_path: Path, tiny_mod
     assert not (out / "checkpoints").exists() and not (out / "data" / "pool.parquet").exists()
     paired = pd.read_csv(out / "report" / "paired.csv")
     assert {("mine", "served")} <= set(zip(paired["a"], paired["b"], strict=True))
+    assert "served" in (out / "report" / "table.md").read_text()
+
+
+@pytest.mark.slow
+def test_shipped_eval_config_runs_to_the_end_against_a_served_reasoning_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`make eval` as shipped (one served reasoning model, no pairs, one seed and judge), with
+    only the endpoint moved to a local server that answers as `vllm serve --reasoning-parser`
+    does (chain of thought in `message.reasoning`, max_tokens enforced): every job runs, the
+    reasoning is kept, nothing is cut at the budget, and counts.md is written."""
+    shipped = yaml.safe_load((ROOT / "config" / "eval.yaml").read_text())
+    served = shipped["generate"]["models"]["served"]
+    assert shipped["eval"]["models"] == ["served"] and shipped["eval"]["pairs"] == []
+    monkeypatch.setenv(served["api_key_env"], "k3y")
+    with VLLMServer(models=("my-model",), api_key="k3y") as srv:
+        override = {
+            "generate": {"models": {"served": {**served, "base_url": srv.base_url}}},
+            "eval": {"benchmarks": ["vlguard", "figstep"]},
+            "fixtures": {"n_per_benchmark": 6},
+        }
+        path = tmp_path / "endpoint.yaml"
+        path.write_text(yaml.safe_dump(override))
+        r = snakemake(
+            "-d", str(tmp_path), "--cores", "2", "all",
+            "--configfile", str(ROOT / "config" / "eval.yaml"), str(path),
+        )  # fmt: skip
+        assert r.returncode == 0, (r.stdout + r.stderr)[-5000:]
+        assert {b["max_tokens"] for b in srv.bodies} == {4096}  # reasoning: true's budget
+    out = tmp_path / "results" / "evaluate"
+    responses = pd.concat(pd.read_parquet(p) for p in out.glob("eval/served/*/responses.parquet"))
+    assert len(responses) == srv.total > 6
+    assert responses["reasoning_source"].eq("field").all() and responses["reasoning"].str.len().gt(0).all()
+    assert not responses["truncated"].any() and responses["finish_reason"].eq("stop").all()
+    assert not responses["answer"].str.contains("think>").any()
+    counts = (out / "report" / "counts.md").read_text()
+    assert "n_truncated" in counts and "served" in counts
     assert "served" in (out / "report" / "table.md").read_text()

@@ -26,9 +26,10 @@ import pandas as pd
 
 from safervlm.config import GenerateParams
 from safervlm.config.evaluate import REASONING_MAX_NEW_TOKENS
+from safervlm.models.families import family_of
 from safervlm.models.generation import build_generator
 from safervlm.schema import RESPONSE_COLUMNS, Generation
-from safervlm.text import join_reply, split_reply
+from safervlm.text import THINK_CLOSE, THINK_OPEN, join_reply, split_reply
 
 logger = logging.getLogger(__name__)
 
@@ -40,12 +41,29 @@ def format_question(question: str, template: str) -> str:
     return template.replace("{question}", question)
 
 
-def generation_columns(generations: list[Generation]) -> dict[str, list[Any]]:
+def reasoning_markers(model_path: str, params: GenerateParams) -> tuple[str, str]:
+    """The reasoning markers to split on: a local checkpoint's family's (HF backend), else
+    ``<think>``/``</think>``. A family without markers of its own (an instruct model that does
+    not reason) still gets ``<think>``: that is the format SFT on QI-Safe teaches it."""
+    if params.backend == "hf":
+        markers = family_of(model_path).reasoning
+        if markers:
+            return markers
+    return THINK_OPEN, THINK_CLOSE
+
+
+def generation_columns(
+    generations: list[Generation], markers: tuple[str, str] = (THINK_OPEN, THINK_CLOSE)
+) -> dict[str, list[Any]]:
     """The response columns of generations, from ``response`` to ``completion_tokens``."""
     cols: dict[str, list[Any]] = {c: [] for c in RESPONSE_COLUMNS[RESPONSE_COLUMNS.index("response") :]}
     for g in generations:
-        reasoning, answer, source = split_reply(g.content, g.reasoning, truncated=g.truncated)
-        cols["response"].append(join_reply(g.content, g.reasoning, truncated=g.truncated))
+        reasoning, answer, source = split_reply(g.content, g.reasoning, *markers, truncated=g.truncated)
+        cols["response"].append(
+            join_reply(
+                g.content, g.reasoning, truncated=g.truncated, open_tag=markers[0], close_tag=markers[1]
+            )
+        )
         cols["reasoning"].append(reasoning)
         cols["answer"].append(answer)
         cols["reasoning_source"].append(source)
@@ -84,7 +102,8 @@ def generate_responses(
     )
     df = samples.drop(columns=["image"]).copy()
     df["model"] = model_name
-    for col, values in generation_columns([r[0] for r in records]).items():
+    markers = reasoning_markers(model_path, params)
+    for col, values in generation_columns([r[0] for r in records], markers).items():
         df[col] = values
     df["truncated"] = df["truncated"].astype(bool)
     df[["prompt_tokens", "completion_tokens"]] = df[["prompt_tokens", "completion_tokens"]].astype("int64")
