@@ -9,8 +9,10 @@ decoder (sliding/global attention, proportional rotary on the global layers).
   processor expands it to ``<|image>`` + one ``<|image|>`` per soft token (at most
   ``max_soft_tokens``: 70 … 1120) + ``<image|>``.
 * Reasoning: thinking is switched on by ``<|think|>`` at the start of the system turn; the
-  model then writes ``<|channel>thought\\n…<channel|>`` before the answer. The markers are
-  special tokens: a decode that keeps the reasoning must not skip special tokens.
+  model then writes ``<|channel>thought\\n…<channel|>`` (:data:`THOUGHT_CHANNEL`) before the
+  answer. Those markers are special tokens, which decoding with ``skip_special_tokens=True``
+  (HF generation, TRL rollouts) drops, so the family declares no markers of its own
+  (``reasoning=None``: responses are split on ``<think>``, the format SFT on QI-Safe teaches).
 * LoRA: the vision encoder's projections carry the decoder's names but wrap their
   ``nn.Linear`` (``Gemma4ClippableLinear``), which LoRA cannot adapt, so the targets are
   scoped to the language model (:data:`LORA_SCOPE`, as peft's own default for Gemma 4).
@@ -47,7 +49,7 @@ SPECIAL_TOKENS = [
     "<|audio|>",
     "<|video|>",
 ]
-REASONING = ("<|channel>thought\n", "<channel|>")
+THOUGHT_CHANNEL = ("<|channel>thought\n", "<channel|>")
 LORA_SCOPE = "language_model"
 SOFT_TOKENS = 70  # the fewest the image processor allows
 PATCH = 8  # the tiny model's patches (the real one: 16 pixels) ...
@@ -198,7 +200,7 @@ FAMILY = Family(
     name="gemma4",
     model_types=("gemma4",),
     image_only=ImageOnlyGemma4Processor,
-    reasoning=REASONING,
+    reasoning=None,  # see THOUGHT_CHANNEL
     system_role=True,
     image_position="where the content list puts it (our prompts: before the text)",
     preload=(
