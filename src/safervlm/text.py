@@ -162,11 +162,17 @@ def join_reply(
 
 
 def has_reasoning_format(response: str) -> bool:
-    """True when the response is ``<think>…</think>`` followed by a non-empty answer."""
+    """True when the response is ``<think>…</think>`` followed by a non-empty answer.
+
+    This is the structured reward's format criterion (through the reference judge), so it
+    reads the text with the training signal's split (:func:`split_response_v1`): with the
+    evaluation split, a second, unclosed block after the answer would turn the answer empty
+    and change the embedded demo's GRPO rewards (a re-pin).
+    """
     text = (response or "").strip()
     if not text.startswith("<think>") or text.count("</think>") != 1:
         return False
-    reasoning, answer = split_response(text)
+    reasoning, answer = split_response_v1(text)
     return bool(reasoning) and bool(answer)
 
 
