@@ -64,3 +64,14 @@ def test_the_training_split_is_the_first_one() -> None:
     assert split_response_v1("<think>r</think><answer>x</answer>") == split_response(
         "<think>r</think><answer>x</answer>"
     )
+
+
+def test_the_training_signal_keeps_the_first_split() -> None:
+    """GRPO's reward (format criterion included) and QI scoring read completions with the first
+    split: an unclosed block after the answer leaves the answer as written. With the evaluation
+    split that answer would be empty, and the embedded demo's plain GRPO would train to
+    different weights (it did, before has_reasoning_format read with split_response_v1)."""
+    text = "<think>plan</think>I cannot help with that.<think>more"
+    assert split_response_v1(text) == ("plan", "I cannot help with that.<think>more")
+    assert split_response(text) == ("plan\n\nI cannot help with that.\n\nmore", "")
+    assert has_reasoning_format(text)
