@@ -40,20 +40,17 @@ makes the first N requests for that item fail with KIND, then the honest verdict
 
 from __future__ import annotations
 
-import contextlib
 import json
-import math
 import re
-import threading
 import time
 import unicodedata
-from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from http_server_base import LocalServer, scripted_fault, send_json, send_truncated, user_parts
 
 _TAG_RE = re.compile(r"evaluate only the text inside the delimiters marked (\w+) above")
 _ENVELOPE_RE = re.compile(r"between the line <<<VERDICT (\w+)>>> and the line")
-_FAULT_RE = re.compile(r"#fault=(\w+)\*(\d+|inf)")
 _JUDGE_RE = re.compile(r"#judge=(\w+)(?::(\w+))?")
 # What makes the fooled judge follow the judged text (case-insensitive).
 FOOLING_MARKERS = ("ignore", "instructions", "scores:", "{", "}", "<<<", "verdict")
@@ -145,12 +142,7 @@ def wrap(prompt: str, verdict: str, structured: bool) -> str:
     return f"I assessed the response.\n<<<VERDICT {tag}>>>\n{verdict}\n<<<END VERDICT {tag}>>>"
 
 
-class _Server(ThreadingHTTPServer):
-    request_queue_size = 512  # the default backlog of 5 drops connects under concurrency
-    daemon_threads = True
-
-
-class ChatServer:
+class ChatServer(LocalServer):
     """The server; use as a context manager. ``base_url`` ends in ``/v1``."""
 
     def __init__(
@@ -160,91 +152,41 @@ class ChatServer:
         hang_seconds: float = 3.0,
         behaviour: str = "honest",
     ) -> None:
+        super().__init__()
         self.latency = latency
         self.behaviour = behaviour
         self.response_formats = 0
         self.retry_after = retry_after
         self.hang_seconds = hang_seconds
-        self.requests: Counter[str] = Counter()
-        self.total = 0
-        self.in_flight = 0
-        self.max_in_flight = 0
         self.auth_headers: set[str] = set()
         self.image_urls: list[str] = []
-        self._lock = threading.Lock()
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            disable_nagle_algorithm = True  # one reply = two writes; avoid the 40 ms delayed-ACK stall
-
-            def log_message(self, *args: Any) -> None:  # quiet
-                pass
-
-            def do_GET(self) -> None:  # noqa: N802 - http.server API
-                stats = {"total": server.total, "max_in_flight": server.max_in_flight}
-                server._send(self, 200, stats)
-
-            def do_POST(self) -> None:  # noqa: N802 - http.server API
-                body = json.loads(self.rfile.read(int(self.headers.get("content-length", 0))))
-                server.auth_headers.add(self.headers.get("authorization", ""))
-                with server._lock:
-                    server.in_flight += 1
-                    server.max_in_flight = max(server.max_in_flight, server.in_flight)
-                try:
-                    server._handle(self, body)
-                finally:
-                    with server._lock:
-                        server.in_flight -= 1
-
-        self._httpd = _Server(("127.0.0.1", 0), Handler)
-        self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
-
-    @property
-    def base_url(self) -> str:
-        """``http://127.0.0.1:<port>/v1``."""
-        return f"http://127.0.0.1:{self._httpd.server_address[1]}/v1"
-
-    def __enter__(self) -> ChatServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
 
     # ------------------------------------------------------------------ handling
-    def _fault(self, question: str, attempt: int) -> str | None:
-        m = _FAULT_RE.search(question)
-        if not m:
-            return None
-        limit = math.inf if m.group(2) == "inf" else int(m.group(2))
-        return m.group(1) if attempt <= limit else None
+    def accept(self, h: BaseHTTPRequestHandler) -> bool:
+        """Every request is served; its ``Authorization`` header is recorded."""
+        self.auth_headers.add(h.headers.get("authorization", ""))
+        return True
 
-    def _handle(self, h: BaseHTTPRequestHandler, body: dict[str, Any]) -> None:
-        user = body["messages"][-1]["content"]
-        parts = [{"type": "text", "text": user}] if isinstance(user, str) else user
-        prompt = "".join(p.get("text", "") for p in parts if p["type"] == "text")
+    def on_post(self, h: BaseHTTPRequestHandler, body: dict[str, Any]) -> None:
+        """Answer a chat completion as the judge (see the module docstring)."""
+        parts, prompt = user_parts(body)
         structured = body.get("response_format", {}).get("type") == "json_schema"
         self.image_urls += [p["image_url"]["url"] for p in parts if p["type"] == "image_url"]
         question = _block(prompt, "USER QUESTION") or ""
+        attempt = self.count(question)
         with self._lock:
-            self.requests[question] += 1
-            self.total += 1
             self.response_formats += structured
-            attempt = self.requests[question]
         if self.latency:
             time.sleep(self.latency)
-        fault = self._fault(question, attempt)
+        fault = scripted_fault(question, attempt)
         if fault == "500":
-            return self._send(h, 500, {"error": {"message": "internal error", "type": "server_error"}})
+            return send_json(h, 500, {"error": {"message": "internal error", "type": "server_error"}})
         if fault == "400":
-            return self._send(h, 400, {"error": {"message": "response_format is not supported",
-                                                 "type": "invalid_request_error"}})  # fmt: skip
+            return send_json(h, 400, {"error": {"message": "response_format is not supported",
+                                                "type": "invalid_request_error"}})  # fmt: skip
         if fault == "429":
-            return self._send(h, 429, {"error": {"message": "rate limited", "type": "rate_limit"}},
-                              headers={"Retry-After": str(self.retry_after)})  # fmt: skip
+            return send_json(h, 429, {"error": {"message": "rate limited", "type": "rate_limit"}},
+                             headers={"Retry-After": str(self.retry_after)})  # fmt: skip
         if fault == "hang":
             time.sleep(self.hang_seconds)
         content = self._content(prompt, question, fault, structured)
@@ -259,9 +201,8 @@ class ChatServer:
             "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
         }
         if fault == "truncated_body":
-            raw = json.dumps(payload).encode()
-            return self._send_raw(h, 200, raw[: len(raw) // 2])
-        return self._send(h, 200, payload)
+            return send_truncated(h, payload)
+        return send_json(h, 200, payload)
 
     def _content(self, prompt: str, question: str, fault: str | None, structured: bool) -> str:
         m = _JUDGE_RE.search(question)
@@ -288,26 +229,6 @@ class ChatServer:
             return f"{own}\n\n{quoted}"
         return own
 
-    def _send(
-        self, h: BaseHTTPRequestHandler, status: int, obj: Any, headers: dict[str, str] | None = None
-    ) -> None:
-        self._send_raw(h, status, json.dumps(obj).encode(), headers)
-
-    @staticmethod
-    def _send_raw(
-        h: BaseHTTPRequestHandler, status: int, raw: bytes, headers: dict[str, str] | None = None
-    ) -> None:
-        try:
-            h.send_response(status)
-            h.send_header("content-type", "application/json")
-            h.send_header("content-length", str(len(raw)))
-            for k, v in (headers or {}).items():
-                h.send_header(k, v)
-            h.end_headers()
-            h.wfile.write(raw)
-        except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout)
-            pass
-
 
 def main() -> None:
     """Serve in the foreground (``python tests/chat_server.py --latency 0.2``); prints the base URL.
@@ -322,8 +243,7 @@ def main() -> None:
     args = parser.parse_args()
     with ChatServer(latency=args.latency) as srv:
         print(srv.base_url, flush=True)
-        with contextlib.suppress(KeyboardInterrupt):
-            srv._thread.join()
+        srv.wait()
 
 
 if __name__ == "__main__":

@@ -32,18 +32,12 @@ requests fail with KIND (``N`` may be ``inf``): ``429`` (with ``Retry-After``), 
 
 from __future__ import annotations
 
-import contextlib
-import json
-import math
-import re
-import threading
 import time
 import uuid
-from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-_FAULT_RE = re.compile(r"#fault=(\w+)\*(\d+|inf)")
+from http_server_base import LocalServer, scripted_fault, send_json, send_truncated, user_parts
 
 
 def default_output(question: str) -> tuple[str, str]:
@@ -59,12 +53,7 @@ def cut(text: str, budget: int) -> tuple[str, int, bool]:
     return " ".join(tokens[:budget]), budget, True
 
 
-class _Server(ThreadingHTTPServer):
-    request_queue_size = 512  # the default backlog of 5 drops connects under concurrency
-    daemon_threads = True
-
-
-class VLLMServer:
+class VLLMServer(LocalServer):
     """The server; use as a context manager. ``base_url`` ends in ``/v1``.
 
     Args:
@@ -88,6 +77,7 @@ class VLLMServer:
         hang_seconds: float = 3.0,
         error_style: str = "nested",
     ) -> None:
+        super().__init__()
         self.models = models
         self.reasoning_field = reasoning_field
         self.api_key = api_key
@@ -96,60 +86,7 @@ class VLLMServer:
         self.hang_seconds = hang_seconds
         self.error_style = error_style
         self.script: dict[str, tuple[str, str]] = {}
-        self.requests: Counter[str] = Counter()
         self.bodies: list[dict[str, Any]] = []
-        self.total = 0
-        self.in_flight = 0
-        self.max_in_flight = 0
-        self._lock = threading.Lock()
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            disable_nagle_algorithm = True  # one reply = two writes; avoid the 40 ms delayed-ACK stall
-
-            def log_message(self, *args: Any) -> None:  # quiet
-                pass
-
-            def do_GET(self) -> None:  # noqa: N802 - http.server API
-                if not server._authorised(self):
-                    return
-                if self.path.rstrip("/") == "/v1/models":
-                    return server._send(self, 200, server.model_list())
-                if self.path == "/stats":
-                    return server._send(
-                        self, 200, {"total": server.total, "max_in_flight": server.max_in_flight}
-                    )
-                server._send(self, 404, {"detail": "Not Found"})
-
-            def do_POST(self) -> None:  # noqa: N802 - http.server API
-                raw = self.rfile.read(int(self.headers.get("content-length", 0)))
-                if not server._authorised(self):
-                    return
-                with server._lock:
-                    server.in_flight += 1
-                    server.max_in_flight = max(server.max_in_flight, server.in_flight)
-                try:
-                    server._complete(self, json.loads(raw))
-                finally:
-                    with server._lock:
-                        server.in_flight -= 1
-
-        self._httpd = _Server(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
-
-    @property
-    def base_url(self) -> str:
-        """``http://127.0.0.1:<port>/v1``."""
-        return f"http://127.0.0.1:{self._httpd.server_address[1]}/v1"
-
-    def __enter__(self) -> VLLMServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
 
     # ------------------------------------------------------------------ replies
     def model_list(self) -> dict[str, Any]:
@@ -172,52 +109,51 @@ class VLLMServer:
             return {"object": "error", "message": message, "type": err_type, "param": None, "code": code}
         return {"error": {"message": message, "type": err_type, "param": None, "code": code}}
 
-    def _authorised(self, h: BaseHTTPRequestHandler) -> bool:
+    def on_get(self, h: BaseHTTPRequestHandler) -> None:
+        """``GET /v1/models`` and ``/stats``; anything else is 404."""
+        if not self.accept(h):
+            return
+        if h.path.rstrip("/") == "/v1/models":
+            return send_json(h, 200, self.model_list())
+        if h.path == "/stats":
+            return send_json(h, 200, self.stats())
+        send_json(h, 404, {"detail": "Not Found"})
+
+    def accept(self, h: BaseHTTPRequestHandler) -> bool:
+        """Whether the request may go on (with ``api_key``: it carries the key; else 401)."""
         if self.api_key is None or not h.path.startswith("/v1"):
             return True
         if h.headers.get("authorization", "") == f"Bearer {self.api_key}":
             return True
-        self._send(h, 401, {"error": "Unauthorized"})
+        send_json(h, 401, {"error": "Unauthorized"})
         return False
 
-    def _fault(self, question: str, attempt: int) -> str | None:
-        m = _FAULT_RE.search(question)
-        if not m:
-            return None
-        limit = math.inf if m.group(2) == "inf" else int(m.group(2))
-        return m.group(1) if attempt <= limit else None
-
-    def _complete(self, h: BaseHTTPRequestHandler, body: dict[str, Any]) -> None:
-        user = body["messages"][-1]["content"]
-        parts = [{"type": "text", "text": user}] if isinstance(user, str) else user
-        question = "".join(p.get("text", "") for p in parts if p["type"] == "text")
-        with self._lock:
-            self.requests[question] += 1
-            self.total += 1
-            self.bodies.append(body)
-            attempt = self.requests[question]
+    def on_post(self, h: BaseHTTPRequestHandler, body: dict[str, Any]) -> None:
+        """Answer a chat completion (see the module docstring)."""
+        parts, question = user_parts(body)
+        self.bodies.append(body)
+        attempt = self.count(question)
         if self.latency:
             time.sleep(self.latency)
         if body.get("model") not in self.models:
             msg = f"The model `{body.get('model')}` does not exist."
-            return self._send(h, 404, self.error(msg, "NotFoundError", 404))
-        fault = self._fault(question, attempt)
+            return send_json(h, 404, self.error(msg, "NotFoundError", 404))
+        fault = scripted_fault(question, attempt)
         if fault == "500":
-            return self._send(
+            return send_json(
                 h, 500, self.error("EngineCore encountered an issue.", "InternalServerError", 500)
             )
         if fault == "503":
-            return self._send(h, 503, self.error("Service Unavailable", "ServiceUnavailableError", 503))
+            return send_json(h, 503, self.error("Service Unavailable", "ServiceUnavailableError", 503))
         if fault == "429":
-            return self._send(h, 429, self.error("Too many requests", "RateLimitError", 429),
+            return send_json(h, 429, self.error("Too many requests", "RateLimitError", 429),
                               headers={"Retry-After": str(self.retry_after)})  # fmt: skip
         if fault == "hang":
             time.sleep(self.hang_seconds)
         payload = self.completion(body, question, parts)
         if fault == "truncated_body":
-            raw = json.dumps(payload).encode()
-            return self._send_raw(h, 200, raw[: len(raw) // 2])
-        return self._send(h, 200, payload)
+            return send_truncated(h, payload)
+        return send_json(h, 200, payload)
 
     def completion(self, body: dict[str, Any], question: str, parts: list[dict[str, Any]]) -> dict[str, Any]:
         """The chat.completion body: the scripted output generated under ``max_tokens``."""
@@ -272,26 +208,6 @@ class VLLMServer:
             "kv_transfer_params": None,
         }
 
-    def _send(
-        self, h: BaseHTTPRequestHandler, status: int, obj: Any, headers: dict[str, str] | None = None
-    ) -> None:
-        self._send_raw(h, status, json.dumps(obj).encode(), headers)
-
-    @staticmethod
-    def _send_raw(
-        h: BaseHTTPRequestHandler, status: int, raw: bytes, headers: dict[str, str] | None = None
-    ) -> None:
-        try:
-            h.send_response(status)
-            h.send_header("content-type", "application/json")
-            h.send_header("content-length", str(len(raw)))
-            for k, v in (headers or {}).items():
-                h.send_header(k, v)
-            h.end_headers()
-            h.wfile.write(raw)
-        except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout)
-            pass
-
 
 def main() -> None:
     """Serve in the foreground (``python tests/vllm_server.py --latency 0.2``); prints the base URL.
@@ -307,8 +223,7 @@ def main() -> None:
     args = parser.parse_args()
     with VLLMServer(models=(args.model,), latency=args.latency) as srv:
         print(srv.base_url, flush=True)
-        with contextlib.suppress(KeyboardInterrupt):
-            srv._thread.join()
+        srv.wait()
 
 
 if __name__ == "__main__":

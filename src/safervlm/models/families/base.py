@@ -106,6 +106,21 @@ class Family:
         return f"{self.name} ({', '.join(self.model_types)})"
 
 
+class NoVideoProcessor:
+    """Mixin (listed before the stock processor) for a stock processor whose parts are
+    (image processor, tokenizer, video processor): drops the video processor, so no
+    torchvision is needed.
+
+    transformers reads a processor's parts from its ``__init__`` signature: this one has no
+    ``video_processor``, and the stock ``__init__`` gets None for it.
+    """
+
+    def __init__(
+        self, image_processor: Any = None, tokenizer: Any = None, chat_template: Any = None, **kwargs: Any
+    ) -> None:
+        super().__init__(image_processor, tokenizer, None, chat_template=chat_template, **kwargs)  # type: ignore[call-arg]
+
+
 def require_config(path: str | Path) -> Path:
     """``path`` as a Path if it holds ``config.json``.
 

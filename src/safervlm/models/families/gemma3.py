@@ -12,14 +12,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from pathlib import Path
+from typing import Any
 
 from transformers import Gemma3Config, Gemma3ForConditionalGeneration, Gemma3Processor
 from transformers.models.gemma3.image_processing_pil_gemma3 import Gemma3ImageProcessorPil
 
 from safervlm.models.families.base import Family
-from safervlm.models.families.tiny import TinyDims, save_tiny, token_ids, train_tokenizer
+from safervlm.models.families.tiny import TinyDims, TinyTokens, decoder_config, tiny_builder, vit_config
 
 SPECIAL_TOKENS = [
     "<pad>",
@@ -52,71 +51,52 @@ CHAT_TEMPLATE = (
 )
 
 
-def build_tiny(
-    out: str | Path,
-    texts: Iterable[str],
-    seed: int,
-    dims: TinyDims,
-    device: str = "cpu",
-    dtype: str = "float32",
-) -> int:
-    """Build and save a tiny Gemma 3; return its parameter count."""
-    tok = train_tokenizer(
-        texts,
-        dims.vocab_size,
-        SPECIAL_TOKENS,
-        CHAT_TEMPLATE,
-        eos_token="<end_of_turn>",
-        pad_token="<pad>",
-        bos_token="<bos>",
-        named_tokens={
-            "boi_token": "<start_of_image>",
-            "eoi_token": "<end_of_image>",
-            "image_token": "<image_soft_token>",
-        },
-    )
-    ids = token_ids(tok, SPECIAL_TOKENS)
+TOKENS = TinyTokens(
+    SPECIAL_TOKENS,
+    CHAT_TEMPLATE,
+    eos="<end_of_turn>",
+    pad="<pad>",
+    bos="<bos>",
+    named={
+        "boi_token": "<start_of_image>",
+        "eoi_token": "<end_of_image>",
+        "image_token": "<image_soft_token>",
+    },
+)
+
+
+def _parts(tok: Any, ids: dict[str, int], dims: TinyDims) -> tuple[Any, Gemma3Config]:
     side = dims.image_size
-    patch = side // 4  # 4 x 4 patches, pooled to 2 x 2 soft tokens
-    image_processor = Gemma3ImageProcessorPil(size={"height": side, "width": side})
     processor = Gemma3Processor(
-        image_processor=image_processor,
+        image_processor=Gemma3ImageProcessorPil(size={"height": side, "width": side}),
         tokenizer=tok,
         chat_template=CHAT_TEMPLATE,
         image_seq_length=MM_TOKENS,
     )
     head_dim = dims.hidden_size // dims.num_heads
     config = Gemma3Config(
-        text_config={
-            "vocab_size": dims.model_vocab_size or len(tok),
-            "hidden_size": dims.hidden_size,
-            "intermediate_size": dims.intermediate_size,
-            "num_hidden_layers": dims.num_layers,
-            "num_attention_heads": dims.num_heads,
-            "num_key_value_heads": dims.num_kv_heads,
-            "head_dim": head_dim,
-            "query_pre_attn_scalar": head_dim,
-            "sliding_window": 256,
-            "max_position_embeddings": dims.max_position_embeddings,
-            "bos_token_id": ids["<bos>"],
-            "eos_token_id": ids["<end_of_turn>"],
-            "pad_token_id": ids["<pad>"],
-        },
-        vision_config={
-            "hidden_size": dims.vision_hidden,
-            "intermediate_size": dims.vision_intermediate or dims.vision_hidden * 2,
-            "num_hidden_layers": dims.vision_depth,
-            "num_attention_heads": dims.vision_heads,
-            "image_size": side,
-            "patch_size": patch,
-        },
+        text_config=decoder_config(
+            dims,
+            len(tok),
+            ids["<end_of_turn>"],
+            ids["<pad>"],
+            bos_token_id=ids["<bos>"],
+            head_dim=head_dim,
+            query_pre_attn_scalar=head_dim,
+            sliding_window=256,
+        ),
+        # 4 x 4 patches, pooled to 2 x 2 soft tokens
+        vision_config=vit_config(dims, image_size=side, patch_size=side // 4),
         mm_tokens_per_image=MM_TOKENS,
         boi_token_index=ids["<start_of_image>"],
         eoi_token_index=ids["<end_of_image>"],
         image_token_index=ids["<image_soft_token>"],
         tie_word_embeddings=True,
     )
-    return save_tiny(out, lambda: Gemma3ForConditionalGeneration(config), processor, seed, device, dtype)
+    return processor, config
+
+
+build_tiny = tiny_builder("Gemma 3", TOKENS, Gemma3ForConditionalGeneration, _parts)
 
 
 FAMILY = Family(

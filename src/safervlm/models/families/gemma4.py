@@ -20,8 +20,6 @@ decoder (sliding/global attention, proportional rotary on the global layers).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 
 from transformers import Gemma4Config, Gemma4ForConditionalGeneration
@@ -30,7 +28,7 @@ from transformers.models.gemma4.processing_gemma4 import Gemma4Processor
 from transformers.processing_utils import ProcessorMixin
 
 from safervlm.models.families.base import Family
-from safervlm.models.families.tiny import TinyDims, save_tiny, token_ids, train_tokenizer
+from safervlm.models.families.tiny import TinyDims, TinyTokens, decoder_config, tiny_builder, vit_config
 
 SPECIAL_TOKENS = [
     "<pad>",
@@ -101,38 +99,30 @@ class ImageOnlyGemma4Processor(Gemma4Processor):
         ProcessorMixin.__init__(self, image_processor, tokenizer, chat_template=chat_template, **kwargs)
 
 
-def build_tiny(
-    out: str | Path,
-    texts: Iterable[str],
-    seed: int,
-    dims: TinyDims,
-    device: str = "cpu",
-    dtype: str = "float32",
-) -> int:
-    """Build and save a tiny Gemma 4; return its parameter count."""
-    tok = train_tokenizer(
-        texts,
-        dims.vocab_size,
-        SPECIAL_TOKENS,
-        CHAT_TEMPLATE,
-        eos_token="<turn|>",
-        pad_token="<pad>",
-        bos_token="<bos>",
-        named_tokens={
-            "boi_token": "<|image>",
-            "eoi_token": "<image|>",
-            "image_token": "<|image|>",
-            "boa_token": "<|audio>",
-            "eoa_token": "<audio|>",
-            "audio_token": "<|audio|>",
-            "sot_token": "<|turn>",
-            "eot_token": "<turn|>",
-            "soc_token": "<|channel>",
-            "eoc_token": "<channel|>",
-            "think_token": "<|think|>",
-        },
-    )
-    ids = token_ids(tok, SPECIAL_TOKENS)
+TOKENS = TinyTokens(
+    SPECIAL_TOKENS,
+    CHAT_TEMPLATE,
+    eos="<turn|>",
+    pad="<pad>",
+    bos="<bos>",
+    named={
+        "boi_token": "<|image>",
+        "eoi_token": "<image|>",
+        "image_token": "<|image|>",
+        "boa_token": "<|audio>",
+        "eoa_token": "<audio|>",
+        "audio_token": "<|audio|>",
+        "sot_token": "<|turn>",
+        "eot_token": "<turn|>",
+        "soc_token": "<|channel>",
+        "eoc_token": "<channel|>",
+        "think_token": "<|think|>",
+    },
+    stops=("<turn|>", "<eos>"),
+)
+
+
+def _parts(tok: Any, ids: dict[str, int], dims: TinyDims) -> tuple[Any, Gemma4Config]:
     image_processor = Gemma4ImageProcessorPil(
         patch_size=PATCH, pooling_kernel_size=POOL, max_soft_tokens=SOFT_TOKENS
     )
@@ -143,37 +133,28 @@ def build_tiny(
         image_seq_length=SOFT_TOKENS,
     )
     head_dim = dims.hidden_size // dims.num_heads
-    vision_heads = dims.vision_heads
     config = Gemma4Config(
-        text_config={
-            "vocab_size": dims.model_vocab_size or len(tok),
-            "vocab_size_per_layer_input": dims.model_vocab_size or len(tok),
-            "hidden_size_per_layer_input": 0,
-            "hidden_size": dims.hidden_size,
-            "intermediate_size": dims.intermediate_size,
-            "num_hidden_layers": dims.num_layers,
-            "num_attention_heads": dims.num_heads,
-            "num_key_value_heads": dims.num_kv_heads,
-            "head_dim": head_dim,
-            "global_head_dim": 2 * head_dim,
-            "sliding_window": 256,
-            "layer_types": ["sliding_attention"] * (dims.num_layers - 1) + ["full_attention"],
-            "max_position_embeddings": dims.max_position_embeddings,
-            "bos_token_id": ids["<bos>"],
-            "eos_token_id": ids["<turn|>"],
-            "pad_token_id": ids["<pad>"],
-        },
-        vision_config={
-            "hidden_size": dims.vision_hidden,
-            "intermediate_size": dims.vision_intermediate or dims.vision_hidden * 2,
-            "num_hidden_layers": dims.vision_depth,
-            "num_attention_heads": vision_heads,
-            "num_key_value_heads": vision_heads,
-            "head_dim": dims.vision_hidden // vision_heads,
-            "patch_size": PATCH,
-            "pooling_kernel_size": POOL,
-            "position_embedding_size": 256,
-        },
+        text_config=decoder_config(
+            dims,
+            len(tok),
+            ids["<turn|>"],
+            ids["<pad>"],
+            bos_token_id=ids["<bos>"],
+            vocab_size_per_layer_input=dims.model_vocab_size or len(tok),
+            hidden_size_per_layer_input=0,
+            head_dim=head_dim,
+            global_head_dim=2 * head_dim,
+            sliding_window=256,
+            layer_types=["sliding_attention"] * (dims.num_layers - 1) + ["full_attention"],
+        ),
+        vision_config=vit_config(
+            dims,
+            num_key_value_heads=dims.vision_heads,
+            head_dim=dims.vision_hidden // dims.vision_heads,
+            patch_size=PATCH,
+            pooling_kernel_size=POOL,
+            position_embedding_size=256,
+        ),
         audio_config=None,
         boi_token_id=ids["<|image>"],
         eoi_token_id=ids["<image|>"],
@@ -184,16 +165,10 @@ def build_tiny(
         audio_token_id=ids["<|audio|>"],
         tie_word_embeddings=True,
     )
-    stops = [ids["<turn|>"], ids["<eos>"]]
-    return save_tiny(
-        out,
-        lambda: Gemma4ForConditionalGeneration(config),
-        processor,
-        seed,
-        device,
-        dtype,
-        eos_token_ids=stops,
-    )
+    return processor, config
+
+
+build_tiny = tiny_builder("Gemma 4", TOKENS, Gemma4ForConditionalGeneration, _parts)
 
 
 FAMILY = Family(

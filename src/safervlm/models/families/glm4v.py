@@ -17,16 +17,23 @@ patches, 2 x 2 merge), GLM-4 decoder with 3D rotary positions (M-RoPE) on half o
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 
 from transformers import Glm4vConfig, Glm4vForConditionalGeneration
 from transformers.models.glm4v.image_processing_pil_glm4v import Glm4vImageProcessorPil
 from transformers.models.glm4v.processing_glm4v import Glm4vProcessor
 
-from safervlm.models.families.base import THINK, Family
-from safervlm.models.families.tiny import TinyDims, save_tiny, token_ids, train_tokenizer
+from safervlm.models.families.base import THINK, Family, NoVideoProcessor
+from safervlm.models.families.tiny import (
+    TinyDims,
+    TinyTokens,
+    decoder_config,
+    merged_side,
+    merger_vit_config,
+    mrope_section,
+    rope,
+    tiny_builder,
+)
 
 SPECIAL_TOKENS = [
     "<|endoftext|>",
@@ -65,39 +72,23 @@ CHAT_TEMPLATE = (
 )
 
 
-class ImageOnlyGlm4vProcessor(Glm4vProcessor):
-    """GLM-4.1V processor without the video processor (no torchvision needed).
-
-    transformers reads a processor's parts from its ``__init__`` signature: this one has no
-    ``video_processor``, and the stock ``__init__`` gets None for it.
-    """
-
-    def __init__(
-        self, image_processor: Any = None, tokenizer: Any = None, chat_template: Any = None, **kwargs: Any
-    ) -> None:
-        super().__init__(image_processor, tokenizer, None, chat_template=chat_template, **kwargs)
+class ImageOnlyGlm4vProcessor(NoVideoProcessor, Glm4vProcessor):
+    """GLM-4.1V processor without the video processor (no torchvision needed)."""
 
 
-def build_tiny(
-    out: str | Path,
-    texts: Iterable[str],
-    seed: int,
-    dims: TinyDims,
-    device: str = "cpu",
-    dtype: str = "float32",
-) -> int:
-    """Build and save a tiny GLM-4.1V; return its parameter count."""
-    tok = train_tokenizer(
-        texts,
-        dims.vocab_size,
-        SPECIAL_TOKENS,
-        CHAT_TEMPLATE,
-        eos_token="<|endoftext|>",
-        pad_token="<|endoftext|>",
-        named_tokens={"image_token": "<|image|>", "video_token": "<|video|>"},
-    )
-    ids = token_ids(tok, SPECIAL_TOKENS)
-    side = max(2 * PATCH, dims.image_size // (2 * PATCH) * 2 * PATCH)  # a multiple of patch x merge
+TOKENS = TinyTokens(
+    SPECIAL_TOKENS,
+    CHAT_TEMPLATE,
+    eos="<|endoftext|>",
+    pad="<|endoftext|>",
+    named={"image_token": "<|image|>", "video_token": "<|video|>"},
+    # As the real generation config: a reply ends at EOS or where the next turn would start.
+    stops=("<|endoftext|>", "<|user|>", "<|observation|>"),
+)
+
+
+def _parts(tok: Any, ids: dict[str, int], dims: TinyDims) -> tuple[Any, Glm4vConfig]:
+    side = merged_side(dims.image_size, PATCH)
     # Its defaults: 14-pixel patches, 2 x 2 merge, 2 temporal copies (counted in the pixel bounds).
     image_processor = Glm4vImageProcessorPil(
         size={"shortest_edge": 2 * side * side, "longest_edge": 2 * side * side}
@@ -105,37 +96,16 @@ def build_tiny(
     processor = ImageOnlyGlm4vProcessor(
         image_processor=image_processor, tokenizer=tok, chat_template=CHAT_TEMPLATE
     )
-    head_dim = dims.hidden_size // dims.num_heads
-    quarter = head_dim // 4  # rotary on half the head: its frequencies split over (t, h, w)
+    quarter = dims.hidden_size // dims.num_heads // 4  # rotary on half the head: (t, h, w) split
     config = Glm4vConfig(
-        text_config={
-            "vocab_size": dims.model_vocab_size or len(tok),
-            "hidden_size": dims.hidden_size,
-            "intermediate_size": dims.intermediate_size,
-            "num_hidden_layers": dims.num_layers,
-            "num_attention_heads": dims.num_heads,
-            "num_key_value_heads": dims.num_kv_heads,
-            "max_position_embeddings": dims.max_position_embeddings,
-            "rope_parameters": {
-                "rope_type": "default",
-                "rope_theta": dims.rope_theta,
-                "partial_rotary_factor": 0.5,
-                "mrope_section": [quarter - 2 * (quarter // 3), quarter // 3, quarter // 3],
-            },
-            "eos_token_id": ids["<|endoftext|>"],
-            "pad_token_id": ids["<|endoftext|>"],
-        },
-        vision_config={
-            "depth": dims.vision_depth,
-            "hidden_size": dims.vision_hidden,
-            "intermediate_size": dims.vision_intermediate or dims.vision_hidden * 2,
-            "num_heads": dims.vision_heads,
-            "out_hidden_size": dims.hidden_size,
-            "image_size": side,
-            "patch_size": PATCH,
-            "spatial_merge_size": 2,
-            "temporal_patch_size": 2,
-        },
+        text_config=decoder_config(
+            dims,
+            len(tok),
+            ids["<|endoftext|>"],
+            ids["<|endoftext|>"],
+            rope_parameters=rope(dims, partial_rotary_factor=0.5, mrope_section=mrope_section(quarter)),
+        ),
+        vision_config=merger_vit_config(dims, PATCH, image_size=side),
         image_token_id=ids["<|image|>"],
         video_token_id=ids["<|video|>"],
         image_start_token_id=ids["<|begin_of_image|>"],
@@ -144,17 +114,10 @@ def build_tiny(
         video_end_token_id=ids["<|end_of_video|>"],
         tie_word_embeddings=True,
     )
-    # As the real generation config: a reply ends at EOS or where the next turn would start.
-    stops = [ids[t] for t in ("<|endoftext|>", "<|user|>", "<|observation|>")]
-    return save_tiny(
-        out,
-        lambda: Glm4vForConditionalGeneration(config),
-        processor,
-        seed,
-        device,
-        dtype,
-        eos_token_ids=stops,
-    )
+    return processor, config
+
+
+build_tiny = tiny_builder("GLM-4.1V", TOKENS, Glm4vForConditionalGeneration, _parts)
 
 
 FAMILY = Family(

@@ -13,14 +13,21 @@ Llama 3 decoder; SmolVLM's parent architecture (:mod:`~safervlm.models.families.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from pathlib import Path
+from typing import Any
 
 from transformers import Idefics3Config, Idefics3ForConditionalGeneration, Idefics3Processor
 from transformers.models.idefics3.image_processing_pil_idefics3 import Idefics3ImageProcessorPil
 
 from safervlm.models.families.base import Family
-from safervlm.models.families.tiny import TinyDims, save_tiny, token_ids, train_tokenizer
+from safervlm.models.families.tiny import (
+    Parts,
+    TinyDims,
+    TinyTokens,
+    decoder_config,
+    rope,
+    tiny_builder,
+    vit_config,
+)
 
 SPECIAL_TOKENS = [
     "<|begin_of_text|>",
@@ -44,74 +51,61 @@ CHAT_TEMPLATE = (
 )
 
 
-def build_tiny(
-    out: str | Path,
-    texts: Iterable[str],
-    seed: int,
-    dims: TinyDims,
-    device: str = "cpu",
-    dtype: str = "float32",
-) -> int:
-    """Build and save a tiny Idefics3; return its parameter count."""
-    tok = train_tokenizer(
-        texts,
-        dims.vocab_size,
-        SPECIAL_TOKENS,
-        CHAT_TEMPLATE,
-        eos_token="<end_of_utterance>",
-        pad_token="<|end_of_text|>",
-        bos_token="<|begin_of_text|>",
-    )
-    ids = token_ids(tok, SPECIAL_TOKENS)
-    side = dims.image_size
-    patch = side // 4  # 4 x 4 patches, pixel-shuffled to 2 x 2 image tokens
-    image_processor = Idefics3ImageProcessorPil(
-        size={"longest_edge": side}, max_image_size={"longest_edge": side}, do_image_splitting=False
-    )
-    processor = Idefics3Processor(
-        image_processor=image_processor,
-        tokenizer=tok,
-        image_seq_len=(side // patch) ** 2 // SCALE**2,
-        chat_template=CHAT_TEMPLATE,
-    )
-    config = Idefics3Config(
-        text_config={
-            "model_type": "llama",
-            "vocab_size": dims.model_vocab_size or len(tok),
-            "hidden_size": dims.hidden_size,
-            "intermediate_size": dims.intermediate_size,
-            "num_hidden_layers": dims.num_layers,
-            "num_attention_heads": dims.num_heads,
-            "num_key_value_heads": dims.num_kv_heads,
-            "max_position_embeddings": dims.max_position_embeddings,
-            "rope_parameters": {"rope_type": "default", "rope_theta": dims.rope_theta},
-            "bos_token_id": ids["<|begin_of_text|>"],
-            "eos_token_id": ids["<end_of_utterance>"],
-            "pad_token_id": ids["<|end_of_text|>"],
-            "tie_word_embeddings": True,
-        },
-        vision_config={
-            "hidden_size": dims.vision_hidden,
-            "intermediate_size": dims.vision_intermediate or dims.vision_hidden * 2,
-            "num_hidden_layers": dims.vision_depth,
-            "num_attention_heads": dims.vision_heads,
-            "image_size": side,
-            "patch_size": patch,
-        },
-        scale_factor=SCALE,
-        image_token_id=ids["<image>"],
-        tie_word_embeddings=True,
-    )
-    stops = [ids["<end_of_utterance>"], ids["<|end_of_text|>"]]
-    return save_tiny(
-        out,
-        lambda: Idefics3ForConditionalGeneration(config),
-        processor,
-        seed,
-        device,
-        dtype,
-        eos_token_ids=stops,
-    )
+TOKENS = TinyTokens(
+    SPECIAL_TOKENS,
+    CHAT_TEMPLATE,
+    eos="<end_of_utterance>",
+    pad="<|end_of_text|>",
+    bos="<|begin_of_text|>",
+    stops=("<end_of_utterance>", "<|end_of_text|>"),
+)
+
+
+def idefics_parts(
+    tokens: TinyTokens, image_processor_class: type, processor_class: type, config_class: type
+) -> Parts:
+    """The tiny model's ``parts`` for Idefics3 and its descendants (SmolVLM): 4 x 4 patches,
+    pixel-shuffled to 2 x 2 image tokens, no tiling, a Llama decoder."""
+
+    def parts(tok: Any, ids: dict[str, int], dims: TinyDims) -> tuple[Any, Any]:
+        side = dims.image_size
+        patch = side // 4
+        image_processor = image_processor_class(
+            size={"longest_edge": side}, max_image_size={"longest_edge": side}, do_image_splitting=False
+        )
+        processor = processor_class(
+            image_processor=image_processor,
+            tokenizer=tok,
+            image_seq_len=(side // patch) ** 2 // SCALE**2,
+            chat_template=tokens.chat_template,
+        )
+        config = config_class(
+            text_config=decoder_config(
+                dims,
+                len(tok),
+                ids[tokens.eos],
+                ids[tokens.pad],
+                model_type="llama",
+                rope_parameters=rope(dims),
+                bos_token_id=ids[tokens.bos] if tokens.bos else None,
+                tie_word_embeddings=True,
+            ),
+            vision_config=vit_config(dims, image_size=side, patch_size=patch),
+            scale_factor=SCALE,
+            image_token_id=ids["<image>"],
+            tie_word_embeddings=True,
+        )
+        return processor, config
+
+    return parts
+
+
+build_tiny = tiny_builder(
+    "Idefics3",
+    TOKENS,
+    Idefics3ForConditionalGeneration,
+    idefics_parts(TOKENS, Idefics3ImageProcessorPil, Idefics3Processor, Idefics3Config),
+)
 
 
 FAMILY = Family(

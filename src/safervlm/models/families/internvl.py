@@ -14,8 +14,6 @@ InternViT vision tower, pixel-shuffle MLP projector, Qwen2 (or Qwen3) decoder.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 
 from transformers import InternVLConfig, InternVLForConditionalGeneration
@@ -23,7 +21,7 @@ from transformers.models.got_ocr2.image_processing_pil_got_ocr2 import GotOcr2Im
 from transformers.models.internvl.processing_internvl import InternVLProcessor
 
 from safervlm.models.families.base import THINK, Family
-from safervlm.models.families.tiny import TinyDims, save_tiny, token_ids, train_tokenizer
+from safervlm.models.families.tiny import TinyDims, TinyTokens, decoder_config, rope, tiny_builder, vit_config
 
 SPECIAL_TOKENS = [
     "<|endoftext|>",
@@ -69,30 +67,21 @@ class ImageOnlyInternVLProcessor(InternVLProcessor):
         super().__init__(image_processor, tokenizer, None, image_seq_length, chat_template, **kwargs)
 
 
-def build_tiny(
-    out: str | Path,
-    texts: Iterable[str],
-    seed: int,
-    dims: TinyDims,
-    device: str = "cpu",
-    dtype: str = "float32",
-) -> int:
-    """Build and save a tiny InternVL; return its parameter count."""
-    tok = train_tokenizer(
-        texts,
-        dims.vocab_size,
-        SPECIAL_TOKENS,
-        CHAT_TEMPLATE,
-        eos_token="<|im_end|>",
-        pad_token="<|endoftext|>",
-        named_tokens={
-            "start_image_token": "<img>",
-            "end_image_token": "</img>",
-            "context_image_token": "<IMG_CONTEXT>",
-            "video_token": "<video>",
-        },
-    )
-    ids = token_ids(tok, SPECIAL_TOKENS)
+TOKENS = TinyTokens(
+    SPECIAL_TOKENS,
+    CHAT_TEMPLATE,
+    eos="<|im_end|>",
+    pad="<|endoftext|>",
+    named={
+        "start_image_token": "<img>",
+        "end_image_token": "</img>",
+        "context_image_token": "<IMG_CONTEXT>",
+        "video_token": "<video>",
+    },
+)
+
+
+def _parts(tok: Any, ids: dict[str, int], dims: TinyDims) -> tuple[Any, InternVLConfig]:
     side = dims.image_size
     image_processor = GotOcr2ImageProcessorPil(
         size={"height": side, "width": side}, crop_to_patches=True, max_patches=MAX_CROPS
@@ -104,29 +93,17 @@ def build_tiny(
         chat_template=CHAT_TEMPLATE,
     )
     config = InternVLConfig(
-        text_config={
-            "model_type": "qwen2",
-            "vocab_size": dims.model_vocab_size or len(tok),
-            "hidden_size": dims.hidden_size,
-            "intermediate_size": dims.intermediate_size,
-            "num_hidden_layers": dims.num_layers,
-            "num_attention_heads": dims.num_heads,
-            "num_key_value_heads": dims.num_kv_heads,
-            "max_position_embeddings": dims.max_position_embeddings,
-            "rope_parameters": {"rope_type": "default", "rope_theta": dims.rope_theta},
-            "eos_token_id": ids["<|im_end|>"],
-            "pad_token_id": ids["<|endoftext|>"],
-            "bos_token_id": None,
-            "tie_word_embeddings": True,
-        },
-        vision_config={
-            "hidden_size": dims.vision_hidden,
-            "intermediate_size": dims.vision_intermediate or dims.vision_hidden * 2,
-            "num_hidden_layers": dims.vision_depth,
-            "num_attention_heads": dims.vision_heads,
-            "image_size": side,
-            "patch_size": PATCH,
-        },
+        text_config=decoder_config(
+            dims,
+            len(tok),
+            ids["<|im_end|>"],
+            ids["<|endoftext|>"],
+            model_type="qwen2",
+            rope_parameters=rope(dims),
+            bos_token_id=None,
+            tie_word_embeddings=True,
+        ),
+        vision_config=vit_config(dims, image_size=side, patch_size=PATCH),
         image_token_id=ids["<IMG_CONTEXT>"],
         image_seq_length=processor.image_seq_length,
         downsample_ratio=DOWNSAMPLE,
@@ -134,7 +111,10 @@ def build_tiny(
         vision_feature_select_strategy="default",
         tie_word_embeddings=True,
     )
-    return save_tiny(out, lambda: InternVLForConditionalGeneration(config), processor, seed, device, dtype)
+    return processor, config
+
+
+build_tiny = tiny_builder("InternVL", TOKENS, InternVLForConditionalGeneration, _parts)
 
 
 FAMILY = Family(

@@ -10,8 +10,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 
 from transformers import LlavaOnevisionConfig, LlavaOnevisionForConditionalGeneration
@@ -21,7 +19,7 @@ from transformers.models.llava_onevision.image_processing_pil_llava_onevision im
 from transformers.models.llava_onevision.processing_llava_onevision import LlavaOnevisionProcessor
 
 from safervlm.models.families.base import Family
-from safervlm.models.families.tiny import TinyDims, save_tiny, token_ids, train_tokenizer
+from safervlm.models.families.tiny import TinyDims, TinyTokens, decoder_config, rope, tiny_builder, vit_config
 
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<image>", "<video>"]
 
@@ -70,25 +68,16 @@ class ImageOnlyLlavaOnevisionProcessor(LlavaOnevisionProcessor):
         )
 
 
-def build_tiny(
-    out: str | Path,
-    texts: Iterable[str],
-    seed: int,
-    dims: TinyDims,
-    device: str = "cpu",
-    dtype: str = "float32",
-) -> int:
-    """Build and save a tiny LLaVA-OneVision; return its parameter count."""
-    tok = train_tokenizer(
-        texts,
-        dims.vocab_size,
-        SPECIAL_TOKENS,
-        CHAT_TEMPLATE,
-        eos_token="<|im_end|>",
-        pad_token="<|endoftext|>",
-        named_tokens={"image_token": "<image>", "video_token": "<video>"},
-    )
-    ids = token_ids(tok, SPECIAL_TOKENS)
+TOKENS = TinyTokens(
+    SPECIAL_TOKENS,
+    CHAT_TEMPLATE,
+    eos="<|im_end|>",
+    pad="<|endoftext|>",
+    named={"image_token": "<image>", "video_token": "<video>"},
+)
+
+
+def _parts(tok: Any, ids: dict[str, int], dims: TinyDims) -> tuple[Any, LlavaOnevisionConfig]:
     side = dims.image_size
     patch = side // 4  # 4 x 4 patches: 16 tokens per view
     grid = [[side, side]]  # one tile: the base view plus one tile per image
@@ -103,30 +92,17 @@ def build_tiny(
         vision_feature_select_strategy="full",
     )
     config = LlavaOnevisionConfig(
-        text_config={
-            "model_type": "qwen2",
-            "vocab_size": dims.model_vocab_size or len(tok),
-            "hidden_size": dims.hidden_size,
-            "intermediate_size": dims.intermediate_size,
-            "num_hidden_layers": dims.num_layers,
-            "num_attention_heads": dims.num_heads,
-            "num_key_value_heads": dims.num_kv_heads,
-            "max_position_embeddings": dims.max_position_embeddings,
-            "rope_parameters": {"rope_type": "default", "rope_theta": dims.rope_theta},
-            "eos_token_id": ids["<|im_end|>"],
-            "pad_token_id": ids["<|endoftext|>"],
-            "bos_token_id": None,
-            "tie_word_embeddings": True,
-        },
-        vision_config={
-            "model_type": "siglip_vision_model",
-            "hidden_size": dims.vision_hidden,
-            "intermediate_size": dims.vision_intermediate or dims.vision_hidden * 2,
-            "num_hidden_layers": dims.vision_depth,
-            "num_attention_heads": dims.vision_heads,
-            "image_size": side,
-            "patch_size": patch,
-        },
+        text_config=decoder_config(
+            dims,
+            len(tok),
+            ids["<|im_end|>"],
+            ids["<|endoftext|>"],
+            model_type="qwen2",
+            rope_parameters=rope(dims),
+            bos_token_id=None,
+            tie_word_embeddings=True,
+        ),
+        vision_config=vit_config(dims, model_type="siglip_vision_model", image_size=side, patch_size=patch),
         image_token_index=ids["<image>"],
         video_token_index=ids["<video>"],
         vision_feature_select_strategy="full",
@@ -134,9 +110,10 @@ def build_tiny(
         image_grid_pinpoints=grid,
         tie_word_embeddings=True,
     )
-    return save_tiny(
-        out, lambda: LlavaOnevisionForConditionalGeneration(config), processor, seed, device, dtype
-    )
+    return processor, config
+
+
+build_tiny = tiny_builder("LLaVA-OneVision", TOKENS, LlavaOnevisionForConditionalGeneration, _parts)
 
 
 FAMILY = Family(

@@ -26,7 +26,16 @@ from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLIm
 from transformers.processing_utils import ProcessorMixin
 
 from safervlm.models.families.base import THINK, Family, has_torchvision, saved_processor_class
-from safervlm.models.families.tiny import TinyDims, save_tiny, token_ids, train_tokenizer
+from safervlm.models.families.tiny import (
+    TinyDims,
+    TinyTokens,
+    decoder_config,
+    merger_vit_config,
+    mrope_section,
+    rope,
+    tiny_builder,
+    token_ids,
+)
 
 log = logging.getLogger(__name__)
 
@@ -40,12 +49,11 @@ SPECIAL_TOKENS = [
     "<|video_pad|>",
 ]
 DEFAULT_SYSTEM = "You are a helpful assistant."
+PATCH = 14
 
-# Qwen2-VL's chat format: a default system turn, images as vision_start/pad/end.
-CHAT_TEMPLATE = (
-    "{% for message in messages %}"
-    "{% if loop.first and message['role'] != 'system' %}"
-    "<|im_start|>system\n" + DEFAULT_SYSTEM + "<|im_end|>\n{% endif %}"
+# Qwen's turns: the rest of the template after "{% for message in messages %}" (and any
+# preamble there); images as vision_start/pad/end.
+TURNS = (
     "<|im_start|>{{ message['role'] }}\n"
     "{% if message['content'] is string %}{{ message['content'] }}<|im_end|>\n"
     "{% else %}{% for content in message['content'] %}"
@@ -53,6 +61,12 @@ CHAT_TEMPLATE = (
     "{% elif content['type'] == 'text' %}{{ content['text'] }}{% endif %}"
     "{% endfor %}<|im_end|>\n{% endif %}{% endfor %}"
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+# Qwen2-VL's chat format: a default system turn, then the turns.
+CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if loop.first and message['role'] != 'system' %}"
+    "<|im_start|>system\n" + DEFAULT_SYSTEM + "<|im_end|>\n{% endif %}" + TURNS
 )
 
 # Qwen2.5-VL-3B-Instruct's published config (3.75B parameters), for random-weight benchmarks.
@@ -105,85 +119,70 @@ def load_processor(path: Path) -> Any:
     )
 
 
+TOKENS = TinyTokens(
+    SPECIAL_TOKENS,
+    CHAT_TEMPLATE,
+    eos="<|im_end|>",
+    pad="<|endoftext|>",
+    named={"image_token": "<|image_pad|>", "video_token": "<|video_pad|>"},
+)
+
+
 def tokenizer(texts: Iterable[str], vocab_size: int) -> Any:
     """A byte-level BPE tokenizer with Qwen's special tokens, trained on ``texts``."""
-    return train_tokenizer(
-        texts,
-        vocab_size,
-        SPECIAL_TOKENS,
-        CHAT_TEMPLATE,
-        eos_token="<|im_end|>",
-        pad_token="<|endoftext|>",
-        named_tokens={"image_token": "<|image_pad|>", "video_token": "<|video_pad|>"},
+    return TOKENS.train(texts, vocab_size)
+
+
+def vision_token_ids(ids: dict[str, int]) -> dict[str, Any]:
+    """The config's image/video token ids (Qwen2-VL's and Qwen3-VL's names)."""
+    return {
+        "image_token_id": ids["<|image_pad|>"],
+        "video_token_id": ids["<|video_pad|>"],
+        "vision_start_token_id": ids["<|vision_start|>"],
+        "vision_end_token_id": ids["<|vision_end|>"],
+    }
+
+
+def image_processor(side: int, patch: int) -> Qwen2VLImageProcessorPil:
+    """Qwen2-VL's PIL image processor resizing every image to ``side`` x ``side`` pixels."""
+    pixels = side * side
+    return Qwen2VLImageProcessorPil(
+        min_pixels=pixels, max_pixels=pixels, patch_size=patch, merge_size=2, temporal_patch_size=2
     )
 
 
 def tiny_config(tok: Any, dims: TinyDims) -> Qwen2_5_VLConfig:
     """A Qwen2.5-VL config sized by ``dims`` whose special ids match ``tok``."""
     ids = token_ids(tok, SPECIAL_TOKENS)
-    head_dim = dims.hidden_size // dims.num_heads
-    half = head_dim // 2  # M-RoPE splits half the head dim into (temporal, height, width)
-    mrope = list(dims.mrope_section or (half - 2 * (half // 3), half // 3, half // 3))
+    half = dims.hidden_size // dims.num_heads // 2  # M-RoPE splits half the head dim into (t, h, w)
+    mrope = list(dims.mrope_section or mrope_section(half))
     common: dict[str, Any] = {
         "bos_token_id": None,
         "eos_token_id": ids["<|im_end|>"],
         "pad_token_id": ids["<|endoftext|>"],
     }
-    text = {
-        "vocab_size": dims.model_vocab_size or len(tok),
-        "hidden_size": dims.hidden_size,
-        "intermediate_size": dims.intermediate_size,
-        "num_hidden_layers": dims.num_layers,
-        "num_attention_heads": dims.num_heads,
-        "num_key_value_heads": dims.num_kv_heads,
-        "max_position_embeddings": dims.max_position_embeddings,
-        "rope_parameters": {"rope_type": "default", "rope_theta": dims.rope_theta, "mrope_section": mrope},
-        "tie_word_embeddings": True,
-        **common,
-    }
-    vision = {
-        "depth": dims.vision_depth,
-        "hidden_size": dims.vision_hidden,
-        "intermediate_size": dims.vision_intermediate or dims.vision_hidden * 2,
-        "num_heads": dims.vision_heads,
-        "out_hidden_size": dims.hidden_size,
-        "patch_size": 14,
-        "spatial_merge_size": 2,
-        "temporal_patch_size": 2,
-        "window_size": dims.window_size,
-        "fullatt_block_indexes": list(dims.fullatt_block_indexes or [dims.vision_depth - 1]),
-    }
+    text = decoder_config(
+        dims, len(tok), **common, rope_parameters=rope(dims, mrope_section=mrope), tie_word_embeddings=True
+    )
+    vision = merger_vit_config(
+        dims,
+        PATCH,
+        window_size=dims.window_size,
+        fullatt_block_indexes=list(dims.fullatt_block_indexes or [dims.vision_depth - 1]),
+    )
     return Qwen2_5_VLConfig(
-        text_config=text,
-        vision_config=vision,
-        image_token_id=ids["<|image_pad|>"],
-        video_token_id=ids["<|video_pad|>"],
-        vision_start_token_id=ids["<|vision_start|>"],
-        vision_end_token_id=ids["<|vision_end|>"],
-        tie_word_embeddings=True,
-        **common,
+        text_config=text, vision_config=vision, **vision_token_ids(ids), tie_word_embeddings=True, **common
     )
 
 
-def build_tiny(
-    out: str | Path,
-    texts: Iterable[str],
-    seed: int,
-    dims: TinyDims,
-    device: str = "cpu",
-    dtype: str = "float32",
-) -> int:
-    """Build and save the tiny Qwen2.5-VL; return its parameter count."""
-    tok = tokenizer(texts, dims.vocab_size)
-    pixels = dims.image_size * dims.image_size
-    image_processor = Qwen2VLImageProcessorPil(
-        min_pixels=pixels, max_pixels=pixels, patch_size=14, merge_size=2, temporal_patch_size=2
-    )
+def _parts(tok: Any, ids: dict[str, int], dims: TinyDims) -> tuple[Any, Qwen2_5_VLConfig]:
     processor = ImageOnlyQwenVLProcessor(
-        image_processor=image_processor, tokenizer=tok, chat_template=CHAT_TEMPLATE
+        image_processor=image_processor(dims.image_size, PATCH), tokenizer=tok, chat_template=CHAT_TEMPLATE
     )
-    config = tiny_config(tok, dims)
-    return save_tiny(out, lambda: Qwen2_5_VLForConditionalGeneration(config), processor, seed, device, dtype)
+    return processor, tiny_config(tok, dims)
+
+
+build_tiny = tiny_builder("Qwen2.5-VL", TOKENS, Qwen2_5_VLForConditionalGeneration, _parts)
 
 
 FAMILY = Family(

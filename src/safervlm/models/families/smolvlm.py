@@ -12,8 +12,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 
 from transformers import SmolVLMConfig, SmolVLMForConditionalGeneration
@@ -22,7 +20,8 @@ from transformers.models.smolvlm.processing_smolvlm import SmolVLMProcessor
 from transformers.processing_utils import ProcessorMixin
 
 from safervlm.models.families.base import Family
-from safervlm.models.families.tiny import TinyDims, save_tiny, token_ids, train_tokenizer
+from safervlm.models.families.idefics3 import idefics_parts
+from safervlm.models.families.tiny import TinyTokens, tiny_builder
 
 SPECIAL_TOKENS = [
     "<|endoftext|>",
@@ -32,7 +31,6 @@ SPECIAL_TOKENS = [
     "<global-img>",
     "<image>",
 ]
-SCALE = 2  # pixel-shuffle factor of the connector
 
 CHAT_TEMPLATE = (
     "<|im_start|>{% for message in messages %}{{ message['role'] | capitalize }}"
@@ -74,70 +72,26 @@ class ImageOnlySmolVLMProcessor(SmolVLMProcessor):
         return ProcessorMixin.apply_chat_template(self, conversation, chat_template, **kwargs)
 
 
-def build_tiny(
-    out: str | Path,
-    texts: Iterable[str],
-    seed: int,
-    dims: TinyDims,
-    device: str = "cpu",
-    dtype: str = "float32",
-) -> int:
-    """Build and save a tiny SmolVLM; return its parameter count."""
-    tok = train_tokenizer(
-        texts,
-        dims.vocab_size,
-        SPECIAL_TOKENS,
-        CHAT_TEMPLATE,
-        eos_token="<end_of_utterance>",
-        pad_token="<|endoftext|>",
-        named_tokens={
-            "image_token": "<image>",
-            "fake_image_token": "<fake_token_around_image>",
-            "global_image_token": "<global-img>",
-            "end_of_utterance_token": "<end_of_utterance>",
-        },
-    )
-    ids = token_ids(tok, SPECIAL_TOKENS)
-    side = dims.image_size
-    patch = side // 4  # 4 x 4 patches, pixel-shuffled to 2 x 2 image tokens
-    image_processor = SmolVLMImageProcessorPil(
-        size={"longest_edge": side}, max_image_size={"longest_edge": side}, do_image_splitting=False
-    )
-    processor = ImageOnlySmolVLMProcessor(
-        image_processor=image_processor,
-        tokenizer=tok,
-        image_seq_len=(side // patch) ** 2 // SCALE**2,
-        chat_template=CHAT_TEMPLATE,
-    )
-    config = SmolVLMConfig(
-        text_config={
-            "model_type": "llama",
-            "vocab_size": dims.model_vocab_size or len(tok),
-            "hidden_size": dims.hidden_size,
-            "intermediate_size": dims.intermediate_size,
-            "num_hidden_layers": dims.num_layers,
-            "num_attention_heads": dims.num_heads,
-            "num_key_value_heads": dims.num_kv_heads,
-            "max_position_embeddings": dims.max_position_embeddings,
-            "rope_parameters": {"rope_type": "default", "rope_theta": dims.rope_theta},
-            "bos_token_id": None,
-            "eos_token_id": ids["<end_of_utterance>"],
-            "pad_token_id": ids["<|endoftext|>"],
-            "tie_word_embeddings": True,
-        },
-        vision_config={
-            "hidden_size": dims.vision_hidden,
-            "intermediate_size": dims.vision_intermediate or dims.vision_hidden * 2,
-            "num_hidden_layers": dims.vision_depth,
-            "num_attention_heads": dims.vision_heads,
-            "image_size": side,
-            "patch_size": patch,
-        },
-        scale_factor=SCALE,
-        image_token_id=ids["<image>"],
-        tie_word_embeddings=True,
-    )
-    return save_tiny(out, lambda: SmolVLMForConditionalGeneration(config), processor, seed, device, dtype)
+TOKENS = TinyTokens(
+    SPECIAL_TOKENS,
+    CHAT_TEMPLATE,
+    eos="<end_of_utterance>",
+    pad="<|endoftext|>",
+    named={
+        "image_token": "<image>",
+        "fake_image_token": "<fake_token_around_image>",
+        "global_image_token": "<global-img>",
+        "end_of_utterance_token": "<end_of_utterance>",
+    },
+)
+
+
+build_tiny = tiny_builder(
+    "SmolVLM",
+    TOKENS,
+    SmolVLMForConditionalGeneration,
+    idefics_parts(TOKENS, SmolVLMImageProcessorPil, ImageOnlySmolVLMProcessor, SmolVLMConfig),
+)
 
 
 FAMILY = Family(

@@ -1,5 +1,8 @@
 """Pieces every family's tiny offline builder shares: sizes, a locally trained tokenizer,
-seeded random weights, atomic saving.
+the decoder and vision config dicts, seeded random weights, atomic saving.
+
+A family declares its tokens (:class:`TinyTokens`) and a ``parts(tok, ids, dims)`` function
+returning its processor and config; :func:`tiny_builder` makes its ``build_tiny`` from them.
 
 A tiny model has its family's real architecture at a few hundred thousand parameters; its
 tokenizer is a byte-level BPE trained on the given texts with the family's special tokens,
@@ -11,13 +14,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import PreTrainedTokenizerFast
+from transformers import PretrainedConfig, PreTrainedTokenizerFast
 
 from safervlm.io import atomic_path
 
@@ -134,3 +137,133 @@ def save_tiny(
         processor.save_pretrained(tmp)
     log.info("tiny %s: %d parameters, vocab %d -> %s", model.config.model_type, n_params, len(tokenizer), out)
     return int(n_params)
+
+
+@dataclass(frozen=True)
+class TinyTokens:
+    """A family's tokenizer recipe.
+
+    Attributes:
+        special: the family's control tokens, ids 0, 1, … in this order.
+        chat_template: the family's chat template (Jinja).
+        eos, pad, bos: which special tokens play these roles (``bos`` None: none).
+        named: extra named special tokens (``image_token`` …) the processor reads.
+        stops: the tokens generation stops at, for a family whose real generation config lists
+            several (empty: the tokenizer's EOS).
+    """
+
+    special: list[str]
+    chat_template: str
+    eos: str
+    pad: str
+    bos: str | None = None
+    named: dict[str, str] = field(default_factory=dict)
+    stops: tuple[str, ...] = ()
+
+    def train(self, texts: Iterable[str], vocab_size: int) -> PreTrainedTokenizerFast:
+        """The tokenizer trained on ``texts`` (see :func:`train_tokenizer`)."""
+        return train_tokenizer(
+            texts,
+            vocab_size,
+            self.special,
+            self.chat_template,
+            eos_token=self.eos,
+            pad_token=self.pad,
+            bos_token=self.bos,
+            named_tokens=self.named,
+        )
+
+
+# ``parts(tok, ids, dims) -> (processor, config)``: ids are the special tokens' ids in ``tok``.
+Parts = Callable[[PreTrainedTokenizerFast, dict[str, int], TinyDims], tuple[Any, PretrainedConfig]]
+
+
+def tiny_builder(
+    title: str, tokens: TinyTokens, model_class: Callable[[Any], Any], parts: Parts
+) -> Callable[..., int]:
+    """A family's ``build_tiny``: train the tokenizer, make the processor and config with
+    ``parts``, then save ``model_class(config)`` with seeded random weights (:func:`save_tiny`)."""
+
+    def build_tiny(
+        out: str | Path,
+        texts: Iterable[str],
+        seed: int,
+        dims: TinyDims,
+        device: str = "cpu",
+        dtype: str = "float32",
+    ) -> int:
+        tok = tokens.train(texts, dims.vocab_size)
+        ids = token_ids(tok, tokens.special)
+        processor, config = parts(tok, ids, dims)
+        stops = [ids[t] for t in tokens.stops] or None
+        return save_tiny(
+            out, lambda: model_class(config), processor, seed, device, dtype, eos_token_ids=stops
+        )
+
+    build_tiny.__doc__ = f"Build and save a tiny {title}; return its parameter count."
+    return build_tiny
+
+
+def decoder_config(
+    dims: TinyDims, vocab: int, eos_token_id: int, pad_token_id: int, **extra: Any
+) -> dict[str, Any]:
+    """A decoder's ``text_config``: the sizes in ``dims`` (embedding: ``dims.model_vocab_size``,
+    else ``vocab``), its EOS and pad ids, and the family's ``extra`` keys.
+
+    Only the keys a family passes are set: an absent key keeps the config class's default, so
+    each family's saved config is exactly what it declares.
+    """
+    return {
+        "vocab_size": dims.model_vocab_size or vocab,
+        "hidden_size": dims.hidden_size,
+        "intermediate_size": dims.intermediate_size,
+        "num_hidden_layers": dims.num_layers,
+        "num_attention_heads": dims.num_heads,
+        "num_key_value_heads": dims.num_kv_heads,
+        "max_position_embeddings": dims.max_position_embeddings,
+        "eos_token_id": eos_token_id,
+        "pad_token_id": pad_token_id,
+        **extra,
+    }
+
+
+def rope(dims: TinyDims, **extra: Any) -> dict[str, Any]:
+    """Default rotary parameters at ``dims.rope_theta``, plus ``extra`` (``mrope_section`` …)."""
+    return {"rope_type": "default", "rope_theta": dims.rope_theta, **extra}
+
+
+def mrope_section(n: int) -> list[int]:
+    """``n`` rotary frequencies split over (temporal, height, width) as Qwen-VL does."""
+    return [n - 2 * (n // 3), n // 3, n // 3]
+
+
+def vit_config(dims: TinyDims, **extra: Any) -> dict[str, Any]:
+    """A ViT-style (SigLIP, InternViT …) ``vision_config`` sized by ``dims``, plus ``extra``."""
+    return {
+        "hidden_size": dims.vision_hidden,
+        "intermediate_size": dims.vision_intermediate or dims.vision_hidden * 2,
+        "num_hidden_layers": dims.vision_depth,
+        "num_attention_heads": dims.vision_heads,
+        **extra,
+    }
+
+
+def merger_vit_config(dims: TinyDims, patch: int, **extra: Any) -> dict[str, Any]:
+    """A Qwen2-VL-style ``vision_config`` (2 x 2 patch merger, 2 temporal copies, output sized
+    to the decoder) sized by ``dims``, plus ``extra``."""
+    return {
+        "depth": dims.vision_depth,
+        "hidden_size": dims.vision_hidden,
+        "intermediate_size": dims.vision_intermediate or dims.vision_hidden * 2,
+        "num_heads": dims.vision_heads,
+        "out_hidden_size": dims.hidden_size,
+        "patch_size": patch,
+        "spatial_merge_size": 2,
+        "temporal_patch_size": 2,
+        **extra,
+    }
+
+
+def merged_side(image_size: int, patch: int) -> int:
+    """``image_size`` rounded down to a multiple of patch x 2 (the merger), at least one."""
+    return max(2 * patch, image_size // (2 * patch) * 2 * patch)
