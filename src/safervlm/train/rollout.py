@@ -37,6 +37,10 @@ With ``critique_and_correction: one_continuation`` steps 3's critique and correc
 the correction continues the critique's conversation instead of starting from
 ``correction_template``'s prompt. All unsafe rows of the generation batch are critiqued and
 corrected together, in one batch per pass.
+
+With parameters sharded over processes (ZeRO-3, FSDP) each pass gathers them collectively, so
+a process whose batch has no unsafe row runs the passes on a throwaway row when another
+process corrects (:func:`_corrections_elsewhere`); one process or DDP never does.
 """
 
 from __future__ import annotations
@@ -228,11 +232,25 @@ class SafetyAwareRollout:
         batch = self._plan(prompts, trainer)
         self._sample_and_judge(batch, trainer)
         targets = self._assign_corrections(batch)
+        elsewhere = _corrections_elsewhere(trainer, len(targets))  # collective: every process asks
         if targets:
             self._reflect_and_correct(batch, trainer, targets)
         else:
             self.last = {"rows": []}
+            if elsewhere:
+                self._join_passes(batch, trainer)
         return self._finish(batch, trainer)
+
+    def _join_passes(self, batch: _Batch, trainer: Any) -> None:
+        """Take part in the other processes' critique and correction passes without a row of
+        our own: with sharded parameters every ``generate`` gathers them collectively, so a
+        process that skipped the passes would leave the others waiting. Runs the passes on a
+        throwaway copy of the first sample and drops what they return."""
+        spare = _Batch(**{**vars(batch), "stats": RolloutStats()})
+        spare.completion_ids, spare.roles = list(batch.completion_ids), list(batch.roles)
+        spare.sample_logps = list(batch.sample_logps)
+        self._reflect_and_correct(spare, trainer, {0: batch.sample_rows[0]})
+        self.last = {"rows": []}
 
     def _plan(self, prompts: list[Any], trainer: Any) -> _Batch:
         """Check the batch is whole groups with their dataset rows; choose the rows that sample
@@ -370,6 +388,25 @@ class SafetyAwareRollout:
                 [int(r != PAD)] * len(c) for c, r in zip(batch.completion_ids, batch.roles, strict=True)
             ]
         return out
+
+
+def _corrections_elsewhere(trainer: Any, corrections: int) -> bool:
+    """Whether any process of a parameter-sharded run (ZeRO-3, FSDP) corrects rows in this
+    call (``corrections``: this process's count; a collective, so every process calls it).
+    Always False, without communicating, with one process or with replicated parameters (DDP,
+    ZeRO-1/2), where each process generates on its own."""
+    accelerator = trainer.accelerator
+    if accelerator.num_processes < 2:
+        return False
+    plugin = getattr(accelerator.state, "deepspeed_plugin", None)
+    zero3 = trainer.is_deepspeed_enabled and plugin is not None and plugin.zero_stage == 3
+    if not (zero3 or trainer.is_fsdp_enabled):
+        return False
+    from accelerate.utils import gather_object
+
+    counts = gather_object([corrections])
+    log.debug("rollout: corrections per process %s", counts)
+    return any(counts)
 
 
 @contextlib.contextmanager
