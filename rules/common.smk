@@ -264,6 +264,7 @@ ROLLOUT_ONLY_KEYS = (
 def sft_section():
     """The ``sft`` section; with correction demonstrations, grpo's correction template too."""
     section = dict(config["sft"])
+    section.pop("processes", None)  # the launcher's key (launch_args), not the stage's
     if section["correction_demos"] > 0:
         section["correction_template"] = config["grpo"]["correction_template"]
     return section
@@ -272,6 +273,7 @@ def sft_section():
 def grpo_section(variant):
     """The ``grpo`` config section for a GRPO model: ``grpo_plain`` turns the safety-aware rollout off."""
     section = dict(config["grpo"])
+    section.pop("processes", None)  # the launcher's key (launch_args), not the stage's
     if variant == "grpo_plain":
         section["safety_aware"] = False
         for key in ROLLOUT_ONLY_KEYS:
@@ -379,9 +381,14 @@ LOCAL_MODEL_JUDGES = ("hf",)
 
 
 def launch_args(stage):
-    """The launcher's options for a training stage (its DeepSpeed config, if any)."""
-    ds = config[stage]["deepspeed"]
-    return ["--deepspeed", ds] if ds else []
+    """The launcher's options for a training stage: its DeepSpeed config and its process count.
+
+    Only what differs from the defaults, so a 1-process job's command line stays as it was.
+    """
+    ds, processes = config[stage]["deepspeed"], config[stage].get("processes", 1)
+    return (["--deepspeed", ds] if ds else []) + (
+        ["--processes", str(processes)] if processes > 1 else []
+    )
 
 
 def judge_gpus(wildcards):

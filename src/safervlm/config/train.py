@@ -81,6 +81,15 @@ class TrainParams(Section):
     gradient_checkpointing: Annotated[bool, TrlArg("gradient_checkpointing")] = Field(
         False, description="Recompute activations in the backward pass (less memory, ~30% more compute)."
     )
+    # The launcher's key (workflow/scripts/train-launch), not the stage's: left out of the params a
+    # stage logs and of the run key, so a 1-process run logs and resumes exactly as before.
+    processes: int = Field(
+        1,
+        ge=1,
+        exclude=True,
+        description="Training processes. No GPU: N > 1 starts N processes on the machine (torchrun, "
+        "gloo). GPUs: one process per GPU of the job; N > 1 must equal the job's GPU count.",
+    )
 
 
 class SFTSection(TrainParams):

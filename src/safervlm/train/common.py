@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from accelerate.utils import DistributedType
 
 from safervlm.config import TrainParams, TrlArg
 from safervlm.errors import ConfigError
@@ -88,16 +89,44 @@ def lora_config(
     )
 
 
+def log_world(state: Any) -> None:
+    """Log which of how many training processes this is (each process logs its own line)."""
+    log.info(
+        "training process %d of %d (%s)",
+        state.process_index,
+        state.num_processes,
+        state.distributed_type.value,
+    )
+
+
 def save_policy(trainer: Any, processor: Any, out: str | Path, extra: dict[str, Any]) -> None:
-    """Save the trained policy (LoRA merged) and its processor atomically, with a train log."""
+    """Save the trained policy (LoRA merged) and its processor atomically, with a train log.
+
+    Every training process calls it; the main process alone writes, once every process has
+    finished training, and the others return only when the output is complete. A sharded model
+    (FSDP, DeepSpeed ZeRO-3) is gathered by the accelerator, which needs every process.
+    """
+    accelerator = trainer.accelerator
+    accelerator.wait_for_everyone()
     model = trainer.model
     if hasattr(model, "merge_and_unload"):
         model = model.merge_and_unload()
-    with atomic_path(out) as tmp:
-        model.save_pretrained(tmp)
-        processor.save_pretrained(tmp)
-        write_json({"log_history": trainer.state.log_history, **extra}, tmp / "train_log.json")
-    log.info("saved policy to %s", out)
+    state_dict = None
+    if accelerator.num_processes > 1 and accelerator.distributed_type in (
+        DistributedType.FSDP,
+        DistributedType.DEEPSPEED,
+    ):
+        state_dict = accelerator.get_state_dict(trainer.model_wrapped)
+    if accelerator.is_main_process:
+        with atomic_path(out) as tmp:
+            if state_dict is None:
+                model.save_pretrained(tmp)
+            else:
+                model.save_pretrained(tmp, state_dict=state_dict)
+            processor.save_pretrained(tmp)
+            write_json({"log_history": trainer.state.log_history, **extra}, tmp / "train_log.json")
+        log.info("saved policy to %s", out)
+    accelerator.wait_for_everyone()
 
 
 def step_logs(trainer: Any) -> list[dict[str, Any]]:

@@ -26,9 +26,15 @@ from safervlm.io import read_parquet
 from safervlm.judge import build_judge
 from safervlm.models import family_of, load_policy
 from safervlm.rewards import available_rewards, get_reward
-from safervlm.train.common import common_args, lora_config, save_policy, step_logs
+from safervlm.train.common import common_args, log_world, lora_config, save_policy, step_logs
 from safervlm.train.data import prompt_dataset
-from safervlm.train.resume import CheckpointMarker, fingerprint, last_checkpoint, run_state_dir
+from safervlm.train.resume import (
+    CheckpointMarker,
+    fingerprint,
+    last_checkpoint,
+    run_state_dir,
+    state_path,
+)
 from safervlm.train.rollout import (
     SafetyAwareGRPOTrainer,
     SafetyAwareRollout,
@@ -106,6 +112,18 @@ def _drop_long_prompts(df: Any, processor: Any, max_len: int | None, path: str) 
     return df[keep].reset_index(drop=True)
 
 
+def _prepare_state(
+    dist: Any, state_root: str | None, key: dict[str, Any] | None, workdir: Path
+) -> str | None:
+    """The checkpoint to resume from: the main process prepares the run state, the others wait and read."""
+    main = dist.is_main_process
+    if main and state_root and key is not None:
+        run_state_dir(state_root, key)  # removes stale state, writes the key
+    resume = last_checkpoint(workdir) if main else None  # drops a checkpoint written halfway
+    dist.wait_for_everyone()
+    return resume if main else last_checkpoint(workdir, clean=False)
+
+
 def _metrics(trainer: Any, n_prompts: int, resumed_from: str | None) -> dict[str, Any]:
     history = step_logs(trainer)
     rewards = [h["reward"] for h in history if "reward" in h]
@@ -158,6 +176,7 @@ def run_grpo(
     rollout = SafetyAwareRollout(judge, params) if params.safety_aware else None
 
     with tempfile.TemporaryDirectory(prefix="grpo-") as tmp:
+        key = None
         if state_root:
             key = {
                 "params": {k: v for k, v in params.model_dump().items() if k not in _NOT_IN_KEY},
@@ -166,14 +185,17 @@ def run_grpo(
                 "model": fingerprint(model_path),
                 "data": fingerprint(data_path),
             }
-            workdir = run_state_dir(state_root, key)
+            workdir = state_path(state_root, key)
         else:
-            workdir = Path(tmp)
-        resume = last_checkpoint(workdir)
+            workdir = Path(tmp)  # no resume: each process checkpoints into a folder of its own
+        args = _grpo_args(str(workdir), seed, params)
+        dist = args.distributed_state  # set up by the config: one process or several
+        log_world(dist)
+        resume = _prepare_state(dist, state_root, key, workdir)
         log.info("resuming from %s" if resume else "starting from step 0%s", resume or "")
         trainer = SafetyAwareGRPOTrainer(
             model=model,
-            args=_grpo_args(str(workdir), seed, params),
+            args=args,
             train_dataset=dataset,
             reward_funcs=[skip_padding(reward) if rollout else reward],
             processing_class=processor,
@@ -189,15 +211,18 @@ def run_grpo(
         trainer.train(resume_from_checkpoint=resume)
         metrics = _metrics(trainer, len(dataset), resume)
         extra = {"metrics": metrics, "params": params.model_dump(), "family": family.name}
-        save_policy(trainer, processor, out, extra)
-        if state_root:
+        if dist.num_processes > 1:
+            extra["processes"] = dist.num_processes
+        save_policy(trainer, processor, out, extra)  # returns once the main process has written it
+        if state_root and dist.is_main_process:
             shutil.rmtree(workdir, ignore_errors=True)  # the run finished: its state is no longer needed
-    tracking.log_stage(
-        "grpo",
-        params={**params.model_dump(), "model": model_path, "data": data_path, "judge": judge_name},
-        metrics=metrics,
-        step_metrics=step_logs(trainer),
-        artifacts=[Path(out) / "train_log.json"],
-        run_name=f"grpo:{Path(out).name}",  # grpo and grpo_plain: one run name each
-    )
+    if dist.is_main_process:  # one MLflow run per stage, not one per process
+        tracking.log_stage(
+            "grpo",
+            params={**params.model_dump(), "model": model_path, "data": data_path, "judge": judge_name},
+            metrics=metrics,
+            step_metrics=step_logs(trainer),
+            artifacts=[Path(out) / "train_log.json"],
+            run_name=f"grpo:{Path(out).name}",  # grpo and grpo_plain: one run name each
+        )
     return metrics

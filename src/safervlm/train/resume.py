@@ -7,6 +7,10 @@ file), so a changed config or a retrained input model starts from step 0 instead
 resuming a stale run; folders of other keys are removed when a run starts. A checkpoint
 counts only once the trainer has finished writing it (``last_checkpoint.json``, written
 atomically from ``on_save``): a job killed halfway through a save resumes from the one before.
+
+With several training processes the main process alone prepares the folder (removes stale
+and partial state, writes the key) and the trainer's main process writes the marker; the
+others wait for it and only read.
 """
 
 from __future__ import annotations
@@ -38,11 +42,16 @@ def fingerprint(path: str | os.PathLike[str]) -> list[tuple[str, int, int]]:
     ]
 
 
+def state_path(root: str | os.PathLike[str], key: dict[str, Any]) -> Path:
+    """Where :func:`run_state_dir` keeps the run state of ``key`` (nothing is created)."""
+    return Path(root) / config_hash(key)
+
+
 def run_state_dir(root: str | os.PathLike[str], key: dict[str, Any]) -> Path:
     """The run-state folder of ``key`` under ``root``; other keys' folders are removed."""
     root = Path(root)
-    digest = config_hash(key)
-    state = root / digest
+    state = state_path(root, key)
+    digest = state.name
     if root.is_dir():
         for other in root.iterdir():
             if other.name != digest:
@@ -53,8 +62,8 @@ def run_state_dir(root: str | os.PathLike[str], key: dict[str, Any]) -> Path:
     return state
 
 
-def last_checkpoint(state: Path) -> str | None:
-    """The last completely written checkpoint in ``state``, or None; drops partial ones."""
+def last_checkpoint(state: Path, clean: bool = True) -> str | None:
+    """The last completely written checkpoint in ``state``, or None; drops partial ones (``clean``)."""
     marker = state / MARKER
     step = -1
     if marker.exists():
@@ -64,7 +73,7 @@ def last_checkpoint(state: Path) -> str | None:
             step = int(m.group(1))
     for d in state.glob("checkpoint-*"):
         m = _CKPT.search(d.name)
-        if m and int(m.group(1)) > step:
+        if clean and m and int(m.group(1)) > step:
             log.info("removing partially written %s", d)
             shutil.rmtree(d, ignore_errors=True)
     return str(state / f"checkpoint-{step}") if step >= 0 else None

@@ -18,7 +18,7 @@ from safervlm import tracking
 from safervlm.config import SFTParams
 from safervlm.io import read_parquet
 from safervlm.models import family_of, load_policy
-from safervlm.train.common import common_args, lora_config, save_policy, step_logs
+from safervlm.train.common import common_args, log_world, lora_config, save_policy, step_logs
 from safervlm.train.data import correction_demos, sft_dataset
 
 log = logging.getLogger(__name__)
@@ -38,6 +38,7 @@ def run_sft(model_path: str, data_path: str, out: str, params: SFTParams, seed: 
     model, processor = load_policy(model_path, params.dtype)
     with tempfile.TemporaryDirectory(prefix="sft-") as workdir:
         args = SFTConfig(**common_args(workdir, seed, params), lr_scheduler_type="cosine")
+        log_world(args.distributed_state)  # one process, or one of several (train-launch)
         trainer = SFTTrainer(
             model=model,
             args=args,
@@ -55,12 +56,15 @@ def run_sft(model_path: str, data_path: str, out: str, params: SFTParams, seed: 
     final = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     metrics["final_loss"] = final[-1] if final else float("nan")
     extra = {"metrics": metrics, "params": params.model_dump(), "family": family.name}
-    save_policy(trainer, processor, out, extra)
-    tracking.log_stage(
-        "sft",
-        params={**params.model_dump(), "model": model_path, "data": data_path, "seed": seed},
-        metrics=metrics,
-        step_metrics=step_logs(trainer),
-        artifacts=[Path(out) / "train_log.json"],
-    )
+    if trainer.accelerator.num_processes > 1:
+        extra["processes"] = trainer.accelerator.num_processes
+    save_policy(trainer, processor, out, extra)  # returns once the main process has written it
+    if trainer.accelerator.is_main_process:  # one MLflow run per stage, not one per process
+        tracking.log_stage(
+            "sft",
+            params={**params.model_dump(), "model": model_path, "data": data_path, "seed": seed},
+            metrics=metrics,
+            step_metrics=step_logs(trainer),
+            artifacts=[Path(out) / "train_log.json"],
+        )
     return metrics
