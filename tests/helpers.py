@@ -65,3 +65,19 @@ def mlflow_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, experiment: str,
     }.items():
         monkeypatch.setenv(key, value)
     return uri
+
+
+def vlguard_train_parquet(root: Path) -> Path:
+    """A small GRPO training file under ``root``: the synthetic VLGuard train split (16 rows)."""
+    import pandas as pd
+
+    from safervlm.embedded.fixtures import build_fixtures
+    from safervlm.io import write_parquet
+    from safervlm.schema import POOL_EXTRA, SAMPLE_COLUMNS
+    from safervlm.sources import load_source
+
+    build_fixtures(root / "fx", seed=0, n_per_benchmark=4, n_train_per_source=16)
+    rows = load_source("vlguard_train", root / "fx" / "train" / "vlguard")
+    path = root / "train.parquet"
+    write_parquet(pd.DataFrame(rows, columns=SAMPLE_COLUMNS + POOL_EXTRA), path)
+    return path

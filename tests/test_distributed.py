@@ -14,19 +14,14 @@ import subprocess
 import time
 from pathlib import Path
 
-import pandas as pd
 import psutil
 import pytest
 import torch
 import yaml
-from helpers import BIN, ROOT, snakemake
+from helpers import BIN, ROOT, snakemake, vlguard_train_parquet
 from safetensors.torch import load_file
 
-from safervlm.embedded.fixtures import build_fixtures
-from safervlm.io import write_parquet
 from safervlm.judge.cache import JudgeCache
-from safervlm.schema import POOL_EXTRA, SAMPLE_COLUMNS
-from safervlm.sources import load_source
 from safervlm.train.resume import MARKER
 
 LAUNCH = ROOT / "workflow" / "scripts" / "train-launch"
@@ -43,12 +38,7 @@ GRPO = {
 
 @pytest.fixture(scope="module")
 def train_parquet(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("distributed")
-    build_fixtures(root / "fx", seed=0, n_per_benchmark=4, n_train_per_source=16)
-    rows = load_source("vlguard_train", root / "fx" / "train" / "vlguard")
-    path = root / "train.parquet"
-    write_parquet(pd.DataFrame(rows, columns=SAMPLE_COLUMNS + POOL_EXTRA), path)
-    return path
+    return vlguard_train_parquet(tmp_path_factory.mktemp("distributed"))
 
 
 def _env(**extra: str) -> dict[str, str]:

@@ -11,18 +11,14 @@ import sys
 import time
 from pathlib import Path
 
-import pandas as pd
 import psutil
 import pytest
 import torch
 import yaml
-from helpers import ROOT, snakemake, snakemake_command
+from helpers import ROOT, snakemake, snakemake_command, vlguard_train_parquet
 from safetensors.torch import load_file
 
-from safervlm.embedded.fixtures import build_fixtures
-from safervlm.io import write_json, write_parquet
-from safervlm.schema import POOL_EXTRA, SAMPLE_COLUMNS
-from safervlm.sources import load_source
+from safervlm.io import write_json
 from safervlm.train.resume import MARKER, last_checkpoint, run_state_dir
 
 PARAMS = {
@@ -37,12 +33,7 @@ PARAMS = {
 
 @pytest.fixture(scope="module")
 def train_parquet(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("resume")
-    build_fixtures(root / "fx", seed=0, n_per_benchmark=4, n_train_per_source=16)
-    rows = load_source("vlguard_train", root / "fx" / "train" / "vlguard")
-    path = root / "train.parquet"
-    write_parquet(pd.DataFrame(rows, columns=SAMPLE_COLUMNS + POOL_EXTRA), path)
-    return path
+    return vlguard_train_parquet(tmp_path_factory.mktemp("resume"))
 
 
 def _cmd(model: Path, data: Path, out: Path, state: Path) -> list[str]:
