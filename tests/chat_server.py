@@ -151,8 +151,10 @@ class ChatServer(LocalServer):
         retry_after: float = 0.05,
         hang_seconds: float = 3.0,
         behaviour: str = "honest",
+        models: tuple[str, ...] = ("chat",),
     ) -> None:
         super().__init__()
+        self.models = models
         self.latency = latency
         self.behaviour = behaviour
         self.response_formats = 0
@@ -162,6 +164,14 @@ class ChatServer(LocalServer):
         self.image_urls: list[str] = []
 
     # ------------------------------------------------------------------ handling
+    def on_get(self, h: BaseHTTPRequestHandler) -> None:
+        """``GET /v1/models`` lists ``models`` (what a served model's preflight asks); any other
+        path: the stats."""
+        if h.path.rstrip("/").endswith("/models"):
+            data = [{"id": m, "object": "model", "owned_by": "test"} for m in self.models]
+            return send_json(h, 200, {"object": "list", "data": data})
+        return super().on_get(h)
+
     def accept(self, h: BaseHTTPRequestHandler) -> bool:
         """Every request is served; its ``Authorization`` header is recorded."""
         self.auth_headers.add(h.headers.get("authorization", ""))

@@ -81,9 +81,12 @@ def test_eval_only_config_plans_no_curation_or_training(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_eval_only_runs_a_checkpoint_and_a_served_model(tmp_path: Path, tiny_model_dir: Path) -> None:
+def test_eval_only_runs_a_checkpoint_and_a_served_model(
+    tmp_path: Path, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The evaluate-only DAG against tests/chat_server.py as the served model, next to a local
     checkpoint: responses from the endpoint, the report with the paired tables."""
+    monkeypatch.setenv("SERVED_API_KEY", "any")  # eval.yaml's api_key_env (preflight checks it is set)
     with ChatServer() as srv:
         cfg = eval_only_config(
             tmp_path,
