@@ -7,7 +7,7 @@ from snakemake.utils import validate
 
 from safervlm import prefork
 from safervlm.layout import judge_suffix, judged_name, run_judges, run_seeds, seed_dir
-from safervlm.served import preflight_errors
+from safervlm.served import model_section, preflight_errors
 from safervlm.workflow_support import (
     code_digest,
     benchmark_module,
@@ -321,8 +321,7 @@ def model_arg(wildcards):
 
 def generate_params(wildcards):
     """The generate section for one model: shared keys, then that model's overrides."""
-    section = {k: v for k, v in config["generate"].items() if k != "models"}
-    return as_json({**section, **config["generate"]["models"].get(wildcards.model, {})})
+    return as_json(model_section(config["generate"], wildcards.model))
 
 
 def attacks_for(bench):

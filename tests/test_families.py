@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from helpers import vlguard_train_parquet
 
 from safervlm.config import GRPOParams, SFTParams, TinyConfig
 from safervlm.embedded import world
-from safervlm.embedded.fixtures import build_fixtures
 from safervlm.embedded.tiny import TinyDims, build_tiny_model
 from safervlm.errors import ConfigError
 from safervlm.io import write_parquet
@@ -29,8 +29,7 @@ from safervlm.models import FAMILIES, family_of, get_family, load_policy, load_p
 from safervlm.models.families import preloads
 from safervlm.models.generation import HFGenerator
 from safervlm.prefork import FAMILY_PRELOAD
-from safervlm.schema import POOL_EXTRA, SAMPLE_COLUMNS, encode_image
-from safervlm.sources import load_source
+from safervlm.schema import encode_image
 from safervlm.stages.tiny_model import tiny_model
 from safervlm.train.common import lora_config
 from safervlm.train.grpo import run_grpo
@@ -110,12 +109,7 @@ def test_tiny_qwen2_5_vl_files_are_unchanged(tmp_path: Path) -> None:
 # -- one tiny model per family ------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def train_parquet(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("families-data")
-    build_fixtures(root / "fx", seed=0, n_per_benchmark=4, n_train_per_source=16)
-    rows = load_source("vlguard_train", root / "fx" / "train" / "vlguard")
-    path = root / "train.parquet"
-    write_parquet(pd.DataFrame(rows, columns=SAMPLE_COLUMNS + POOL_EXTRA), path)
-    return path
+    return vlguard_train_parquet(tmp_path_factory.mktemp("families-data"))
 
 
 @pytest.fixture(scope="module")

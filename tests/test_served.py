@@ -15,9 +15,15 @@ from safervlm.cli import main as cli_main
 from safervlm.config import GenerateParams
 from safervlm.errors import EndpointError
 from safervlm.evaluate.generate import generate_responses
-from safervlm.evaluate.score import generation_counts, group_metrics
+from safervlm.evaluate.score import group_metrics
 from safervlm.models.generation import build_generator
-from safervlm.schema import GENERATION_COLUMNS, RESPONSE_COLUMNS, SAMPLE_COLUMNS, with_generation_columns
+from safervlm.schema import (
+    GENERATION_COLUMNS,
+    RESPONSE_COLUMNS,
+    SAMPLE_COLUMNS,
+    generation_counts,
+    with_generation_columns,
+)
 from safervlm.served import endpoint_error, parse_chat_completion, preflight_errors
 from safervlm.text import join_reply, split_reply, split_response, split_status
 

@@ -8,14 +8,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from helpers import vlguard_train_parquet
 from safetensors.torch import load_file
 
 from safervlm.config import GRPOParams, SFTParams
-from safervlm.embedded.fixtures import build_fixtures
 from safervlm.errors import ConfigError, InputError
 from safervlm.io import write_parquet
-from safervlm.schema import POOL_EXTRA, SAMPLE_COLUMNS
-from safervlm.sources import load_source
 from safervlm.train.data import correction_demos
 from safervlm.train.grpo import run_grpo
 from safervlm.train.sft import run_sft
@@ -23,12 +21,7 @@ from safervlm.train.sft import run_sft
 
 @pytest.fixture(scope="module")
 def train_parquet(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("train")
-    build_fixtures(root / "fx", seed=0, n_per_benchmark=4, n_train_per_source=16)
-    rows = load_source("vlguard_train", root / "fx" / "train" / "vlguard")
-    path = root / "train.parquet"
-    write_parquet(pd.DataFrame(rows, columns=SAMPLE_COLUMNS + POOL_EXTRA), path)
-    return path
+    return vlguard_train_parquet(tmp_path_factory.mktemp("train"))
 
 
 def _losses(out: Path) -> list[float]:

@@ -64,6 +64,8 @@ GENERATION_DEFAULTS: dict[str, Any] = {
     "completion_tokens": -1,
 }
 GENERATION_COLUMNS = ["reasoning_source", *GENERATION_DEFAULTS]
+# Where a row's reasoning came from: a reply field, markers in the text, or nowhere.
+REASONING_SOURCES = ("field", "markers", "none")
 
 # Per-sample judgments; every score is in [0, 1] or NaN when unscored.
 SCORE_COLUMNS = [
@@ -215,3 +217,15 @@ def with_generation_columns(df: pd.DataFrame) -> pd.DataFrame:
             values, dtype = [GENERATION_DEFAULTS[col]] * len(df), type(GENERATION_DEFAULTS[col])
         df[col] = pd.Series(values, index=df.index, dtype=dtype)
     return df
+
+
+def generation_counts(df: pd.DataFrame) -> dict[str, int]:
+    """``n_truncated`` (rows that hit the token budget) and ``n_reasoning_<source>`` per
+    reasoning source (field, markers, none); rows without the columns count as not
+    truncated, with the source :func:`reasoning_source_of` gives."""
+    filled = with_generation_columns(df)
+    sources = filled["reasoning_source"].fillna("none").astype(str).value_counts()
+    return {
+        "n_truncated": int(filled["truncated"].fillna(False).astype(bool).sum()),
+        **{f"n_reasoning_{s}": int(sources.get(s, 0)) for s in REASONING_SOURCES},
+    }

@@ -145,11 +145,16 @@ def api_key(params: GenerateParams, env: Mapping[str, str] | None = None) -> str
     return key
 
 
-def model_params(generate: Mapping[str, Any], name: str) -> GenerateParams:
-    """One model's generate params: the ``generate`` section's keys, then its overrides."""
+def model_section(generate: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """One model's ``generate`` keys: the section's, then that model's overrides (what the
+    ``generate`` rule passes as ``--params``)."""
     section = {k: v for k, v in generate.items() if k != "models"}
-    overrides = (generate.get("models") or {}).get(name, {})
-    return from_dict(GenerateParams, {**section, **overrides}, section=f"generate.models.{name}")
+    return {**section, **(generate.get("models") or {}).get(name, {})}
+
+
+def model_params(generate: Mapping[str, Any], name: str) -> GenerateParams:
+    """One model's generate params (:func:`model_section`), validated."""
+    return from_dict(GenerateParams, model_section(generate, name), section=f"generate.models.{name}")
 
 
 def endpoint_error(

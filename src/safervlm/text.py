@@ -29,14 +29,18 @@ import re
 THINK_OPEN = "<think>"
 THINK_CLOSE = "</think>"
 _ANSWER_RE = re.compile(r"<answer>(.*?)(?:</answer>|$)", re.DOTALL)
-# Where a row's reasoning came from: a reply field, markers in the text, or nowhere.
-REASONING_SOURCES = ("field", "markers", "none")
 
 
 def _strip_markers(text: str, open_tag: str, close_tag: str) -> str:
     """``text`` without the markers: its non-empty pieces, stripped, joined by blank lines."""
     pieces = re.split(f"{re.escape(open_tag)}|{re.escape(close_tag)}", text)
     return "\n\n".join(p.strip() for p in pieces if p.strip())
+
+
+def _answer_of(text: str) -> str:
+    """The answer in the text after the reasoning: inside ``<answer>`` tags where present."""
+    m = _ANSWER_RE.search(text)
+    return (m.group(1) if m else text).strip()
 
 
 def _unclosed(text: str, open_tag: str, close_tag: str, truncated: bool = False) -> bool:
@@ -78,10 +82,7 @@ def split_response(
         # itself, stripped; several blocks lose their markers and keep their contents.
         reasoning = _strip_markers(text[:idx], open_tag, close_tag)
         answer = text[idx + len(close_tag) :]
-    m = _ANSWER_RE.search(answer)
-    if m:
-        answer = m.group(1)
-    return reasoning.strip(), answer.strip()
+    return reasoning.strip(), _answer_of(answer)
 
 
 def split_response_v1(response: str) -> tuple[str, str]:
@@ -99,10 +100,7 @@ def split_response_v1(response: str) -> tuple[str, str]:
         reasoning, answer = text[:idx], text[idx + len(THINK_CLOSE) :]
         if reasoning.lstrip().startswith(THINK_OPEN):
             reasoning = reasoning.replace(THINK_OPEN, "", 1)
-    m = _ANSWER_RE.search(answer)
-    if m:
-        answer = m.group(1)
-    return reasoning.strip(), answer.strip()
+    return reasoning.strip(), _answer_of(answer)
 
 
 def split_reply(

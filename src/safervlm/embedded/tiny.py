@@ -2,7 +2,7 @@
 
 The builders live with their families (:mod:`safervlm.models.families`); this module is the
 embedded default's entry point: :func:`build_tiny_model` (default family Qwen2.5-VL, the
-demo's policy) and the Qwen2.5-VL pieces benchmarks use (:data:`SHAPES`, :func:`train_tokenizer`).
+demo's policy) and the Qwen2.5-VL shapes benchmarks build (:data:`SHAPES`).
 The same family, seed, sizes and text give byte-identical files.
 """
 
@@ -11,37 +11,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from transformers import PreTrainedTokenizerFast
-
 from safervlm.models.families import get_family
-from safervlm.models.families.qwen2_5_vl import (
-    CHAT_TEMPLATE,
-    DEFAULT_SYSTEM,
-    QWEN25_VL_3B,
-    SHAPES,
-    SPECIAL_TOKENS,
-    tiny_config,
-)
-from safervlm.models.families.qwen2_5_vl import tokenizer as _qwen_tokenizer
-from safervlm.models.families.tiny import REASONING_TOKENS, TinyDims
+from safervlm.models.families.qwen2_5_vl import SHAPES
+from safervlm.models.families.tiny import TinyDims
 
-__all__ = [
-    "CHAT_TEMPLATE",
-    "DEFAULT_SYSTEM",
-    "QWEN25_VL_3B",
-    "REASONING_TOKENS",
-    "SHAPES",
-    "SPECIAL_TOKENS",
-    "TinyDims",
-    "build_tiny_model",
-    "tiny_config",
-    "train_tokenizer",
-]
-
-
-def train_tokenizer(texts: Iterable[str], vocab_size: int) -> PreTrainedTokenizerFast:
-    """Train a byte-level BPE tokenizer with Qwen's special tokens on ``texts``."""
-    return _qwen_tokenizer(texts, vocab_size)
+__all__ = ["SHAPES", "TinyDims", "build_tiny_model"]
 
 
 def build_tiny_model(

@@ -42,8 +42,7 @@ import pandas as pd
 from safervlm.markers import as_bool_or_none, is_refusal
 from safervlm.metrics.asr import PART_SAFETY, mean_unsafety_samples
 from safervlm.metrics.bootstrap import bootstrap_ci
-from safervlm.schema import NONE, SCORE_COLUMNS, attack_of, with_generation_columns
-from safervlm.text import REASONING_SOURCES
+from safervlm.schema import NONE, SCORE_COLUMNS, attack_of, generation_counts
 
 logger = logging.getLogger(__name__)
 
@@ -80,18 +79,6 @@ def _over_refusal(benign: pd.DataFrame) -> float:
         return float(np.mean([is_refusal(a) for a in benign["answer"]]))
     helpful = benign["helpfulness"].dropna()
     return float((helpful == 0).mean()) if len(helpful) else math.nan
-
-
-def generation_counts(df: pd.DataFrame) -> dict[str, int]:
-    """``n_truncated`` (rows that hit the token budget) and ``n_reasoning_<source>`` per
-    reasoning source (field, markers, none); rows without the columns count as not
-    truncated, with the source :func:`schema.reasoning_source_of` gives."""
-    filled = with_generation_columns(df)
-    sources = filled["reasoning_source"].fillna("none").astype(str).value_counts()
-    return {
-        "n_truncated": int(filled["truncated"].fillna(False).astype(bool).sum()),
-        **{f"n_reasoning_{s}": int(sources.get(s, 0)) for s in REASONING_SOURCES},
-    }
 
 
 def group_metrics(df: pd.DataFrame, n_bootstrap: int = 1000, seed: int = 0) -> dict[str, Any]:

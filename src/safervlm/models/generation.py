@@ -48,7 +48,25 @@ def compile_config(cache_implementation: str) -> CompileConfig:
     return config
 
 
-class HFGenerator:
+class Generator:
+    """A backend: :meth:`generate_records` (one :class:`~safervlm.schema.Generation` per
+    response, for evaluation) and :meth:`generate`, its texts (for QI scoring and the HF judge,
+    which need no more; a served reply's reasoning field is not included)."""
+
+    def generate_records(
+        self, questions: Sequence[str], images: Sequence[bytes | None], **kwargs: Any
+    ) -> list[list[Generation]]:
+        """Generations per question, in input order."""
+        raise NotImplementedError
+
+    def generate(
+        self, questions: Sequence[str], images: Sequence[bytes | None], **kwargs: Any
+    ) -> list[list[str]]:
+        """The texts of :meth:`generate_records`, in input order."""
+        return [[g.content for g in row] for row in self.generate_records(questions, images, **kwargs)]
+
+
+class HFGenerator(Generator):
     """Generates responses from a local Qwen2.5-VL-family policy.
 
     Each batch stops as soon as every row has emitted EOS (``generate``'s own stopping), so
@@ -102,27 +120,8 @@ class HFGenerator:
             eos = self.processor.tokenizer.eos_token_id
         return set(eos if isinstance(eos, list) else [] if eos is None else [eos])
 
-    def generate(
-        self,
-        questions: Sequence[str],
-        images: Sequence[bytes | None],
-        *,
-        max_new_tokens: int = 64,
-        do_sample: bool = False,
-        temperature: float = 1.0,
-        num_samples: int = 1,
-        batch_size: int = 32,
-        seed: int = 0,
-    ) -> list[list[str]]:
-        """Return ``num_samples`` responses per question, in input order."""
-        records = self.generate_records(
-            questions, images, max_new_tokens=max_new_tokens, do_sample=do_sample,
-            temperature=temperature, num_samples=num_samples, batch_size=batch_size, seed=seed,
-        )  # fmt: skip
-        return [[g.content for g in row] for row in records]
-
     @torch.inference_mode()
-    def generate_records(
+    def generate_records(  # type: ignore[override]
         self,
         questions: Sequence[str],
         images: Sequence[bytes | None],
@@ -177,7 +176,7 @@ class HFGenerator:
         )
 
 
-class OpenAIGenerator:
+class OpenAIGenerator(Generator):
     """Generates through an OpenAI-compatible chat-completions server (e.g. ``vllm serve``).
 
     Requests run ``concurrency`` at a time; the server does the batching (vLLM's
@@ -290,14 +289,8 @@ class OpenAIGenerator:
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
 
-    def generate(
-        self, questions: Sequence[str], images: Sequence[bytes | None], **kwargs: Any
-    ) -> list[list[str]]:
-        """The texts of :meth:`generate_records` (a reasoning field is not included)."""
-        return [[g.content for g in row] for row in self.generate_records(questions, images, **kwargs)]
 
-
-class VLLMGenerator:
+class VLLMGenerator(Generator):
     """vLLM's offline engine (``vllm.LLM.chat``), for GPU nodes; imported lazily."""
 
     def __init__(self, params: GenerateParams, model_path: str) -> None:
@@ -348,17 +341,11 @@ class VLLMGenerator:
             for o in outputs
         ]
 
-    def generate(
-        self, questions: Sequence[str], images: Sequence[bytes | None], **kwargs: Any
-    ) -> list[list[str]]:
-        """The texts of :meth:`generate_records`."""
-        return [[g.content for g in row] for row in self.generate_records(questions, images, **kwargs)]
-
 
 BACKENDS = ("hf", "openai", "vllm")
 
 
-def build_generator(model_path: str, params: GenerateParams) -> Any:
+def build_generator(model_path: str, params: GenerateParams) -> Generator:
     """The generator of ``params.backend`` (``hf``, ``openai`` or ``vllm``)."""
     if params.backend == "hf":
         return HFGenerator(

@@ -12,19 +12,16 @@ from safervlm import tracking
 from safervlm.config import GenerateParams
 from safervlm.evaluate.generate import generate_responses
 from safervlm.io import read_parquet, write_parquet
-from safervlm.schema import SAMPLE_COLUMNS
+from safervlm.schema import SAMPLE_COLUMNS, generation_counts
 from safervlm.stages.args import params_arg
-from safervlm.text import REASONING_SOURCES
 
 
-def generation_counts(df: pd.DataFrame) -> dict[str, Any]:
-    """How the generations ended: ``n_truncated``, ``n_reasoning_<source>`` per reasoning
-    source (field, markers, none) and the mean completion tokens where known (-1 if none)."""
+def generation_summary(df: pd.DataFrame) -> dict[str, Any]:
+    """How the generations ended: the score stage's counts (``n_truncated``,
+    ``n_reasoning_<source>``) and the mean completion tokens where known (-1 if none)."""
     known = df["completion_tokens"][df["completion_tokens"] >= 0]
-    sources = df["reasoning_source"].value_counts()
     return {
-        "n_truncated": int(df["truncated"].sum()),
-        **{f"n_reasoning_{s}": int(sources.get(s, 0)) for s in REASONING_SOURCES},
+        **generation_counts(df),
         "mean_completion_tokens": float(known.mean()) if len(known) else -1.0,
     }
 
@@ -42,7 +39,7 @@ def generate_stage(
         "n": len(df),
         "mean_chars": float(df["response"].str.len().mean()) if len(df) else 0.0,
         "with_reasoning": float((df["reasoning"] != "").mean()) if len(df) else 0.0,
-        **generation_counts(df),
+        **generation_summary(df),
     }
     tracking.log_stage(
         "generate",

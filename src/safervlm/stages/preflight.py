@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import argparse
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import yaml
+from snakemake.utils import update_config
 
 from safervlm.errors import ConfigError, EndpointError
 from safervlm.served import preflight_errors
@@ -19,19 +20,9 @@ from safervlm.served import preflight_errors
 log = logging.getLogger(__name__)
 
 
-def merge(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
-    """``update`` merged into ``base`` recursively (dicts merge, anything else replaces)."""
-    out = dict(base)
-    for key, value in update.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
-            out[key] = merge(out[key], value)
-        else:
-            out[key] = value
-    return out
-
-
 def load_configs(paths: Sequence[str]) -> dict[str, Any]:
-    """The config files merged in order (a later file's keys win, as with ``--configfile``)."""
+    """The config files merged in order, as Snakemake merges ``--configfile``s (its own
+    ``update_config``: nested mappings merge, a later file's values win)."""
     config: dict[str, Any] = {}
     for path in paths:
         try:
@@ -41,7 +32,7 @@ def load_configs(paths: Sequence[str]) -> dict[str, Any]:
             raise ConfigError(f"{path}: cannot read the config ({exc})") from exc
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: a config file must be a mapping")
-        config = merge(config, data)
+        update_config(config, data)
     return config
 
 

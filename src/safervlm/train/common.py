@@ -104,9 +104,12 @@ def save_policy(trainer: Any, processor: Any, out: str | Path, extra: dict[str, 
 
     Every training process calls it; the main process alone writes, once every process has
     finished training, and the others return only when the output is complete. A sharded model
-    (FSDP, DeepSpeed ZeRO-3) is gathered by the accelerator, which needs every process.
+    (FSDP, DeepSpeed ZeRO-3) is gathered by the accelerator, which needs every process. A run
+    of several processes records their number in the train log (``processes``).
     """
     accelerator = trainer.accelerator
+    if accelerator.num_processes > 1:
+        extra = {**extra, "processes": accelerator.num_processes}
     accelerator.wait_for_everyone()
     model = trainer.model
     if hasattr(model, "merge_and_unload"):

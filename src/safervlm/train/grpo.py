@@ -211,8 +211,6 @@ def run_grpo(
         trainer.train(resume_from_checkpoint=resume)
         metrics = _metrics(trainer, len(dataset), resume)
         extra = {"metrics": metrics, "params": params.model_dump(), "family": family.name}
-        if dist.num_processes > 1:
-            extra["processes"] = dist.num_processes
         save_policy(trainer, processor, out, extra)  # returns once the main process has written it
         if state_root and dist.is_main_process:
             shutil.rmtree(workdir, ignore_errors=True)  # the run finished: its state is no longer needed

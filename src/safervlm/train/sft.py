@@ -56,8 +56,6 @@ def run_sft(model_path: str, data_path: str, out: str, params: SFTParams, seed: 
     final = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     metrics["final_loss"] = final[-1] if final else float("nan")
     extra = {"metrics": metrics, "params": params.model_dump(), "family": family.name}
-    if trainer.accelerator.num_processes > 1:
-        extra["processes"] = trainer.accelerator.num_processes
     save_policy(trainer, processor, out, extra)  # returns once the main process has written it
     if trainer.accelerator.is_main_process:  # one MLflow run per stage, not one per process
         tracking.log_stage(
