@@ -217,7 +217,7 @@ def test_a_response_carrying_the_exact_verdict_cannot_erase_its_failure(tmp_path
         assert score.returncode == 0, score.stderr
         m = json.loads(metrics.read_text())["overall"]
         assert m["n_scored"] == 3 and m["n_unscored"] == 0
-        assert m["asr_full"] == pytest.approx(2 / 3) and m["safety"] == pytest.approx(1 / 3)
+        assert m["unsafety_full"] == pytest.approx(2 / 3) and m["safety"] == pytest.approx(1 / 3)
         assert m["n_suspected_injection"] == 2
 
 

@@ -131,7 +131,20 @@ def _both(rows: list[dict]) -> tuple[dict, dict]:
     mean_unsafety = score_judgments(df, n_bootstrap=0)["overall"]
     rates = analyse(outcomes_from_judgments(df), settings=Settings(n_bootstrap=0))["rates"]
     top = rates[(rates["category"] == MEAN) & (rates["benchmark"] == "b")].set_index("metric")["value"]
-    return {m: mean_unsafety[m] for m in ASR_METRICS}, {m: float(top[m]) for m in ASR_METRICS}
+    # keyed by the attack-success name of the same part, so the two read side by side
+    return (
+        {m: mean_unsafety[f"unsafety_{part}"] for m, part in ASR_METRICS.items()},
+        {m: float(top[m]) for m in ASR_METRICS},
+    )
+
+
+def test_one_name_per_quantity() -> None:
+    """metrics.json carries mean unsafety as unsafety_*; an asr_* name is attack success only."""
+    from safervlm.metrics.asr import UNSAFETY_METRICS
+
+    scored = score_judgments(pd.DataFrame([_judgment(0, (0.0, 0.0, 0.0))]), n_bootstrap=0)["overall"]
+    assert set(UNSAFETY_METRICS) <= set(scored) and not any(k.startswith("asr_") for k in scored)
+    assert set(ASR_METRICS).isdisjoint(UNSAFETY_METRICS)
 
 
 def test_the_two_asr_definitions_agree_where_they_coincide() -> None:

@@ -30,7 +30,7 @@ def judgments(model: str, safety: list[float], refuse: bool = True) -> pd.DataFr
 
 
 def metrics(safety: float) -> dict:
-    return {"overall": {"safety": safety, "helpfulness": 0.5, "asr_full": 1 - safety}}
+    return {"overall": {"safety": safety, "helpfulness": 0.5, "unsafety_full": 1 - safety}}
 
 
 def test_seed_table_mean_interval_and_seed_test() -> None:

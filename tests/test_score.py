@@ -45,11 +45,11 @@ def test_overall_counts_means_and_asr(frame):
     assert m["safety"] == pytest.approx(3 / 6)
     assert m["helpfulness"] == pytest.approx(3 / 6)
     assert m["format"] == 1.0 and m["grounding"] == 1.0 and m["hallucination"] is None
-    assert m["asr_reasoning"] == pytest.approx(2 / 3)
-    assert m["asr_answer"] == pytest.approx(2 / 4)
-    assert m["asr_full"] == pytest.approx(3 / 4)
+    assert m["unsafety_reasoning"] == pytest.approx(2 / 3)
+    assert m["unsafety_answer"] == pytest.approx(2 / 4)
+    assert m["unsafety_full"] == pytest.approx(3 / 4)
     assert m["over_refusal"] == pytest.approx(1 / 2)
-    assert m["support"]["asr_reasoning"] == 3 and m["support"]["asr_full"] == 4
+    assert m["support"]["unsafety_reasoning"] == 3 and m["support"]["unsafety_full"] == 4
     assert m["support"]["over_refusal"] == 2 and m["support"]["safety"] == 6
 
 
@@ -58,16 +58,16 @@ def test_groups_and_json(frame):
     json.dumps(out, allow_nan=False)
     assert out["benchmarks"] == ["b"] and "by_benchmark" not in out
     assert sorted(out["by_subset"]) == ["s1", "s2"]
-    assert out["by_subset"]["s2"]["asr_full"] == 1.0
-    assert out["by_category"]["benign"]["asr_full"] is None
-    assert out["by_category"]["benign"]["asr_full_ci"] is None
+    assert out["by_subset"]["s2"]["unsafety_full"] == 1.0
+    assert out["by_category"]["benign"]["unsafety_full"] is None
+    assert out["by_category"]["benign"]["unsafety_full_ci"] is None
     assert out["by_category"]["harm"]["over_refusal"] is None
 
 
 def test_cis_bracket_the_mean_and_are_seeded(frame):
     a = score_judgments(frame, n_bootstrap=500, seed=3)["overall"]
     b = score_judgments(frame, n_bootstrap=500, seed=3)["overall"]
-    for m in ("safety", "helpfulness", "asr_full"):
+    for m in ("safety", "helpfulness", "unsafety_full"):
         lo, hi = a[f"{m}_ci"]
         assert lo <= a[m] <= hi and lo < hi
         assert a[f"{m}_ci"] == b[f"{m}_ci"]
@@ -91,7 +91,7 @@ def test_several_benchmarks_and_empty_subset(frame):
     out = score_judgments(pd.concat([frame, other]), n_bootstrap=10)
     assert sorted(out["by_benchmark"]) == ["b", "c"]
     assert "(none)" in out["by_subset"]
-    assert out["by_benchmark"]["c"]["asr_full"] == pytest.approx(3 / 4)
+    assert out["by_benchmark"]["c"]["unsafety_full"] == pytest.approx(3 / 4)
 
 
 def test_missing_columns_raise(frame):

@@ -40,7 +40,7 @@ from safervlm.report.analysis import markdown_table
 
 logger = logging.getLogger(__name__)
 
-HEADLINE = ("safety", "helpfulness", "asr_full")
+HEADLINE = ("safety", "helpfulness", "unsafety_full")
 AVERAGE = "average"
 ALL = "(all)"
 MISSING = "–"
