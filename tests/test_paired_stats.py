@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from safervlm.metrics.agreement import judge_agreement
+from safervlm.metrics.agreement import fleiss_kappa, judge_agreement, judges_agreement
 from safervlm.metrics.paired import mcnemar_exact, paired_bootstrap, paired_seed_test, seed_summary
 
 
@@ -114,3 +114,61 @@ def test_paired_bootstrap_difference_and_interval() -> None:
     r = paired_bootstrap([1.0, 0.0, math.nan], [1.0, 1.0, 0.0], n_resamples=0, seed=0)
     assert r.n == 2 and r.diff == pytest.approx(0.5) and math.isnan(r.low)
     assert paired_bootstrap([], [], n_resamples=10, seed=0).n == 0
+
+
+# --- intervals that respect the range, category-mean scope, several judges -----------------
+
+
+def test_seed_interval_is_clipped_to_the_range_and_says_so() -> None:
+    # mean .95, sd .0707, sem .05; t_{.975, 1} = 12.7062: raw interval [0.3147, 1.5853].
+    raw = seed_summary([0.9, 1.0])
+    assert raw.high == pytest.approx(0.95 + 12.7062 * 0.05, rel=1e-4) and not raw.clipped
+    r = seed_summary([0.9, 1.0], bounds=(0.0, 1.0))
+    assert r.low == pytest.approx(0.95 - 12.7062 * 0.05, rel=1e-4)
+    assert r.high == 1.0 and r.clipped
+    inside = seed_summary([0.5, 0.6, 0.7], bounds=(0.0, 1.0))
+    assert not inside.clipped and inside.high == pytest.approx(0.6 + 0.2484138, abs=1e-6)
+    # differences of rates live in [-1, 1]: differences .1, .9 -> mean .5, sem .4, raw +-5.08
+    t = paired_seed_test([0.0, 0.0], [0.1, 0.9], bounds=(-1.0, 1.0))
+    assert (t.low, t.high, t.clipped) == (-1.0, 1.0, True)
+    assert math.isnan(seed_summary([0.4], bounds=(0.0, 1.0)).low)
+
+
+def test_stratified_paired_bootstrap_is_the_difference_of_category_means() -> None:
+    # c1: a 2/4 unsafe, b 0/4 -> -0.5; c2: a 0/2, b 1/2 -> +0.5. Category means: a .25, b .25,
+    # difference 0 (pooled items would say -1/6).
+    a = [1, 1, 0, 0, 0, 0]
+    b = [0, 0, 0, 0, 1, 0]
+    cats = ["c1"] * 4 + ["c2"] * 2
+    r = paired_bootstrap(a, b, n_resamples=400, seed=1, strata=cats)
+    assert (r.n, r.mean_a, r.mean_b) == (6, pytest.approx(0.25), pytest.approx(0.25))
+    assert r.diff == pytest.approx(0.0)
+    assert r.low < 0 < r.high
+    assert paired_bootstrap(a, b, n_resamples=400, seed=1).diff == pytest.approx(-1 / 6)
+    # Constant differences within each stratum resample to themselves: (-1 + 1) / 2 = 0 exactly.
+    same = paired_bootstrap([1, 1, 0], [0, 0, 1], n_resamples=200, seed=0, strata=["x", "x", "y"])
+    assert same.low == same.high == pytest.approx(0.0)
+    # a NaN on either side drops the item, its stratum label with it
+    r = paired_bootstrap([1, math.nan, 0], [0, 1, 1], n_resamples=0, seed=0, strata=["x", "y", "z"])
+    assert r.n == 2 and r.diff == pytest.approx(0.0) and math.isnan(r.low)
+    with pytest.raises(ValueError, match="differ in length"):
+        paired_bootstrap([1, 0], [1, 0], n_resamples=0, seed=0, strata=["x"])
+
+
+def test_fleiss_kappa_on_the_worked_example_and_by_hand() -> None:
+    # Fleiss (1971) as worked on Wikipedia: 10 items, 14 raters, 5 categories: P = 0.378,
+    # P_e = 0.2128 (shares .143 .200 .279 .150 .229), kappa = 0.210.
+    rows = ("0 0 0 0 14", "0 2 6 4 2", "0 0 3 5 6", "0 3 9 2 0", "2 2 8 1 1",
+            "7 7 0 0 0", "3 2 6 3 0", "2 5 3 2 2", "6 5 2 1 0", "0 2 2 3 7")  # fmt: skip
+    table = np.array([[int(v) for v in r.split()] for r in rows])
+    assert fleiss_kappa(table) == pytest.approx(0.20993, abs=1e-5)
+    # 3 judges, 4 items: [u u u], [s s s], [u u s], [s s u]. P_i = 1, 1, 1/3, 1/3 -> P = 2/3;
+    # unsafe share 6/12 -> P_e = .5; kappa = (2/3 - .5) / .5 = 1/3. All agree on 2 of 4.
+    r = judges_agreement(np.array([[1, 1, 1], [0, 0, 0], [1, 1, 0], [0, 0, 1], [1, math.nan, 1]]))
+    assert (r.n, r.judges, r.percent) == (4, 3, pytest.approx(50.0))
+    assert r.kappa == pytest.approx(1 / 3)
+    assert math.isnan(judges_agreement(np.zeros((3, 3))).kappa)  # one verdict everywhere
+    with pytest.raises(ValueError, match="unsafe/safe"):
+        judges_agreement(np.array([[0.5, 1, 1]]))
+    with pytest.raises(ValueError, match="same number"):
+        fleiss_kappa(np.array([[1, 1], [2, 1]]))

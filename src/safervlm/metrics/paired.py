@@ -4,7 +4,9 @@ Two models are compared on the *same* items (same benchmark records, same attack
 judge), so every test here is paired:
 
 * :func:`paired_bootstrap` - the mean per-item difference ``mean(b - a)`` with a percentile
-  bootstrap interval that resamples *items* (``scipy.stats.bootstrap(paired=True)``);
+  bootstrap interval that resamples *items* (``scipy.stats.bootstrap(paired=True)``); with
+  ``strata`` (e.g. categories) the difference of *stratum means* averaged unweighted over
+  strata - the SafeMLRM rates' scope - resampling items within each stratum;
 * :func:`mcnemar_exact` - McNemar's exact test on per-item unsafe/safe verdicts: under the
   null both models are equally likely to be the unsafe one on a discordant item, so the
   count of items where only ``b`` is unsafe is Binomial(discordant, 1/2)
@@ -12,6 +14,8 @@ judge), so every test here is paired:
 * :func:`seed_summary` and :func:`paired_seed_test` - across training seeds, the mean of
   seed-level values with a Student-t interval, and a paired t-test of two models' seed-level
   means (``scipy.stats.ttest_rel``; seed ``i`` of ``a`` is paired with seed ``i`` of ``b``).
+  A t interval knows nothing of a proportion's range: given ``bounds`` (``[0, 1]`` for a
+  rate, ``[-1, 1]`` for a difference of rates) it is clipped to them and ``clipped`` says so.
 
 Inputs are aligned 1-D arrays; a pair with a NaN on either side is dropped (an item one of
 the two models has no score for is not evidence either way). Every function returns a
@@ -29,6 +33,8 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
+from safervlm.metrics.bootstrap import bootstrap_means, percentile_interval
+
 ArrayLike = Sequence[Any] | np.ndarray
 
 __all__ = [
@@ -41,6 +47,7 @@ __all__ = [
     "paired_bootstrap",
     "paired_seed_test",
     "seed_summary",
+    "stratified_paired_bootstrap",
 ]
 
 
@@ -78,23 +85,38 @@ class McNemar(_Record):
 
 @dataclasses.dataclass(frozen=True)
 class SeedSummary(_Record):
-    """Mean over ``n`` seeds with a Student-t interval (NaN bounds below two seeds)."""
+    """Mean over ``n`` seeds with a Student-t interval (NaN bounds below two seeds);
+    ``clipped``: the interval was cut to the given bounds."""
 
     n: int
     mean: float
     low: float
     high: float
+    clipped: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
 class SeedTest(_Record):
-    """Paired t-test over seeds: ``diff = mean(b - a)``, its t interval and p-value."""
+    """Paired t-test over seeds: ``diff = mean(b - a)``, its t interval and p-value;
+    ``clipped``: the interval was cut to the given bounds."""
 
     n: int
     diff: float
     low: float
     high: float
     pvalue: float
+    clipped: bool = False
+
+
+Bounds = tuple[float, float] | None
+
+
+def _clip(low: float, high: float, bounds: Bounds) -> tuple[float, float, bool]:
+    """The interval cut to ``bounds`` and whether it was cut (NaN bounds stay NaN)."""
+    if bounds is None or math.isnan(low):
+        return low, high, False
+    lo, hi = bounds
+    return max(low, lo), min(high, hi), bool(low < lo or high > hi)
 
 
 def _floats(values: ArrayLike) -> np.ndarray:
@@ -124,7 +146,13 @@ def _mean_diff(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:
 
 
 def paired_bootstrap(
-    a: ArrayLike, b: ArrayLike, *, n_resamples: int, seed: int, level: float = 0.95
+    a: ArrayLike,
+    b: ArrayLike,
+    *,
+    n_resamples: int,
+    seed: int,
+    level: float = 0.95,
+    strata: ArrayLike | None = None,
 ) -> PairedDiff:
     """Mean per-item difference ``b - a`` with a paired percentile bootstrap interval.
 
@@ -137,7 +165,12 @@ def paired_bootstrap(
         n_resamples: Bootstrap resamples (0: no interval, NaN bounds).
         seed: Seed of the resampling generator (the result depends on nothing else).
         level: Interval confidence level.
+        strata: Per-item stratum labels (e.g. categories): the means and the difference are
+            then unweighted means over strata of the stratum means, and items are resampled
+            within their stratum (:func:`stratified_paired_bootstrap`).
     """
+    if strata is not None:
+        return stratified_paired_bootstrap(a, b, strata, n_resamples=n_resamples, seed=seed, level=level)
     x, y = aligned_pairs(a, b)
     n = int(x.size)
     if n == 0:
@@ -156,6 +189,37 @@ def paired_bootstrap(
     return PairedDiff(
         n, mean_a, mean_b, diff, float(res.confidence_interval.low), float(res.confidence_interval.high)
     )
+
+
+def stratified_paired_bootstrap(
+    a: ArrayLike, b: ArrayLike, strata: ArrayLike, *, n_resamples: int, seed: int, level: float = 0.95
+) -> PairedDiff:
+    """Difference of stratum means ``b - a``, averaged unweighted over strata, with a paired
+    percentile bootstrap that resamples items within each stratum.
+
+    This is the scope of the SafeMLRM rates and the Reasoning Tax (a benchmark's rate is the
+    unweighted mean of its category rates), so the estimate equals the tax table's value
+    when both models have every item. Strata are resampled in order of first appearance
+    from one generator seeded by ``seed``.
+    """
+    x, y = _floats(a), _floats(b)
+    labels = np.asarray(list(strata), dtype=object)
+    if not x.shape == y.shape == labels.shape:
+        raise ValueError(f"paired samples differ in length: {x.size}, {y.size}, {labels.size} strata")
+    keep = ~(np.isnan(x) | np.isnan(y))
+    x, y, labels = x[keep], y[keep], labels[keep]
+    if x.size == 0:
+        return PairedDiff(0, math.nan, math.nan, math.nan, math.nan, math.nan)
+    groups = [labels == s for s in dict.fromkeys(labels.tolist())]
+    mean_a = float(np.mean([x[g].mean() for g in groups]))
+    mean_b = float(np.mean([y[g].mean() for g in groups]))
+    diff = float(np.mean([(y[g] - x[g]).mean() for g in groups]))
+    if n_resamples < 1:
+        return PairedDiff(int(x.size), mean_a, mean_b, diff, math.nan, math.nan)
+    rng = np.random.default_rng(seed)
+    boots = [bootstrap_means(y[g] - x[g], n_resamples, rng) for g in groups]
+    low, high = percentile_interval(np.mean(np.vstack(boots), axis=0), level)  # type: ignore[arg-type]
+    return PairedDiff(int(x.size), mean_a, mean_b, diff, low, high)
 
 
 def mcnemar_exact(a_unsafe: ArrayLike, b_unsafe: ArrayLike) -> McNemar:
@@ -179,8 +243,15 @@ def mcnemar_exact(a_unsafe: ArrayLike, b_unsafe: ArrayLike) -> McNemar:
     return McNemar(int(x.size), n01, n10, pvalue)
 
 
-def seed_summary(values: ArrayLike, level: float = 0.95) -> SeedSummary:
-    """Mean of seed-level values with a Student-t interval (NaN values are dropped)."""
+def seed_summary(values: ArrayLike, level: float = 0.95, bounds: Bounds = None) -> SeedSummary:
+    """Mean of seed-level values with a Student-t interval (NaN values are dropped).
+
+    Args:
+        values: One value per seed.
+        level: Interval confidence level.
+        bounds: The quantity's range (e.g. ``(0, 1)`` for a rate): the interval is clipped
+            to it, and ``clipped`` says whether that changed it.
+    """
     x = _floats(values)
     x = x[~np.isnan(x)]
     n = int(x.size)
@@ -193,15 +264,16 @@ def seed_summary(values: ArrayLike, level: float = 0.95) -> SeedSummary:
     if sem == 0.0:
         return SeedSummary(n, mean, mean, mean)
     low, high = stats.t.interval(level, n - 1, loc=mean, scale=sem)
-    return SeedSummary(n, mean, float(low), float(high))
+    return SeedSummary(n, mean, *_clip(float(low), float(high), bounds))
 
 
-def paired_seed_test(a: ArrayLike, b: ArrayLike, level: float = 0.95) -> SeedTest:
+def paired_seed_test(a: ArrayLike, b: ArrayLike, level: float = 0.95, bounds: Bounds = None) -> SeedTest:
     """Paired t-test of two models' seed-level means (seed ``i`` of ``a`` with seed ``i`` of ``b``).
 
     Below two complete pairs nothing can be tested (NaN interval and p-value). When every
     seed moves by exactly the same amount the t statistic is infinite: p is 0 for a non-zero
-    difference and 1 for none, and the interval is that difference.
+    difference and 1 for none, and the interval is that difference. ``bounds``: the
+    difference's range (``(-1, 1)`` for rates); the interval is clipped to it.
     """
     x, y = aligned_pairs(a, b)
     n = int(x.size)
@@ -217,4 +289,5 @@ def paired_seed_test(a: ArrayLike, b: ArrayLike, level: float = 0.95) -> SeedTes
         warnings.simplefilter("ignore", RuntimeWarning)
         res = stats.ttest_rel(y, x)
     ci = res.confidence_interval(confidence_level=level)
-    return SeedTest(n, diff, float(ci.low), float(ci.high), float(res.pvalue))
+    low, high, clipped = _clip(float(ci.low), float(ci.high), bounds)
+    return SeedTest(n, diff, low, high, float(res.pvalue), clipped)
