@@ -266,3 +266,143 @@ def test_parquet_input_with_model_flag(bench: Path, tmp_path: Path) -> None:
     assert main(argv) == 0
     out = pd.read_parquet(tmp_path / "results/eval/lab/vlguard/responses.parquet")
     assert out["reasoning"].tolist() == ["r"] * 8 and out["answer"].tolist() == [REFUSE] * 8
+
+
+@pytest.fixture
+def numbered(bench: Path, tmp_path: Path) -> Path:
+    """A prepared VLGuard whose sample ids are numbers ("100" ... "107", as some benchmarks
+    number their samples) and whose samples 104 and 105 ask the same question (on two images)."""
+    s = samples(bench)
+    s["id"] = [str(100 + i) for i in range(len(s))]
+    s.loc[5, "question"] = s.loc[4, "question"]
+    data = tmp_path / "bench"
+    data.mkdir()
+    s.to_parquet(data / "vlguard.parquet")
+    return data
+
+
+def other_layout(path: Path, records: list[dict]) -> Path:
+    """A file in another tool's layout: question_id / prompt / text."""
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return path
+
+
+def test_a_field_mapping_reads_another_tools_layout_with_integer_ids(
+    numbered: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    s = pd.read_parquet(numbered / "vlguard.parquet")
+    records = [
+        {"question_id": 100 + i, "prompt": q, "text": f"answer {i}"} for i, q in enumerate(s["question"])
+    ]
+    file = other_layout(tmp_path / "other.jsonl", records)
+    base = ["import-responses", str(file), "--data-dir", str(numbered), "--results", str(tmp_path / "r"),
+            "--model", "lab", "--benchmark", "vlguard"]  # fmt: skip
+    assert main(base) == 2  # without the mapping: no response field, and which fields there are
+    err = capsys.readouterr().err
+    assert "no field 'response'" in err and "['prompt', 'question_id', 'text']" in err
+    assert "--field response=FIELD" in err and str(file) in err and "line 1" in err
+    assert main([*base, "--field", "id=question_id", "--field", "response=text"]) == 0
+    out = pd.read_parquet(tmp_path / "r/eval/lab/vlguard/responses.parquet")
+    # integer ids 100 ... 107 read as the samples' ids "100" ... "107", in the benchmark's order
+    assert out["id"].tolist() == [str(100 + i) for i in range(8)]
+    assert out["response"].tolist() == [f"answer {i}" for i in range(8)]
+    # the same mapping from a file
+    mapping = tmp_path / "fields.yaml"
+    mapping.write_text("id: question_id\nresponse: text\n")
+    assert main([*base, "--fields", str(mapping), "--results", str(tmp_path / "r2")]) == 0
+    again = pd.read_parquet(tmp_path / "r2/eval/lab/vlguard/responses.parquet")
+    assert again["response"].tolist() == out["response"].tolist()
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--field", "idquestion_id"], "--field expects OURS=THEIRS"),
+        (["--field", "sample=question_id"], "['sample'] are not fields we read"),
+    ],
+)
+def test_bad_field_mappings_are_named(
+    numbered: Path, tmp_path: Path, flags: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    file = other_layout(tmp_path / "o.jsonl", [{"question_id": 100, "text": "x"}])
+    argv = [
+        "import-responses",
+        str(file),
+        "--data-dir",
+        str(numbered),
+        "--model",
+        "lab",
+        "--benchmark",
+        "vlguard",
+    ]
+    assert main([*argv, *flags]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_a_bad_mapping_file_and_a_bad_id_name_file_and_line(
+    numbered: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    mapping = tmp_path / "fields.yaml"
+    mapping.write_text("- id\n")
+    file = other_layout(
+        tmp_path / "o.jsonl", [{"question_id": 100, "text": "x"}, {"question_id": True, "text": "y"}]
+    )
+    argv = [
+        "import-responses",
+        str(file),
+        "--data-dir",
+        str(numbered),
+        "--model",
+        "lab",
+        "--benchmark",
+        "vlguard",
+    ]
+    assert main([*argv, "--fields", str(mapping)]) == 2
+    assert str(mapping) in capsys.readouterr().err
+    assert main([*argv, "--field", "id=question_id", "--field", "response=text"]) == 2
+    err = capsys.readouterr().err
+    assert "id must be a string or an integer, got bool" in err and str(file) in err and "line 2" in err
+
+
+def test_an_ambiguous_question_names_the_candidates(
+    numbered: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    s = pd.read_parquet(numbered / "vlguard.parquet")
+    shared = s.loc[
+        4, "question"
+    ]  # samples 104 and 105 ask it, on test/theft/0002.png and test/fraud/0003.png
+    file = other_layout(
+        tmp_path / "o.jsonl",
+        [
+            {"question_id": 100, "text": "a"},
+            {"prompt": shared, "text": "b"},
+            {"prompt": shared, "img": "0003.png", "text": "c"},
+        ],
+    )
+    mapping = [
+        "--field",
+        "id=question_id",
+        "--field",
+        "question=prompt",
+        "--field",
+        "image=img",
+        "--field",
+        "response=text",
+    ]
+    argv = ["import-responses", str(file), "--data-dir", str(numbered), "--results", str(tmp_path / "r"),
+            "--model", "lab", "--benchmark", "vlguard", *mapping]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert (
+        "1 record(s) are ambiguous" in err and "line 2" in err and "'104', '105'" in err and str(file) in err
+    )
+    assert "match no benchmark sample" not in err
+    assert main([*argv, "--allow-unmatched"]) == 0
+    report = json.loads((tmp_path / "r/eval/lab/vlguard/import.json").read_text())
+    assert report["matched"] == 2  # line 1 by id, line 3 by question + image (sample 105)
+    (u,) = report["unmatched"]
+    assert (
+        u["record"] == "line 2" and u["candidates"] == ["104", "105"] and u["reason"].startswith("ambiguous")
+    )
+    out = pd.read_parquet(tmp_path / "r/eval/lab/vlguard/responses.parquet")
+    assert dict(zip(out["id"], out["response"], strict=True)) == {"100": "a", "105": "c"}

@@ -184,8 +184,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report-rates", help="the report's rates.csv, cross-checked value by value")
     p.add_argument("--judgments-name", default="judgments.parquet",
                    help="the audited judge's file (judgments.<judge>.parquet with several)")  # fmt: skip
+    p.add_argument("--judge-model", help="model of the judge that wrote the judgments (else from --config), "
+                   "checked against the judge of cells that name one")  # fmt: skip
     p.add_argument("--dvc-lock", help="dvc.lock whose pinned hashes the artifacts are checked against")
-    p.add_argument("--strict", action="store_true", help="exit 1 when any cell does not match")
+    p.add_argument("--strict", action="store_true",
+                   help="exit 1 when a comparable cell or a report value mismatches")  # fmt: skip
     _many(p, "--audit-pair", nargs="*", default=[], metavar="REASONING=BASE",
                    help="pairs that published cells with 'pairs: config' refer to")  # fmt: skip
     p.add_argument("--pin", help="write the run's numbers as expectations to this YAML instead")
@@ -219,7 +222,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results", default="results", help="write eval/{model}/{bench}/responses.parquet here")
     p.add_argument("--model", default=None, help="model name when the file has no model column")
     p.add_argument("--benchmark", default=None, help="benchmark name when the file has no benchmark column")
-    p.add_argument("--allow-unmatched", action="store_true", help="drop records matching no sample (listed)")
+    p.add_argument("--allow-unmatched", action="store_true",
+                   help="drop records matching no sample or several (listed)")  # fmt: skip
+    p.add_argument("--field", action="append", default=[], metavar="OURS=THEIRS",
+                   help="read our field from the file's, e.g. --field id=question_id --field response=text")  # fmt: skip
+    p.add_argument("--fields", help="YAML mapping of our field names to the file's (--field wins)")
 
     p = _add(sub, "mlflow-runs",
              "list the MLflow run of each stage (current config hash) for the report")  # fmt: skip
