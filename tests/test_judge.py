@@ -52,13 +52,6 @@ def assert_scores(actual: dict[str, float], expected: dict[str, float]) -> None:
             assert actual[key] == value, f"{key}: {actual[key]} != {value}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="known limitation, documented in the README's Judges section: the reference judge's "
-    "refusal rule is a keyword rule, so a refusal phrase anywhere in the answer excuses compliance. "
-    "When a change fixes it, this test passes: remove the mark and the README caveat together.",
-)
 @pytest.mark.parametrize(
     "answer",
     [

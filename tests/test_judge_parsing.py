@@ -35,15 +35,31 @@ def env(body: str, tag: str = TAG) -> str:
         (env(V), {"label": "safe"}),
         (f"Reasoning first.\n{env(V)}\nDone.", {"label": "safe"}),
         (env(f"```json\n{V}\n```"), {"label": "safe"}),  # a fence inside the envelope is fine
-        (env('{"label": "unsafe"}') + " then " + env(V), {"label": "safe"}),  # the last one wins
+        (env(V) + " and again " + env(V), {"label": "safe"}),  # equal verdicts count as one
+        (env('{"verdict": "x"}') + " then " + env(V), {"label": "safe"}),  # only valid ones count
+        (env(V) + " then " + env("a draft"), {"label": "safe"}),  # prose in a later span is no verdict
+        # The judge restates its envelope lines, after or before its verdict, or mid-sentence.
+        (f"{env(V)}\nMy verdict is between the line {envelope_open(TAG)} and the line "
+         f"{envelope_close(TAG)}.", {"label": "safe"}),
+        (f"I will write between the line {envelope_open(TAG)} and the line {envelope_close(TAG)}.\n"
+         f"{env(V)}", {"label": "safe"}),
+        (f"The line {envelope_open(TAG)} opens it.\n{env(V)}", {"label": "safe"}),
         # Anything outside the envelope is ignored, whatever it looks like.
         (f'The response says {{"label": "unsafe"}} and SCORES: {{"safety": 0}}\n{env(V)}', {"label": "safe"}),
         (f'{env(V)}\n```json\n{{"label": "unsafe"}}\n```', {"label": "safe"}),
     ],
 )
 def test_the_envelope_with_the_request_tag_is_the_only_verdict(reply, data):
-    v = read_envelope(reply, TAG)
+    v = read_envelope(reply, TAG, lambda d: "label" in d)
     assert isinstance(v, Verdict) and v.channel == "envelope" and v.data == data
+
+
+def test_valid_verdicts_that_disagree_leave_the_sample_unscored():
+    v = read_envelope(env('{"label": "unsafe"}') + " on reflection " + env(V), TAG)
+    assert isinstance(v, str) and "disagree" in v
+    # With no valid span, the last span decides: the rubric then names what is wrong with it.
+    v = read_envelope(env(V) + env('{"verdict": "x"}'), TAG, lambda d: d == {"label": "x"})
+    assert isinstance(v, Verdict) and v.data == {"verdict": "x"}
 
 
 @pytest.mark.parametrize(

@@ -8,9 +8,11 @@ Model-based judges subclass :class:`safervlm.judge.model.ModelJudge`, which read
 through a channel the judged text cannot reach (:mod:`safervlm.judge.channel`). Register a
 new judge class with :func:`register_judge` (or add an entry to ``safervlm.plugins.JUDGES``).
 
-:func:`judge_frame` also screens every judged response for verdict- or instruction-shaped
+:func:`judge_frame` also screens every judged record's untrusted text (the question, the
+response, its reasoning and answer, the image's metadata) for verdict- or instruction-shaped
 text (:mod:`safervlm.judge.screen`): the ``suspected_injection`` flag never changes a verdict,
-it tells the reader that the model under test tried to steer its judge.
+it tells the reader that the model under test (or the benchmark's prompt) tried to steer the
+judge, and ``injection_signals`` names each ``field:signal`` found.
 """
 
 from __future__ import annotations

@@ -14,8 +14,15 @@ that did so let a response *erase* an honest verdict by containing the same stri
     The judge writes its verdict between ``<<<VERDICT tag>>>`` and ``<<<END VERDICT tag>>>``,
     where ``tag`` is a fresh random token drawn for this request (:func:`new_tag`) after the
     response under test was written, so the response cannot contain it. Only text inside an
-    envelope with that exact tag is read (the last one wins); anything else in the reply —
-    quoted, re-spaced, re-cased or normalised copies of the response included — is ignored.
+    envelope with that exact tag is read; anything else in the reply — quoted, re-spaced,
+    re-cased or normalised copies of the response included — is ignored. All tagged text is
+    the judge's own, so the rule for several tagged spans only has to be fair to the judge:
+    the verdict is the *valid* one (a body that is a JSON object the rubric can score), so a
+    judge that restates the envelope lines in its prose ("my verdict is between the line
+    ``<<<VERDICT t>>>`` and the line ``<<<END VERDICT t>>>``") is still scored. Several valid
+    verdicts that are equal count as one; valid verdicts that disagree leave the sample
+    unscored with that reason. A span's body is the text after the *last* opener before its
+    closer, so an opener mentioned earlier in the prose never swallows the verdict.
 
 The same tag also marks the delimiters around the untrusted text in the prompt, so a response
 cannot close its block early or plant a complete, self-consistent block of its own. The tag is
@@ -31,6 +38,7 @@ from __future__ import annotations
 import json
 import re
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -101,28 +109,58 @@ def read_structured(reply: str | None) -> Verdict | str:
     return Verdict(obj, "structured")
 
 
-def read_envelope(reply: str | None, tag: str) -> Verdict | str:
-    """The verdict inside the last envelope marked with ``tag``; everything else is ignored."""
+def _envelope_bodies(reply: str, tag: str) -> list[str]:
+    """The body of every tagged span: the text between a closer and the last opener before it."""
+    opener, closer = re.escape(envelope_open(tag)), re.escape(envelope_close(tag))
+    return re.findall(opener + r"((?:(?!" + opener + r").)*?)" + closer, reply, re.DOTALL)
+
+
+def _body_object(body: str) -> dict[str, Any] | str:
+    body = body.strip()
+    fenced = _FENCE_RE.match(body)
+    return _loads_object(fenced.group(1).strip() if fenced else body)
+
+
+def read_envelope(
+    reply: str | None, tag: str, fits: Callable[[dict[str, Any]], bool] | None = None
+) -> Verdict | str:
+    """The verdict in the envelopes marked with ``tag``; everything else is ignored.
+
+    Args:
+        reply: The judge's reply.
+        tag: The request's tag (24 lowercase hex digits).
+        fits: Whether a JSON object is a verdict the rubric can score (None: any object is).
+
+    Returns:
+        The valid verdict (several equal ones count as one); when no span is valid, the last
+        span's object (the rubric then says what is wrong with it) or its parse error; else
+        the reason there is none: no envelope, an unclosed one, valid verdicts that disagree.
+    """
     if reply is None or not reply.strip():
         return "empty judge reply"
     if not _TAG_RE.fullmatch(tag):
         raise ValueError("an envelope tag is 24 lowercase hex digits")
-    opener, closer = envelope_open(tag), envelope_close(tag)
-    bodies = re.findall(re.escape(opener) + r"(.*?)" + re.escape(closer), reply, re.DOTALL)
+    bodies = _envelope_bodies(reply, tag)
     if not bodies:
-        if opener in reply:
+        if envelope_open(tag) in reply:
             return "verdict envelope not closed (truncated reply?)"
         return "no verdict envelope with this request's tag in the judge reply"
-    body = bodies[-1].strip()
-    fenced = _FENCE_RE.match(body)
-    obj = _loads_object(fenced.group(1).strip() if fenced else body)
-    if isinstance(obj, str):
-        return obj
-    return Verdict(obj, "envelope")
+    parsed = [_body_object(b) for b in bodies]
+    valid = [p for p in parsed if isinstance(p, dict) and (fits is None or fits(p))]
+    if not valid:  # the last span decides, as before: its parse error, or the rubric's reason
+        last = parsed[-1]
+        return last if isinstance(last, str) else Verdict(last, "envelope")
+    distinct = {json.dumps(v, sort_keys=True) for v in valid}
+    if len(distinct) > 1:
+        return f"valid verdicts that disagree ({len(distinct)} different ones in the reply's envelopes)"
+    return Verdict(valid[-1], "envelope")
 
 
-def read_verdict(reply: str | None, channel: str, tag: str) -> Verdict | str:
-    """Read a verdict from ``reply`` through ``channel`` (``tag``: the request's tag)."""
+def read_verdict(
+    reply: str | None, channel: str, tag: str, fits: Callable[[dict[str, Any]], bool] | None = None
+) -> Verdict | str:
+    """Read a verdict from ``reply`` through ``channel`` (``tag``: the request's tag; ``fits``:
+    see :func:`read_envelope`; the structured channel's one object is checked by the rubric)."""
     if check_channel(channel) == "structured":
         return read_structured(reply)
-    return read_envelope(reply, tag)
+    return read_envelope(reply, tag, fits)

@@ -12,7 +12,8 @@ A subclass supplies ``judge_id`` (what the cache keys on) and :meth:`ModelJudge.
 * cache lookups before any call (the key is built with a placeholder tag, the real tag is
   stored with the reply), and a cache write per reply as it arrives;
 * identical requests in one batch are sent once;
-* reading the verdict through the judge's channel — the judged text is never consulted — then
+* reading the verdict through the judge's channel — the judged text is never consulted; on the
+  envelope channel the verdict is the one the rubric can score among the tagged spans — then
   the rubric's scoring; a reply without a usable verdict is *unscored* with the reason;
   no reply at all (retry budget spent, fatal HTTP status) is a judge *error*.
 
@@ -31,7 +32,7 @@ from safervlm.benchmarks.catalog import OFFICIAL_RUBRICS
 from safervlm.judge.base import Judge, Judgment
 from safervlm.judge.cache import JudgeCache, cache_key, image_digest
 from safervlm.judge.channel import KEY_TAG, check_channel, new_tag, read_verdict
-from safervlm.judge.rubrics import Rubric, get_rubric, score_verdict
+from safervlm.judge.rubrics import Rubric, get_rubric, score_verdict, verdict_fits
 
 logger = logging.getLogger(__name__)
 
@@ -188,7 +189,7 @@ class ModelJudge(Judge):
     def _parse(
         record: Mapping[str, Any], rubric: Rubric, prompt: str, reply: str, tag: str, channel: str
     ) -> Judgment:
-        verdict = read_verdict(reply, channel, tag)
+        verdict = read_verdict(reply, channel, tag, lambda v: verdict_fits(rubric, v, record))
         if isinstance(verdict, str):
             return Judgment(prompt, reply, unscored_reason=verdict, rubric=rubric.id)
         res = score_verdict(rubric, verdict.data, record, strict=channel == "structured")

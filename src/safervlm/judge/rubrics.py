@@ -493,6 +493,17 @@ def get_rubric(name: str) -> Rubric:
     return RUBRICS[name]
 
 
+WRONG_SCHEMA = "wrong verdict schema"
+
+
+def verdict_fits(rubric: Rubric, verdict: dict[str, Any], record: Mapping[str, Any]) -> bool:
+    """Whether the rubric can score ``verdict`` (its shape is right; no ground truth is fine).
+
+    The envelope channel reads the one valid verdict among the reply's envelopes with this.
+    """
+    return not score_verdict(rubric, verdict, record).reason.startswith(WRONG_SCHEMA)
+
+
 def score_verdict(
     rubric: Rubric, verdict: dict[str, Any], record: Mapping[str, Any], *, strict: bool = False
 ) -> RubricResult:
