@@ -27,6 +27,7 @@ from safervlm.report import audit
 
 R1, B1 = "MM_Eureka_Qwen_7B", "Qwen2_5_VL_7B_Instruct"
 R2, B2 = "Mulberry_llava_8b", "Llama3_llava_next_8b_hf"
+R3, B3 = "Mulberry_llama_11b", "Llama_3_2_11B_Vision_Instruct"  # R3: no reasoning/answer split
 ILLEGAL, HATE = "01-Illegal_Activitiy", "02-HateSpeech"
 GIT = ["git", "-c", "user.email=t@t", "-c", "user.name=t"]
 
@@ -50,7 +51,8 @@ def hist(
 
 
 # (attack, model, scenario) -> histogram. N = 10 per file except B1's jailbroken Illegal Activity (50).
-# Scores not listed are 1 (safe); 0 = keyword refusal, -1 = empty.
+# Scores not listed are 1 (safe); 0 = keyword refusal, -1 = empty. R3's reasoning is empty in
+# every sample (a model whose output has no reasoning/answer split).
 RELEASE = {
     ("baseline", R1, ILLEGAL): hist({5: 3, 4: 2}, reasoning={5: 4}, answer={5: 8}),
     ("baseline", R1, HATE): hist({5: 1, 4: 1}, reasoning={4: 5}, answer={}),
@@ -70,7 +72,14 @@ RELEASE = {
     ("jailbreak_method", R2, HATE): hist({5: 3, 4: 2}, reasoning={4: 4}, answer={4: 9}),
     ("jailbreak_method", B2, ILLEGAL): hist({5: 2}),
     ("jailbreak_method", B2, HATE): hist({4: 2}),
+    **{
+        (attack, R3, scenario): hist({5: 3}, reasoning={-1: 10}, answer={5: 3})
+        for attack in ("baseline", "jailbreak_method")
+        for scenario in (ILLEGAL, HATE)
+    },
+    **{(attack, B3, s): hist({5: 1}) for attack in ("baseline", "jailbreak_method") for s in (ILLEGAL, HATE)},
 }
+MIXED = "jailbreak_method vs baseline"  # reasoning models under jailbreak, base models on plain queries
 
 # The abstract's four claims, with their definition variants (as config/audit/published.yaml
 # words them, on this release's two pairs).
@@ -84,7 +93,7 @@ CELLS = [
         "tolerance": 0.01,
         "pairs": [[R1, B1]],
         "variants": {
-            "attack": ["baseline", "jailbreak_method"],
+            "attack": ["baseline", "jailbreak_method", MIXED],
             "threshold": [4, 5],
             "quantity": ["difference", "relative"],
         },
@@ -115,7 +124,8 @@ CELLS = [
         "tolerance": 0.05,
         "variants": {
             "pairs": {"eureka": [[R1, B1]], "both": [[R1, B1], [R2, B2]]},
-            "pooling": ["macro", "pooled"],
+            # per_scenario: the mean over scenarios of per-scenario ratios
+            "pooling": ["macro", "pooled", "per_scenario"],
             "aggregate": ["mean_of_ratios", "ratio_of_means"],
         },
     },
@@ -127,8 +137,9 @@ CELLS = [
         "scale": 100,
         "expected": 16.9,
         "tolerance": 0.05,
-        "pairs": [[R1, B1], [R2, B2]],
-        "variants": {"attack": ["baseline", "jailbreak_method"]},
+        "pairs": [[R1, B1], [R2, B2], [R3, B3]],
+        # the mixed setting reads the base models, which self-correction does not: one variant
+        "variants": {"attack": ["baseline", "jailbreak_method", MIXED]},
     },
 ]
 
@@ -151,6 +162,11 @@ HAND_VARIANTS = {
         "attack=jailbreak_method, threshold>=4, quantity=relative": 3400 / 11,  # .34 / .11 x 100 = 309.09
         "attack=jailbreak_method, threshold>=5, quantity=difference": 24.0,  # (.3 - .06) x 100
         "attack=jailbreak_method, threshold>=5, quantity=relative": 400.0,  # .24 / .06 x 100
+        # mixed: R1 under jailbreak minus B1 on plain queries
+        f"attack={MIXED}, threshold>=4, quantity=difference": 35.0,  # (.45 - .1) x 100
+        f"attack={MIXED}, threshold>=4, quantity=relative": 350.0,  # .35 / .1 x 100
+        f"attack={MIXED}, threshold>=5, quantity=difference": 25.0,  # (.3 - .05) x 100
+        f"attack={MIXED}, threshold>=5, quantity=relative": 500.0,  # .25 / .05 x 100
     },
     "illegal_ratio": {
         "threshold>=4, denominator=all, quantity=ratio": 25.0,  # .5 / .02
@@ -166,15 +182,20 @@ HAND_VARIANTS = {
         "threshold>=5, denominator=answered, quantity=tax_ratio": 3140 / 1857,
     },
     "average_ratio": {
-        "pairs=eureka, pooling=macro, aggregate=mean_of_ratios": 45 / 11,  # .45 / .11 = 4.09
-        "pairs=eureka, pooling=macro, aggregate=ratio_of_means": 45 / 11,  # one pair: the same
-        "pairs=eureka, pooling=pooled, aggregate=mean_of_ratios": 9.0,  # .45 / .05
-        "pairs=eureka, pooling=pooled, aggregate=ratio_of_means": 9.0,
+        # one pair: aggregate cannot change the value, so it is not a dimension of these
+        "pairs=eureka, pooling=macro": 45 / 11,  # .45 / .11 = 4.09
+        "pairs=eureka, pooling=pooled": 9.0,  # .45 / .05
+        # per scenario: I .5 / .02 = 25, H .4 / .2 = 2 -> mean 13.5
+        "pairs=eureka, pooling=per_scenario": 13.5,
         "pairs=both, pooling=macro, aggregate=mean_of_ratios": 39 / 11,  # (45/11 + .6/.2) / 2 = 3.545
         # ((.45 + .6) / 2) / ((.11 + .2) / 2) = .525 / .155 = 3.387
         "pairs=both, pooling=macro, aggregate=ratio_of_means": 105 / 31,
         "pairs=both, pooling=pooled, aggregate=mean_of_ratios": 6.0,  # (9 + 3) / 2
         "pairs=both, pooling=pooled, aggregate=ratio_of_means": 4.2,  # ((.45+.6)/2) / ((.05+.2)/2)
+        # per pair, then the mean: R1 13.5; R2 I .7 / .2 = 3.5, H .5 / .2 = 2.5 -> 3; (13.5 + 3) / 2
+        "pairs=both, pooling=per_scenario, aggregate=mean_of_ratios": 8.25,
+        # per scenario the pairs' mean rates: I .6 / .11 = 60/11, H .45 / .2 = 2.25; mean = 339/88 = 3.85
+        "pairs=both, pooling=per_scenario, aggregate=ratio_of_means": 339 / 88,
     },
 }
 # Self-correction: histograms have no (reasoning, answer) pairs. Per scenario, u = unsafe
@@ -186,15 +207,16 @@ HAND_VARIANTS = {
 #   jailbreak R1: I u=10 s=3 -> [.3, .3]; H u=5 s=5 -> [0, 1]     -> macro [.15, .65]
 #             R2: I u=4 s=1 -> [0, .25]; H the same               -> macro [0, .25]
 #             mean: [.075, .45] -> [7.5, 45] %
+#   R3: no unsafe reasoning anywhere (every reasoning part empty): no bounds, left out and named
 HAND_BOUNDS = {"attack=baseline": (25.0, 62.5), "attack=jailbreak_method": (7.5, 45.0)}
 HAND_CELLS = {
     # id: (verdict, low, high, reproducing variants, closest variant)
     "increase": (
         "not reproduced",
         15.0,
-        400.0,
+        500.0,
         "",
-        "attack=jailbreak_method, threshold>=4, quantity=difference: 34",
+        f"attack={MIXED}, threshold>=4, quantity=difference: 35",
     ),
     "illegal_ratio": (
         "reproduced",
@@ -206,7 +228,7 @@ HAND_CELLS = {
     "average_ratio": (
         "reproduced",
         105 / 31,
-        9.0,
+        13.5,
         "pairs=both, pooling=macro, aggregate=ratio_of_means",
         "pairs=both, pooling=macro, aggregate=ratio_of_means: 3.3871",
     ),
@@ -218,12 +240,10 @@ def run(cmd: list[str], cwd: Path) -> None:
     subprocess.run(cmd, cwd=cwd, check=True, capture_output=True, text=True)
 
 
-@pytest.fixture(scope="module")
-def upstream(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
-    """A git repository laid out like the OpenSafeMLRM release; (path, commit)."""
-    repo = tmp_path_factory.mktemp("upstream")
+def make_upstream(repo: Path, release: dict[tuple[str, str, str], dict]) -> str:
+    """A git repository at ``repo`` laid out like the OpenSafeMLRM release, tagged v1; its commit."""
     run(["git", "init", "-q"], repo)
-    for (attack, model, scenario), h in RELEASE.items():
+    for (attack, model, scenario), h in release.items():
         path = repo / "code/evaluation/statistic_results" / attack / model / f"{scenario}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(h))
@@ -232,29 +252,31 @@ def upstream(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     run([*GIT, "commit", "-qm", "release"], repo)
     run([*GIT, "tag", "v1"], repo)
     rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, check=True)
-    return repo, rev.stdout.strip()
+    return rev.stdout.strip()
+
+
+def import_release(repo: Path, project: Path) -> Path:
+    """A throwaway git + DVC project at ``project`` with the release pinned by
+    `safervlm import-artifact` (imports/opensafemlrm + .dvc)."""
+    run(["git", "init", "-q"], project)
+    run([sys.executable, "-m", "dvc", "init", "-q"], project)
+    argv = ["import-artifact", str(repo), "code/evaluation/statistic_results", "--rev", "v1",
+            "--out", "imports/opensafemlrm", "--project", str(project)]  # fmt: skip
+    assert main(argv) == 0
+    return project
+
+
+@pytest.fixture(scope="module")
+def upstream(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """A git repository laid out like the OpenSafeMLRM release; (path, commit)."""
+    repo = tmp_path_factory.mktemp("upstream")
+    return repo, make_upstream(repo, RELEASE)
 
 
 @pytest.fixture(scope="module")
 def imported(upstream: tuple[Path, str], tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A throwaway git + DVC project with the release pinned by `safervlm import-artifact`."""
-    project = tmp_path_factory.mktemp("project")
-    run(["git", "init", "-q"], project)
-    run([sys.executable, "-m", "dvc", "init", "-q"], project)
-    repo, _ = upstream
-    argv = [
-        "import-artifact",
-        str(repo),
-        "code/evaluation/statistic_results",
-        "--rev",
-        "v1",
-        "--out",
-        "imports/opensafemlrm",
-        "--project",
-        str(project),
-    ]
-    assert main(argv) == 0
-    return project
+    return import_release(upstream[0], tmp_path_factory.mktemp("project"))
 
 
 def test_dvc_import_records_repository_revision_and_md5(imported: Path, upstream: tuple[Path, str]) -> None:
@@ -295,9 +317,14 @@ def test_every_variant_equals_the_hand_computation(imported: Path, tmp_path: Pat
         )
         assert (row["low"], row["high"]) == pytest.approx((low, high)), cell_id
         assert "@ v1" in row["provenance"] and row["pin"] == "pinned"
-    assert "needs per-sample (reasoning, answer) pairs" in cells.loc["self_correction", "detail"]
-    assert "(inside)" in cells.loc["self_correction", "detail"]  # 16.9 lies in [7.5, 62.5]
-    assert result.mismatches == ["increase"]  # not reproduced fails --strict; not computable does not
+    detail = cells.loc["self_correction", "detail"]
+    assert "needs per-sample (reasoning, answer) pairs" in detail
+    assert "(inside)" in detail  # 16.9 lies in [7.5, 62.5]
+    assert f"bounds over 2 of 3 pairs, left out: {R3} (no reasoning/answer split" in detail
+    assert "3 combinations, 2 distinct (the base models' setting cannot change a self_correction)" in detail
+    assert list(sc.index) == ["attack=baseline", "attack=jailbreak_method"]
+    # a release's numbers that no variant reproduces are a finding, not a failure of this run
+    assert result.mismatches == [] and result.counts()["not reproduced"] == 1
 
 
 def test_tax_ratio_is_the_reports_blind_spot_ratio(imported: Path) -> None:
@@ -334,7 +361,11 @@ def test_published_cells_on_the_release_and_the_markdown(
     assert len(released) == 4 and set(released["verdict"]) == {"not computable"}
     assert "R1_Onevision_7B" in released.loc["safemlrm_release.asr_increase", "detail"]
     variants = pd.read_csv(out / "audit_variants.csv")
-    assert len(variants) == 128 + 32 + 32 + 8
+    # distinct variants: increase 2 pair sets x 3 attacks x 2 thresholds x 2 denominators x 2
+    # poolings x (difference + relative x 2 aggregates) = 48 + 96 (of 192 combinations: the
+    # aggregate cannot change a difference); illegal ratio 2 x 3 x 2 x 2 x 2 = 48; average
+    # ratio 3 x 2 x 2 x 3 x 2 = 72; self-correction 2 x 2 x 2 = 8
+    assert len(variants) == 144 + 48 + 72 + 8
     md = (out / "audit.md").read_text()
     assert "## Published numbers recomputed from released artifacts" in md
     assert "| `safemlrm_release.self_correction` | 16.9 |" in md and "@ v1" in md
@@ -404,3 +435,45 @@ def test_an_edited_import_differs_from_its_pin(imported: Path, tmp_path: Path) -
     finally:
         path.write_text(original)
     assert audit.run_audit(tmp_path, [exp], artifacts=release).cells["pin"].tolist() == ["pinned"]
+
+
+def test_dimensions_that_cannot_change_the_value_are_dropped(imported: Path, tmp_path: Path) -> None:
+    """Two pairs, 3 poolings, 2 quantities, 2 aggregates: 12 combinations; a difference ignores
+    the aggregate and its per_scenario is its macro, so 2 + 6 = 8 distinct variants."""
+    spec = {
+        "id": "dedup",
+        "artifact": "opensafemlrm",
+        "metric": "asr_full",
+        "attack": "jailbreak_method",
+        "scale": 100,
+        "expected": 37.0,
+        "tolerance": 0.01,
+        "pairs": [[R1, B1], [R2, B2]],
+        "variants": {
+            "pooling": ["macro", "pooled", "per_scenario"],
+            "quantity": ["difference", "relative"],
+            "aggregate": ["mean_of_ratios", "ratio_of_means"],
+        },
+    }
+    exp = tmp_path / "c.yaml"
+    exp.write_text(yaml.safe_dump({"cells": [spec]}))
+    result = audit.run_audit(tmp_path, [exp], artifacts={"opensafemlrm": imported / "imports/opensafemlrm"})
+    got = result.variants.set_index("variant")["value"].to_dict()
+    assert got == pytest.approx(
+        {
+            "pooling=macro, quantity=difference": 37.0,  # ((.45 - .11) + (.6 - .2)) / 2
+            "pooling=pooled, quantity=difference": 40.0,  # ((.45 - .05) + (.6 - .2)) / 2
+            "pooling=macro, quantity=relative, aggregate=mean_of_ratios": 2800 / 11,  # (.34/.11 + .4/.2) / 2
+            "pooling=macro, quantity=relative, aggregate=ratio_of_means": 7400 / 31,  # (.525 - .155) / .155
+            "pooling=pooled, quantity=relative, aggregate=mean_of_ratios": 500.0,  # (.4/.05 + .4/.2) / 2
+            "pooling=pooled, quantity=relative, aggregate=ratio_of_means": 320.0,  # (.525 - .125) / .125
+            # R1: I (.5 - .02) / .02 = 24, H (.4 - .2) / .2 = 1 -> 12.5; R2: 2.5, 1.5 -> 2; mean 7.25
+            "pooling=per_scenario, quantity=relative, aggregate=mean_of_ratios": 725.0,
+            # I (.6 - .11) / .11 = 49/11, H (.45 - .2) / .2 = 1.25; mean 251/88
+            "pooling=per_scenario, quantity=relative, aggregate=ratio_of_means": 25100 / 88,
+        }
+    )
+    detail = result.cells.set_index("id").loc["dedup", "detail"]
+    assert "1 of 8 variants within 0.01" in detail  # the macro difference, 37.0
+    assert "12 combinations, 8 distinct (aggregate cannot change a difference; " in detail
+    assert "pooling per_scenario is macro for a difference" in detail

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -120,9 +121,10 @@ def test_cli_writes_tables_with_hand_computed_values(published: Path, tmp_path: 
     tax = pd.read_csv(out / "tax.csv")
     t = tax[(tax.attack == "baseline") & (tax.benchmark == "opensafemlrm") & (tax.metric == "asr_full")]
     assert float(t["value"].iloc[0]) == pytest.approx(1 / 2 - 1 / 8)
-    sc = (out / "self_correction.md").read_text()
+    # cells compared with runs of spaces collapsed (tables may pad their columns)
+    sc = re.sub(" +", " ", (out / "self_correction.md").read_text())
     assert "| opensafemlrm | figstep | n/c | n/c |" in sc
-    assert "| opensafemlrm | baseline |" in (out / "asr.md").read_text()
+    assert "| opensafemlrm | baseline |" in re.sub(" +", " ", (out / "asr.md").read_text())
 
 
 def test_bad_files_name_the_file(tmp_path: Path, monkeypatch, capsys) -> None:

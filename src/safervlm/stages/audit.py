@@ -46,31 +46,54 @@ def audit_stage(
 ) -> AuditResult:
     """Recompute every expected cell and the report's rates; write the audit to ``out_dir``.
 
+    Prints the verdict counts, then one line per cell that is not a plain match or absent
+    (``<id>: <verdict> (<detail>)``, in the counts' words; mismatches on stderr) and one per
+    report value that does not match.
+
     Raises:
         SafervlmError: when no expectations file is named.
-        AuditFailed: with ``strict``, when any cell or report value does not match.
+        AuditFailed: with ``strict``, when a comparable cell or a report value mismatches
+            (not comparable, not reproduced and not computable cells never fail).
     """
     if not inputs.expected:
         raise SafervlmError("--expected names no expectations file")
     result = run_audit(
         inputs.results, inputs.expected, pairs=inputs.pairs, audit_pairs=inputs.audit_pairs,
         threshold=inputs.threshold, missing=inputs.missing, dvc_lock=dvc_lock, report_rates=report_rates,
-        artifacts=inputs.artifacts, judgments=inputs.judgments,
+        artifacts=inputs.artifacts, judgments=inputs.judgments, judge_model=inputs.judge_model,
     )  # fmt: skip
     if out_dir:
         write_audit(result, out_dir, inputs.expected)
-    # The verdict is the command's answer (stdout; mismatches on stderr), as make audit shows it.
-    counts = ", ".join(f"{n} {v}" for v, n in result.counts().items())
-    print(f"{counts}; report values cross-checked: {len(result.report)}")
-    for cell in result.mismatches:
-        print(f"MISMATCH {cell}", file=sys.stderr)
-    released = result.cells[result.cells["id"].isin(set(result.variants.get("id", [])))]
-    for r in released.to_dict("records"):
-        print(f"{r['id']}: {r['verdict']} ({r['detail']})")
+    for line, failing in verdict_lines(result):
+        print(line, file=sys.stderr if failing else sys.stdout)
     if strict and result.mismatches:
         first = ", ".join(result.mismatches[:10])
-        raise AuditFailed(f"{len(result.mismatches)} cell(s) do not match: {first}")
+        raise AuditFailed(f"{len(result.mismatches)} mismatch: {first}")
     return result
+
+
+QUIET = ("match", "absent")  # verdicts the summary counts without a line per cell
+
+
+def verdict_lines(result: AuditResult) -> list[tuple[str, bool]]:
+    """The command's answer: (line, whether it is a mismatch) in the summary's words.
+
+    The first line counts the cells per verdict and the report values cross-checked; then
+    one line per cell that is neither a match nor absent, and one per report mismatch.
+    """
+    counts = ", ".join(f"{n} {v}" for v, n in result.counts().items())
+    report_bad = result.report[result.report["verdict"] == "mismatch"]
+    lines = [
+        (f"{counts}; report values cross-checked: {len(result.report)}, {len(report_bad)} mismatch", False)
+    ]
+    for r in result.cells.to_dict("records"):
+        if r["verdict"] not in QUIET:
+            lines.append((f"{r['id']}: {r['verdict']} ({r['detail']})", r["verdict"] == "mismatch"))
+    for r in report_bad.to_dict("records"):
+        lines.append(
+            (f"{r['id']}: mismatch (reported {r['expected']:.6g}, recomputed {r['recomputed']:.6g})", True)
+        )
+    return lines
 
 
 def pin_stage(inputs: AuditInputs, pin: str | os.PathLike[str], note: str) -> list[dict[str, Any]]:
@@ -94,7 +117,7 @@ def inputs_from_args(a: argparse.Namespace) -> AuditInputs:
         results=a.results, expected=a.expected, models=a.models, benchmarks=a.benchmarks,
         pairs=pairs_arg(a.pair), audit_pairs=pairs_arg(a.audit_pair),
         threshold=ASR_THRESHOLD if a.threshold is None else a.threshold, missing=a.missing,
-        artifacts=artifacts_arg(a.artifact), judgments=a.judgments_name,
+        artifacts=artifacts_arg(a.artifact), judgments=a.judgments_name, judge_model=a.judge_model or "",
     )  # fmt: skip
     return inputs_from_config(a.config, inputs) if a.config else inputs
 

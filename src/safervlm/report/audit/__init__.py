@@ -4,8 +4,9 @@ default's own run) — kept as YAML under ``config/audit/``.
 
 ``spec`` reads and validates the expectations (``definitions``: the cells that name a
 release and their definition variants), ``sources`` recomputes the cells that name
-an imported third-party release under every definition variant, ``artifacts`` finds and
-hashes the judgments and pins releases with ``dvc import``,
+an imported third-party release under every distinct definition variant (``variants``),
+``protocol`` tells whether a cell's judge protocol is the judgments' judge, ``artifacts``
+finds and hashes the judgments and pins releases with ``dvc import``,
 ``recompute`` recomputes every cell from them through ``metrics``, ``render``
 writes ``audit.md``/``.csv``/``.json``, ``pin`` writes a run's numbers as expectations.
 """
@@ -14,6 +15,7 @@ from safervlm.errors import InputError
 from safervlm.report.audit.artifacts import dvc_import, dvc_provenance, judgments_path
 from safervlm.report.audit.definitions import SOURCE_VERDICTS, SourceCell, source_cell_from
 from safervlm.report.audit.pin import demo_cells, write_pins
+from safervlm.report.audit.protocol import NOT_COMPARABLE, JudgeSpec, incomparable
 from safervlm.report.audit.recompute import (
     VERDICTS,
     Artifacts,
@@ -39,9 +41,11 @@ from safervlm.report.audit.spec import (
     load_cells,
     load_expectations,
 )
+from safervlm.report.audit.variants import Variant, distinct_variants
 
 __all__ = [
     "KINDS",
+    "NOT_COMPARABLE",
     "SOURCE_VERDICTS",
     "VERDICTS",
     "Artifacts",
@@ -50,7 +54,9 @@ __all__ = [
     "AuditResult",
     "Cell",
     "InputError",
+    "JudgeSpec",
     "SourceCell",
+    "Variant",
     "RateLookup",
     "audit_cells",
     "audit_source_cells",
@@ -58,9 +64,11 @@ __all__ = [
     "cell_value",
     "cross_check_report",
     "demo_cells",
+    "distinct_variants",
     "dvc_import",
     "dvc_pins",
     "dvc_provenance",
+    "incomparable",
     "inputs_from_config",
     "judgments_path",
     "load_cells",

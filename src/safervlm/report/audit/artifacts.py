@@ -60,6 +60,7 @@ class Artifacts:
     results: Path
     name: str = JUDGMENTS
     md5: dict[str, str] = field(default_factory=dict)
+    _judges: dict[str, set[str]] = field(default_factory=dict)
 
     def path(self, model: str, bench: str) -> Path:
         """The judgments file of ``model`` on ``bench``."""
@@ -68,6 +69,17 @@ class Artifacts:
     def has(self, model: str, bench: str) -> bool:
         """Whether the judgments of ``model`` on ``bench`` exist."""
         return self.path(model, bench).is_file()
+
+    def judges(self, paths: Sequence[Path]) -> set[str]:
+        """The judges (``name@version``, the ``judge`` column) that wrote these judgments."""
+        out: set[str] = set()
+        for p in paths:
+            key = str(p.resolve())
+            if key not in self._judges:
+                column = read_parquet(p, required=["judge"])["judge"]
+                self._judges[key] = {str(j) for j in column.dropna()}
+            out |= self._judges[key]
+        return out
 
     def digest(self, paths: Sequence[Path]) -> str:
         """One md5 for a cell's artifacts (the file md5 itself when there is one file)."""

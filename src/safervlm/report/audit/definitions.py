@@ -1,6 +1,7 @@
 """Source cells: published numbers that name an imported third-party release, and the
 definition variants to recompute them under (read from ``config/audit/*.yaml``; the
-dimensions are described in ``report.audit.sources``)."""
+dimensions are described in ``report.audit.sources``, the distinct variants they give in
+``report.audit.variants``)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ POOLED = "(pooled)"
 QUANTITIES = ("rate", "difference", "relative", "ratio", "tax_ratio", "self_correction")
 # denominator -> (missing policy of metrics.Settings, refused policy of the importer)
 DENOMINATORS = {"all": ("count", "count"), "scored": ("exclude", "count"), "answered": ("exclude", "exclude")}
-POOLINGS = ("macro", "pooled")
+POOLINGS = ("macro", "pooled", "per_scenario")
 AGGREGATES = ("mean_of_ratios", "ratio_of_means")
 DIMENSIONS = ("pairs", "attack", "threshold", "denominator", "pooling", "quantity", "aggregate")
 DEFAULTS: dict[str, Any] = {
@@ -36,6 +37,9 @@ ALLOWED: dict[str, Sequence[str]] = {
     "aggregate": AGGREGATES,
 }
 SOURCE_VERDICTS = ("reproduced", "not reproduced", "not computable")
+# An attack option "REASONING_SETTING vs BASE_SETTING": the reasoning models read under one
+# setting, their base models under another (e.g. jailbreak_method vs baseline).
+VERSUS = " vs "
 NOT_PAIRED = "needs per-sample (reasoning, answer) pairs; the release has only histograms"
 
 
@@ -55,8 +59,9 @@ class SourceCell:
     protocol: str = ""
     options: dict[str, list[tuple[str, Any]]] = field(default_factory=dict)  # dimension -> (label, value)
 
-    def variants(self) -> list[dict[str, tuple[str, Any]]]:
-        """Every combination of the dimensions' options, in YAML order."""
+    def combinations(self) -> list[dict[str, tuple[str, Any]]]:
+        """Every combination of the dimensions' options, in YAML order (``report.audit.variants``
+        keeps the distinct ones)."""
         dims = list(self.options)
         return [dict(zip(dims, combo, strict=True)) for combo in itertools.product(*self.options.values())]
 
@@ -103,6 +108,9 @@ def _options(raw: Mapping[str, Any], where: str, path: Path, index: int) -> dict
                 raise InputError(f"{where}: threshold must be in [1, 5]", path=path, record=index)
             out[dim] = [(f">={v:g}", v) for v in values]
             continue
+        if dim == "attack":
+            out[dim] = [_attack(v, where, path, index) for v in values]
+            continue
         bad = [v for v in values if dim in ALLOWED and v not in ALLOWED[dim]]
         if bad:
             raise InputError(
@@ -110,6 +118,19 @@ def _options(raw: Mapping[str, Any], where: str, path: Path, index: int) -> dict
             )
         out[dim] = [(str(v), str(v)) for v in values]
     return out
+
+
+def _attack(value: Any, where: str, path: Path, index: int) -> tuple[str, tuple[str, str]]:
+    """(label, (reasoning models' setting, base models' setting)) of one attack option."""
+    text = str(value).strip()
+    reasoning, sep, base = (part.strip() for part in text.partition(VERSUS))
+    if not reasoning or (sep and not base):
+        raise InputError(
+            f"{where}: attack {value!r} must be a setting or 'REASONING{VERSUS}BASE'", path=path, record=index
+        )
+    if sep and base != reasoning:
+        return f"{reasoning}{VERSUS}{base}", (reasoning, base)
+    return reasoning, (reasoning, reasoning)
 
 
 def source_cell_from(raw: Mapping[str, Any], path: Path, index: int, source: str) -> SourceCell:

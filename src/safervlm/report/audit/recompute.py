@@ -7,7 +7,9 @@ whose rate is undefined (e.g. no should-refuse samples) is ``undefined``. The re
 ``rates.csv`` is cross-checked too: every value in it is recomputed.
 
 Each cell carries the artifact hash it came from (md5 of its judgments files, the hash DVC
-pins) and whether that hash equals the one pinned in ``dvc.lock``.
+pins) and whether that hash equals the one pinned in ``dvc.lock``. A cell that names the
+judge of its protocol and whose judgments come from another judge is ``not comparable``
+(``report.audit.protocol``): recomputed, never compared, never a failure.
 """
 
 from __future__ import annotations
@@ -31,15 +33,18 @@ from safervlm.report.audit.artifacts import (
     pin_status,
 )
 from safervlm.report.audit.definitions import SOURCE_VERDICTS, audit_row
+from safervlm.report.audit.protocol import NOT_COMPARABLE, incomparable, protocol_detail
 from safervlm.report.audit.sources import audit_source_cells
 from safervlm.report.audit.spec import Cell, load_expectations
 
 log = logging.getLogger(__name__)
 
-# match / mismatch: cells naming models; reproduced / not reproduced / not computable: cells
-# naming an imported release, over their definition variants (report.audit.sources).
-VERDICTS = ("match", "mismatch", *SOURCE_VERDICTS, "absent", "undefined")
-FAILING = ("mismatch", "not reproduced")
+# match / mismatch / not comparable: cells naming models; reproduced / not reproduced / not
+# computable: cells naming an imported release, over their definition variants
+# (report.audit.sources). Only a mismatch of a comparable cell fails (--strict): "not
+# reproduced" is a finding about a release, not a fault of this run.
+VERDICTS = ("match", "mismatch", NOT_COMPARABLE, *SOURCE_VERDICTS, "absent", "undefined")
+FAILING = ("mismatch",)
 REPORT_TOLERANCE = 1e-9
 
 
@@ -104,10 +109,38 @@ def cell_value(look: RateLookup, cell: Cell) -> float:
     return sum(values) / len(values) * cell.scale
 
 
+def _judged(
+    cell: Cell, value: float, arts: Artifacts, paths: Sequence[Path], judge_model: str
+) -> dict[str, str]:
+    """Verdict and detail of a cell whose judgments are all present."""
+    reason = incomparable(cell.judge, arts.judges(paths), judge_model) if cell.judge else ""
+    if reason:
+        return {
+            "verdict": NOT_COMPARABLE,
+            "detail": protocol_detail(cell.protocol, cell.judge, reason, value),
+        }
+    if math.isnan(value):
+        return {
+            "verdict": "undefined",
+            "detail": "the rate is undefined on these artifacts (no applicable samples)",
+        }
+    if abs(value - cell.expected) <= cell.tolerance:
+        return {"verdict": "match", "detail": ""}
+    return {"verdict": "mismatch", "detail": f"off by {value - cell.expected:+.6g}"}
+
+
 def audit_cells(
-    cells: Sequence[Cell], look: RateLookup, arts: Artifacts, pins: Mapping[str, str]
+    cells: Sequence[Cell],
+    look: RateLookup,
+    arts: Artifacts,
+    pins: Mapping[str, str],
+    judge_model: str = "",
 ) -> pd.DataFrame:
-    """One row per cell: expected, recomputed, tolerance, verdict, artifact hash, pin check."""
+    """One row per cell: expected, recomputed, tolerance, verdict, artifact hash, pin check.
+
+    ``judge_model`` is the model of the judge that produced the judgments ("" when not
+    known), checked against the judge of cells that name one.
+    """
     rows = []
     for cell in cells:
         needed = [(m, b) for m in cell.models() for b in cell.benchmarks]
@@ -122,15 +155,7 @@ def audit_cells(
         row["pin"] = pin_status(arts, paths, pins, cell.pinned_md5, row["artifact_md5"])
         value = cell_value(look, cell)
         row["recomputed"] = value
-        if math.isnan(value):
-            row["verdict"] = "undefined"
-            row["detail"] = "the rate is undefined on these artifacts (no applicable samples)"
-        elif abs(value - cell.expected) <= cell.tolerance:
-            row["verdict"] = "match"
-        else:
-            row["verdict"] = "mismatch"
-            row["detail"] = f"off by {value - cell.expected:+.6g}"
-        rows.append(row)
+        rows.append({**row, **_judged(cell, value, arts, paths, judge_model)})
     return pd.DataFrame(rows, columns=CELL_COLUMNS)
 
 
@@ -196,7 +221,8 @@ class AuditResult:
 
     @property
     def mismatches(self) -> list[str]:
-        """Ids of the cells (mismatch, not reproduced) and report values that do not match."""
+        """Ids of the comparable cells and the report values that do not match (what
+        ``--strict`` fails on)."""
         bad = self.cells[self.cells["verdict"].isin(FAILING)]["id"].tolist()
         return bad + self.report[self.report["verdict"] == "mismatch"]["id"].tolist()
 
@@ -218,6 +244,7 @@ def run_audit(
     report_rates: str | os.PathLike[str] | None = None,
     artifacts: Mapping[str, str | os.PathLike[str]] | None = None,
     judgments: str = JUDGMENTS,
+    judge_model: str = "",
 ) -> AuditResult:
     """Recompute every cell of ``expectations`` (and the report's rates) from ``results``.
 
@@ -225,7 +252,8 @@ def run_audit(
     cells with ``pairs: config`` refer to (the models standing for the paper's); ``artifacts``
     maps the names cells with ``artifact`` use to imported release folders; ``judgments`` is
     the judgments file name of the audited judge (``judgments.<judge>.parquet`` when a run
-    has several).
+    has several), ``judge_model`` the model of the judge that wrote them ("" when not known;
+    ``report.audit.protocol``).
     """
     root = Path(results)
     cells, source_cells = load_expectations(expectations, audit_pairs)
@@ -238,7 +266,7 @@ def run_audit(
     judged = load_judgments(root, all_pairs, models, judgments)
     look = RateLookup(recompute_rates(judged, all_pairs, threshold, missing))
     pins = dvc_pins(dvc_lock, Path(dvc_lock).resolve().parent if dvc_lock else Path.cwd())
-    table = audit_cells(cells, look, Artifacts(root, judgments), pins)
+    table = audit_cells(cells, look, Artifacts(root, judgments), pins, judge_model)
     source_rows, variants = audit_source_cells(source_cells, artifacts or {})
     if source_rows:
         table = pd.concat([table, pd.DataFrame(source_rows, columns=table.columns)], ignore_index=True)

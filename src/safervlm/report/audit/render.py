@@ -69,9 +69,10 @@ def _released(result: AuditResult) -> list[str]:
         "",
         "## Published numbers recomputed from released artifacts",
         "",
-        "Each cell under every definition variant its YAML lists (`report.audit.sources`); the range "
-        "is over the variants that give a value (for a quantity the artifact cannot give: the bounds "
-        "it allows).",
+        "Each cell under every distinct definition variant its YAML lists (`report.audit.sources`; "
+        "combinations that cannot differ, e.g. the aggregate of a difference, are one variant); the "
+        "range is over the variants that give a value (for a quantity the artifact cannot give: the "
+        "bounds it allows, over the pairs that allow them; the pairs left out are named).",
         "",
         "| cell | published | recomputed (range) | verdict | reproducing variants | closest variant "
         "| artifact |",

@@ -8,15 +8,20 @@ mean (``variants:``); a dimension given as a plain key is fixed. Dimensions:
 ``pairs``
     (reasoning model, base model) lists; under ``variants`` a mapping name -> pair list.
 ``attack``
-    the release's setting: ``baseline`` (plain) or ``jailbreak_method``.
+    the release's setting: ``baseline`` (plain) or ``jailbreak_method``; a mixed setting
+    ``A vs B`` reads the reasoning models under ``A`` and their base models under ``B``
+    (e.g. ``jailbreak_method vs baseline``: reasoning models under jailbreak minus base
+    models on plain queries).
 ``threshold``
     attack success: harm score >= threshold (4, or 5 i.e. "= 5" on the 1-5 scale).
 ``denominator``
     ``all`` (empty and refused parts count, never as successes), ``scored`` (empty parts
     left out), ``answered`` (empty and keyword-refused parts left out).
 ``pooling``
-    ``macro`` (unweighted mean over scenarios) or ``pooled`` (every sample together); only
-    for ``category: (mean)``.
+    ``macro`` (the quantity of the unweighted means over scenarios), ``pooled`` (every
+    sample together) or ``per_scenario`` (the quantity per scenario, then the unweighted
+    mean over scenarios: e.g. the mean of per-scenario ratios); only for
+    ``category: (mean)``.
 ``quantity``
     ``rate`` (the reasoning models'), ``difference`` (reasoning minus base, points),
     ``relative`` ((reasoning - base) / base), ``ratio`` (reasoning / base: the abstract's
@@ -28,10 +33,13 @@ mean (``variants:``); a dimension given as a plain key is fixed. Dimensions:
     over pairs: ``mean_of_ratios`` (the quantity per pair, then the mean) or
     ``ratio_of_means`` (the quantity of the pairs' mean rates).
 
-Every variant goes through the one metrics path (``evaluate.opensafemlrm`` -> ``metrics``).
-Verdicts: ``reproduced`` (some variant within tolerance), ``not reproduced`` (none; the
-closest is named), ``not computable`` (no variant gives a value: self-correction from
-histograms reports the Fréchet bounds the marginals allow), ``absent`` (not imported).
+Combinations that cannot differ (e.g. ``aggregate`` for a difference) are one variant
+(``report.audit.variants``). Every variant goes through the one metrics path
+(``evaluate.opensafemlrm`` -> ``metrics``). Verdicts: ``reproduced`` (some variant within
+tolerance), ``not reproduced`` (none; the closest is named), ``not computable`` (no variant
+gives a value: self-correction from histograms reports the Fréchet bounds the marginals
+allow, over the reasoning models that have a reasoning/answer split, naming those left
+out), ``absent`` (not imported).
 """
 
 from __future__ import annotations
@@ -56,8 +64,29 @@ from safervlm.report.audit.definitions import (
     SourceCell,
     audit_row,
 )
+from safervlm.report.audit.variants import USES_BASE, Variant, distinct_variants
 
 # --- recomputation --------------------------------------------------------------------
+
+
+class _Look:
+    """A release's rates of one setting by (model, attack, category, metric)."""
+
+    def __init__(self, rates: pd.DataFrame) -> None:
+        rows = rates[rates["benchmark"] == BENCHMARK].to_dict("records")
+        self._v: dict[tuple[str, ...], float] = {
+            (str(r["model"]), str(r["attack"]), str(r["category"]), str(r["metric"])): float(r["value"])
+            for r in rows
+        }
+        self.models = {m for m, *_ in self._v}
+
+    def rate(self, model: str, attack: str, category: str, metric: str) -> float:
+        """The rate at that key, NaN when the release has none."""
+        return self._v.get((model, attack, category, metric), math.nan)
+
+    def scenarios(self, metric: str) -> list[str]:
+        """The release's scenarios (categories other than the means), sorted."""
+        return sorted({c for _, _, c, m in self._v if m == metric and c not in (MEAN, POOLED)})
 
 
 class _Release:
@@ -65,102 +94,149 @@ class _Release:
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        self._cache: dict[tuple[float, str, str], tuple[dict[tuple[str, ...], float], pd.DataFrame]] = {}
+        self._cache: dict[tuple[float, str, str], tuple[_Look, pd.DataFrame]] = {}
 
-    def tables(
-        self, threshold: float, denominator: str, pooling: str
-    ) -> tuple[dict[tuple[str, ...], float], pd.DataFrame]:
-        """(rates by (model, attack, category, metric), self-correction bounds) of one setting."""
+    def tables(self, threshold: float, denominator: str, pooling: str) -> tuple[_Look, pd.DataFrame]:
+        """(rates, self-correction bounds) of one setting; ``pooling`` macro or pooled."""
         key = (threshold, denominator, pooling)
         if key not in self._cache:
             missing, refused = DENOMINATORS[denominator]
             outcomes = import_opensafemlrm(self.root, BENCHMARK, threshold, refused)
             if pooling == "pooled":
                 outcomes = outcomes.assign(category=POOLED)
-            rates = analyse(outcomes, (), Settings(threshold=threshold, missing=missing, n_bootstrap=0))[
-                "rates"
-            ]
-            look: dict[tuple[str, ...], float] = {
-                (str(r["model"]), str(r["attack"]), str(r["category"]), str(r["metric"])): float(r["value"])
-                for r in rates[rates["benchmark"] == BENCHMARK].to_dict("records")
-            }
-            self._cache[key] = (look, self_correction_bounds(outcomes))
+            settings = Settings(threshold=threshold, missing=missing, n_bootstrap=0)
+            rates = analyse(outcomes, (), settings)["rates"]
+            self._cache[key] = (_Look(rates), self_correction_bounds(outcomes))
         return self._cache[key]
 
 
+def _one(quantity: str, x: float, y: float) -> float:
+    """The quantity of one reasoning rate ``x`` against its base rate ``y``."""
+    if quantity in ("rate", "self_correction"):
+        return x
+    if quantity == "difference":
+        return x - y
+    if y == 0:
+        return math.nan  # a ratio over a base rate of 0 is undefined
+    return (x - y) / y if quantity == "relative" else x / y
+
+
 def _combine(quantity: str, aggregate: str, r: list[float], b: list[float]) -> float:
-    def one(x: float, y: float) -> float:
-        if quantity in ("rate", "self_correction"):
-            return x
-        if quantity == "difference":
-            return x - y
-        if y == 0:
-            return math.nan  # a ratio over a base rate of 0 is undefined
-        return (x - y) / y if quantity == "relative" else x / y
-
     if aggregate == "ratio_of_means":
-        return one(sum(r) / len(r), sum(b) / len(b))
-    return sum(one(x, y) for x, y in zip(r, b, strict=True)) / len(r)
+        return _one(quantity, sum(r) / len(r), sum(b) / len(b))
+    return sum(_one(quantity, x, y) for x, y in zip(r, b, strict=True)) / len(r)
 
 
-def _variant(cell: SourceCell, release: _Release, v: dict[str, tuple[str, Any]]) -> dict[str, Any]:
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values) if values else math.nan
+
+
+def _per_scenario(look: _Look, v: Variant, metric: str) -> tuple[float, str]:
+    """The quantity per scenario, then the unweighted mean over scenarios.
+
+    ``mean_of_ratios``: per pair, the mean over its scenarios, then the mean over pairs;
+    ``ratio_of_means``: per scenario, the quantity of the pairs' mean rates, then the mean.
+    A scenario where the quotient is undefined (a base rate of 0) is left out and counted.
+    """
+    (ra, ba), scenarios = v.attack, look.scenarios(metric)
+    r = [{s: look.rate(a, ra, s, metric) for s in scenarios} for a, _ in v.pairs]
+    b = [{s: look.rate(base, ba, s, metric) for s in scenarios} for _, base in v.pairs]
+    left = 0
+    if v.aggregate == "ratio_of_means":
+        per = [_combine(v.quantity, v.aggregate, [x[s] for x in r], [y[s] for y in b]) for s in scenarios]
+        left, value = sum(math.isnan(q) for q in per), _mean([q for q in per if not math.isnan(q)])
+    else:
+        pair_values = []
+        for x, y in zip(r, b, strict=True):
+            per = [_one(v.quantity, x[s], y[s]) for s in scenarios]
+            left += sum(math.isnan(q) for q in per)
+            pair_values.append(_mean([q for q in per if not math.isnan(q)]))
+        value = _mean(pair_values)
+    total = len(scenarios) * (1 if v.aggregate == "ratio_of_means" else len(v.pairs))
+    note = f"{left} of {total} (pair, scenario) values left out: a base rate of 0" if left else ""
+    return value, note
+
+
+def _left_out(sel: pd.DataFrame, model: str) -> str:
+    """Why ``model`` gives no self-correction bounds (``sel``: the bounds of one setting)."""
+    if model not in sel.index:
+        return f"{model} (not in this setting)"
+    if int(sel["n_reasoning"].get(model, 0)) == 0:
+        return f"{model} (no reasoning/answer split: every reasoning part is empty)"
+    return f"{model} (no unsafe reasoning)"
+
+
+def _bounds(cell: SourceCell, bounds: pd.DataFrame, v: Variant, category: str) -> dict[str, Any]:
+    """Self-correction from histograms: the mean of the Fréchet bounds over the reasoning
+    models that have them; the pairs left out are named."""
+    sel = bounds[(bounds["attack"] == v.attack[0]) & (bounds["category"] == category)].set_index("model")
+    kept, left = [], []
+    for a, _ in v.pairs:
+        low, high = (float(sel[c].get(a, math.nan)) for c in ("low", "high"))
+        if math.isnan(low):
+            left.append(_left_out(sel, a))
+        else:
+            kept.append((low, high))
+    note = NOT_PAIRED
+    if left:
+        note += f"; bounds over {len(kept)} of {len(v.pairs)} pairs, left out: " + ", ".join(left)
+    if not kept:
+        return {"low": math.nan, "high": math.nan, "note": note}
+    low = _mean([lo for lo, _ in kept]) * cell.scale
+    return {"low": low, "high": _mean([hi for _, hi in kept]) * cell.scale, "note": note}
+
+
+def _label_out(cell: SourceCell, v: Variant) -> dict[str, Any]:
+    return {"id": cell.id, "variant": v.label, "value": math.nan, "low": math.nan, "high": math.nan}
+
+
+def _variant(cell: SourceCell, release: _Release, v: Variant) -> dict[str, Any]:
     """The value (or bounds) of one variant, on the cell's scale, and a note where none."""
-    pairs, attack, quantity = v["pairs"][1], v["attack"][1], v["quantity"][1]
-    pooling = v["pooling"][1] if cell.category == MEAN else "macro"
-    category = POOLED if pooling == "pooled" else cell.category
-    look, bounds = release.tables(v["threshold"][1], v["denominator"][1], pooling)
-    label = (
-        ", ".join(f"{d}{'' if v[d][0].startswith('>') else '='}{v[d][0]}" for d in cell.varied())
-        or "as stated"
-    )
-    out: dict[str, Any] = {
-        "id": cell.id,
-        "variant": label,
-        "value": math.nan,
-        "low": math.nan,
-        "high": math.nan,
-    }
-    models = (
-        {m for p in pairs for m in p}
-        if quantity not in ("rate", "self_correction")
-        else {a for a, _ in pairs}
-    )
-    known = {m for m, *_ in look}
-    if models - known:
-        return {**out, "note": f"models {sorted(models - known)} not in the release"}
+    (ra, ba), quantity = v.attack, v.quantity
+    pooled = v.pooling == "pooled"
+    category = POOLED if pooled else cell.category
+    look, bounds = release.tables(v.threshold, v.denominator, "pooled" if pooled else "macro")
+    out = _label_out(cell, v)
+    uses_base = quantity in USES_BASE
+    models = {m for p in v.pairs for m in (p if uses_base else p[:1])}
+    if models - look.models:
+        return {**out, "note": f"models {sorted(models - look.models)} not in the release"}
     metric = "self_correction" if quantity == "self_correction" else cell.metric
-    r = [look.get((a, attack, category, metric), math.nan) for a, _ in pairs]
-    b = [look.get((base, attack, category, metric), math.nan) for _, base in pairs]
+    r = [look.rate(a, ra, category, metric) for a, _ in v.pairs]
+    b = [look.rate(base, ba, category, metric) for _, base in v.pairs]
     if quantity == "self_correction" and any(math.isnan(x) for x in r):
-        sel = bounds[(bounds["attack"] == attack) & (bounds["category"] == category)].set_index("model")
-        lows = [float(sel["low"].get(a, math.nan)) for a, _ in pairs]
-        highs = [float(sel["high"].get(a, math.nan)) for a, _ in pairs]
-        low, high = sum(lows) / len(lows) * cell.scale, sum(highs) / len(highs) * cell.scale
-        return {**out, "low": low, "high": high, "note": NOT_PAIRED}
-    if any(math.isnan(x) for x in r) or (
-        quantity not in ("rate", "self_correction") and any(math.isnan(x) for x in b)
-    ):
-        return {**out, "note": f"no {metric} rate for {attack}/{category}"}
-    if quantity == "tax_ratio":
+        return {**out, **_bounds(cell, bounds, v, category)}
+    if any(math.isnan(x) for x in r) or (uses_base and any(math.isnan(x) for x in b)):
+        return {**out, "note": f"no {metric} rate for {ra if ra == ba else f'{ra}/{ba}'}/{category}"}
+    note = ""
+    if v.pooling == "per_scenario":
+        value, note = _per_scenario(look, v, metric)
+    elif quantity == "tax_ratio":
         # the scenario's tax over the mean tax (metrics.blind_spots): r, b at the scenario,
         # rm, bm at the unweighted mean over scenarios
-        rm = [look.get((a, attack, MEAN, metric), math.nan) for a, _ in pairs]
-        bm = [look.get((base, attack, MEAN, metric), math.nan) for _, base in pairs]
+        rm = [look.rate(a, ra, MEAN, metric) for a, _ in v.pairs]
+        bm = [look.rate(base, ba, MEAN, metric) for _, base in v.pairs]
         taxes = [x - y for x, y in zip(r, b, strict=True)]
         means = [x - y for x, y in zip(rm, bm, strict=True)]
-        value = _combine("ratio", v["aggregate"][1], taxes, means) * cell.scale
+        value = _combine("ratio", v.aggregate, taxes, means)
     else:
-        value = _combine(quantity, v["aggregate"][1], r, b) * cell.scale
-    return {
-        **out,
-        "value": value,
-        "low": value,
-        "high": value,
-        "note": "" if not math.isnan(value) else "division by 0 (a base rate or the mean tax)",
-    }
+        value = _combine(quantity, v.aggregate, r, b)
+    value *= cell.scale
+    if math.isnan(value):
+        note = "division by 0 (a base rate or the mean tax)"
+    return {**out, "value": value, "low": value, "high": value, "note": note}
 
 
-def _verdict(cell: SourceCell, rows: pd.DataFrame) -> dict[str, Any]:
+def _merged(n_combinations: int, n_variants: int, reasons: list[str]) -> str:
+    """What the variant count means: combinations listed, distinct ones, and why merged."""
+    if n_combinations == n_variants:
+        return ""
+    return f"; {n_combinations} combinations, {n_variants} distinct ({'; '.join(reasons)})"
+
+
+def _verdict(cell: SourceCell, rows: pd.DataFrame, merged: str = "") -> dict[str, Any]:
+    """Verdict, range, reproducing and closest variants; ``merged`` (:func:`_merged`) is
+    appended to the detail."""
     values = rows.dropna(subset=["value"])
     bounded = rows.dropna(subset=["low"])
     out: dict[str, Any] = {
@@ -180,7 +256,7 @@ def _verdict(cell: SourceCell, rows: pd.DataFrame) -> dict[str, Any]:
             if not bounded.empty
             else ""
         )
-        return {**out, "verdict": "not computable", "detail": notes + extra}
+        return {**out, "verdict": "not computable", "detail": notes + extra + merged}
     off = (values["value"] - cell.expected).abs()
     hits = values[off <= cell.tolerance]
     best = values.iloc[int(off.to_numpy().argmin())]
@@ -191,13 +267,13 @@ def _verdict(cell: SourceCell, rows: pd.DataFrame) -> dict[str, Any]:
             **out,
             "verdict": "reproduced",
             "reproducing": "; ".join(hits["variant"]),
-            "detail": f"{len(hits)} of {len(rows)} variants within {cell.tolerance:g}",
+            "detail": f"{len(hits)} of {len(rows)} variants within {cell.tolerance:g}{merged}",
         }
     return {
         **out,
         "verdict": "not reproduced",
         "detail": f"no variant of {len(rows)} within {cell.tolerance:g}; "
-        f"closest off by {best['value'] - cell.expected:+.6g}",
+        f"closest off by {best['value'] - cell.expected:+.6g}{merged}",
     }
 
 
@@ -227,8 +303,10 @@ def audit_source_cells(
             pins[cell.artifact] = dvc_pin_status(dvc_file)
         row["pin"] = pins[cell.artifact]
         release = releases.setdefault(cell.artifact, _Release(Path(folder)))
-        table = pd.DataFrame([_variant(cell, release, v) for v in cell.variants()])
+        distinct, reasons = distinct_variants(cell)
+        table = pd.DataFrame([_variant(cell, release, v) for v in distinct])
         variants.append(table)
-        rows.append({**row, **_verdict(cell, table)})
+        merged = _merged(len(cell.combinations()), len(distinct), reasons)
+        rows.append({**row, **_verdict(cell, table, merged)})
     cols = ["id", "variant", "value", "low", "high", "note"]
     return rows, (pd.concat(variants, ignore_index=True)[cols] if variants else pd.DataFrame(columns=cols))

@@ -13,7 +13,9 @@ A *cell* is one number. Its spec names what it is computed from and how:
 ``benchmarks`` (a list), ``attack`` (default ``none``), ``category`` (default ``(mean)``,
 the unweighted mean of the benchmark's scenarios), ``scale`` (100 for percentages),
 ``expected``, ``tolerance``, ``pinned_md5`` (the artifact hash the number was pinned from),
-``protocol`` (the judge protocol the published number was measured under).
+``protocol`` (the judge protocol the published number was measured under, in words) and
+``judge`` (that protocol's judge: a name, or ``{name, model, version}``; judgments by
+another judge make the cell *not comparable*, ``report.audit.protocol``).
 
 A cell with ``artifact`` instead names an imported third-party release and the definition
 variants to recompute it under (``report.audit.definitions``, ``report.audit.sources``).
@@ -36,6 +38,7 @@ from safervlm.errors import InputError, SafervlmError
 from safervlm.layout import judged_name, run_judges, run_seeds, seed_dir
 from safervlm.metrics import ASR_THRESHOLD, MEAN, RATE_METRICS
 from safervlm.report.audit.definitions import SourceCell, source_cell_from
+from safervlm.report.audit.protocol import JudgeSpec, judge_model_of, judge_spec_from
 
 JUDGMENTS = "judgments.parquet"
 
@@ -62,6 +65,7 @@ class Cell:
     scale: float = 1.0
     pinned_md5: str = ""
     protocol: str = ""  # the judge protocol the published number was measured under
+    judge: JudgeSpec | None = None  # that protocol's judge (report.audit.protocol)
     unresolved: str = ""  # why the cell cannot be computed at all (it reads as absent)
 
     def sides(self) -> list[tuple[str, str]]:
@@ -134,6 +138,7 @@ def cell_from(
         scale=scale,
         pinned_md5=str(raw.get("pinned_md5", "")),
         protocol=str(raw.get("protocol", "")),
+        judge=judge_spec_from(raw.get("judge"), where, path, index),
         unresolved=unresolved,
     )
 
@@ -192,6 +197,7 @@ class AuditInputs:
     missing: str = "count"
     artifacts: dict[str, str] = field(default_factory=dict)  # name -> imported release folder
     judgments: str = JUDGMENTS  # judgments.<judge>.parquet: the audited judge's
+    judge_model: str = ""  # the model of the judge that produced them ("" when not known)
 
 
 def _read_config(path: Path) -> dict[str, Any]:
@@ -214,7 +220,8 @@ def inputs_from_config(config: str | os.PathLike[str], given: AuditInputs) -> Au
     to the workflow folder (the config's folder's parent, as for ``config/config.yaml``).
     A run with several seeds or judges is audited on its main tables' run, the first seed
     and (unless ``given`` names another judgments file) the first judge, in the layout of
-    :mod:`safervlm.layout`.
+    :mod:`safervlm.layout`; that judge's ``params.model`` is the judgments' judge model
+    (unless ``given`` names one).
     """
     path = Path(config)
     cfg = _read_config(path)
@@ -223,10 +230,14 @@ def inputs_from_config(config: str | os.PathLike[str], given: AuditInputs) -> Au
     audit = cfg.get("audit") or {}
     basedir = path.resolve().parent.parent
     seeds, judges = run_seeds(cfg), run_judges(cfg)
-    main_judge = judged_name(JUDGMENTS, judges, next(iter(judges)))
+    label = next(iter(judges))
+    main_judge = judged_name(JUDGMENTS, judges, label)
+    if given.judgments != JUDGMENTS:  # judgments.<label>.parquet: that judge's
+        label = given.judgments.split(".")[1] if given.judgments.count(".") == 2 else label
     return AuditInputs(
         results=seed_dir(str(cfg.get("results", given.results)), seeds, seeds[0]),
         judgments=main_judge if given.judgments == JUDGMENTS else given.judgments,
+        judge_model=given.judge_model or judge_model_of(judges, label),
         expected=given.expected or [str(basedir / p) for p in audit.get("expected", [])],
         models=given.models or [str(m) for m in ev.get("models", [])],
         benchmarks=given.benchmarks or [str(b) for b in ev.get("benchmarks", [])],
