@@ -261,10 +261,19 @@ ROLLOUT_ONLY_KEYS = (
 )
 
 
+# The launcher's and the job's keys of a training section (launch_args, train_resources), not
+# the stage's: a job shape or a memory request never reruns training.
+LAUNCH_KEYS = ("processes", "nodes", "job")
+
+
+def without_launch_keys(section):
+    """A training section without LAUNCH_KEYS."""
+    return {k: v for k, v in section.items() if k not in LAUNCH_KEYS}
+
+
 def sft_section():
     """The ``sft`` section; with correction demonstrations, grpo's correction template too."""
-    section = dict(config["sft"])
-    section.pop("processes", None)  # the launcher's key (launch_args), not the stage's
+    section = without_launch_keys(config["sft"])
     if section["correction_demos"] > 0:
         section["correction_template"] = config["grpo"]["correction_template"]
     return section
@@ -272,8 +281,7 @@ def sft_section():
 
 def grpo_section(variant):
     """The ``grpo`` config section for a GRPO model: ``grpo_plain`` turns the safety-aware rollout off."""
-    section = dict(config["grpo"])
-    section.pop("processes", None)  # the launcher's key (launch_args), not the stage's
+    section = without_launch_keys(config["grpo"])
     if variant == "grpo_plain":
         section["safety_aware"] = False
         for key in ROLLOUT_ONLY_KEYS:
@@ -388,6 +396,38 @@ def launch_args(stage):
     return (["--deepspeed", ds] if ds else []) + (
         ["--processes", str(processes)] if processes > 1 else []
     )
+
+
+def train_resources(stage):
+    """What a training job requests (the slurm plugin's resources), from the stage's config:
+    one GPU per process (``processes`` over ``nodes``), or CPU processes on one node.
+
+    Memory and runtime grow with each retry (``attempt``). Local runs ignore all but mem_mb.
+    """
+    section = config[stage]
+    job = {"device": "gpu", "cpus_per_process": 8, "mem_mb": 64000, "runtime": 720}
+    job.update(section.get("job") or {})
+    processes, nodes = section.get("processes", 1), section.get("nodes", 1)
+    grow = {
+        "mem_mb": lambda wildcards, attempt: job["mem_mb"] * attempt,
+        "runtime": lambda wildcards, attempt: job["runtime"] * attempt,
+    }
+    if job["device"] == "cpu":
+        return {"cpus_per_task": processes * job["cpus_per_process"], **grow}
+    if nodes == 1:
+        return {"gpu": processes, "cpus_per_gpu": job["cpus_per_process"], **grow}
+    # One launcher per node through srun (workflow/scripts/train-launch); `gres` per node, as
+    # `gpu` would be the job's total; tasks_per_gpu 0 keeps the plugin from adding
+    # --ntasks-per-gpu.
+    return {
+        "nodes": nodes,
+        "gres": f"gpu:{processes // nodes}",
+        "mpi": "srun",
+        "tasks": nodes,
+        "tasks_per_gpu": 0,
+        "cpus_per_gpu": job["cpus_per_process"],
+        **grow,
+    }
 
 
 def judge_gpus(wildcards):

@@ -10,6 +10,8 @@ rule sft:
         f"{SD}/benchmarks/sft.tsv"
     conda:
         "../envs/train.yaml"
+    resources:
+        **train_resources("sft"),
     params:
         # The modules its job runs ({module: digest}): editing one reruns it.
         code=code("sft"),
@@ -35,6 +37,8 @@ rule grpo:
         grpo_variant="grpo|grpo_plain",
     conda:
         "../envs/train.yaml"
+    resources:
+        **train_resources("grpo"),
     params:
         **judge_params("reward_judge"),
         # The modules its job runs ({module: digest}): editing one reruns it.

@@ -29,6 +29,7 @@ from typing import Any
 
 import torch
 from safetensors.torch import save_file
+from torch.distributed.tensor import DTensor
 from transformers import GenerationMixin, LogitsProcessor, LogitsProcessorList, Trainer
 from trl import GRPOTrainer
 
@@ -110,18 +111,26 @@ def _recording_training_step(self: Any, model: Any, inputs: Any, *args: Any, **k
 
 def _recording_generate_and_score(self: Any, inputs: list[dict[str, Any]]) -> Any:
     RECORD["generation_ids"].append([str(row["id"]) for row in inputs])
-    # ZeRO-3 leaves each parameter an empty placeholder (plus this rank's partition) between steps.
-    RECORD.setdefault("zero3_partitioned", sum(getattr(p, "ds_tensor", None) is not None and p.numel() == 0
-                                               for p in self.model_wrapped.parameters()))  # fmt: skip
+    RECORD.setdefault("sharded", sum(map(_sharded, self.model_wrapped.parameters())))
     out = _generate_and_score(self, inputs)
     ids, mask = out["completion_ids"], out["completion_mask"].bool()
     RECORD["completions"].append([_crc(c[m].tolist()) for c, m in zip(ids, mask, strict=True)])
     return out
 
 
+def _sharded(p: torch.Tensor) -> bool:
+    """A parameter split over the processes: ZeRO-3 leaves an empty placeholder (plus this rank's
+    partition in ``ds_tensor``) between steps; FSDP2 makes it a DTensor sharded on a dimension."""
+    if getattr(p, "ds_tensor", None) is not None and p.numel() == 0:
+        return True
+    return isinstance(p, DTensor) and any(pl.is_shard() for pl in p.placements)
+
+
 def _weights(trainer: Any) -> dict[str, torch.Tensor]:
+    """Full weights (FSDP2: every process gathers each DTensor, a collective on all ranks)."""
     model = trainer.accelerator.unwrap_model(trainer.model)
-    return {k: v.detach().float().contiguous().clone() for k, v in model.state_dict().items()}
+    full = {k: v.full_tensor() if isinstance(v, DTensor) else v for k, v in model.state_dict().items()}
+    return {k: v.detach().float().contiguous().clone() for k, v in full.items()}
 
 
 def _recording_train(self: Any, *args: Any, **kwargs: Any) -> Any:

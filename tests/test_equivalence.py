@@ -82,13 +82,18 @@ def _launch(nproc: int, record: Path, args: list[str], **env: str) -> list[dict[
     return records
 
 
-def _run_pair(tmp: Path, stage: str, params: dict[str, Any], b: int, extra: list[str]) -> tuple[Any, Any]:
-    """(1-process record, 2-process records) for ``stage`` at global batch ``2b``."""
+def _run_pair(
+    tmp: Path, stage: str, params: dict[str, Any], b: int, extra: list[str], strategy: str = "ddp"
+) -> tuple[Any, Any]:
+    """(1-process record, 2-process records under ``strategy``) for ``stage`` at global batch ``2b``."""
     runs = {}
     for nproc, batch in ((1, 2 * b), (2, b)):
-        p = json.dumps({**params, "batch_size": batch})
-        args = [stage, "--params", p, "--out", str(tmp / f"out{nproc}"), *extra]
+        keys = {**params, "batch_size": batch, **({"strategy": strategy} if nproc == 2 else {})}
+        args = [stage, "--params", json.dumps(keys), "--out", str(tmp / f"out{nproc}"), *extra]
         runs[nproc] = _launch(nproc, tmp / f"rec{nproc}", args)
+    for rec in runs[2]:
+        want = {"ddp": "MULTI_CPU", "fsdp": "FSDP"}[strategy]
+        assert rec["distributed_type"] == f"DistributedType.{want}", rec["distributed_type"]
     return runs[1][0], runs[2]
 
 
@@ -101,21 +106,26 @@ def _check_weights(tmp: Path, steps: int, lr: float) -> dict[str, float]:
     one, r0, r1 = (load_file(tmp / f) for f in ("rec1/rank0.safetensors", "rec2/rank0.safetensors",
                                                  "rec2/rank1.safetensors"))  # fmt: skip
     init = load_file(tmp / "rec1/initial.safetensors")
-    assert all(torch.equal(r0[k], r1[k]) for k in r0), "DDP replicas diverged"
+    assert all(torch.equal(r0[k], r1[k]) for k in r0), "the ranks' (gathered) weights differ"
     diff = torch.cat([(one[k] - r0[k]).flatten() for k in one])
     update = torch.cat([(one[k] - init[k]).flatten() for k in one])
     rel = float(diff.norm() / update.norm())
     max_abs = float(diff.abs().max())
+    print(f"weights vs 1 process: relative L2 {rel:.2e}, max abs {max_abs:.2e}")  # pytest -s: the figures
     assert rel < REL_WEIGHT_TOL, rel
     assert max_abs <= 2 * steps * lr, max_abs  # each run's AdamW step is at most lr, either sign
     return {"relative_l2": rel, "max_abs": max_abs}
 
 
-def test_sft_two_processes_match_one(tiny_model_dir: Path, train_parquet: Path, tmp_path: Path) -> None:
-    """16 examples, global batch 8: 2 steps; 1 process at batch 8 vs 2 at batch 4."""
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
+def test_sft_two_processes_match_one(
+    tiny_model_dir: Path, train_parquet: Path, tmp_path: Path, strategy: str
+) -> None:
+    """16 examples, global batch 8: 2 steps; 1 process at batch 8 vs 2 at batch 4 (DDP, or
+    FSDP2 with every parameter sharded over the two processes)."""
     params = {"epochs": 1, "warmup_steps": 0, "learning_rate": 3e-3}
     extra = ["--model", str(tiny_model_dir), "--data", str(train_parquet)]
-    one, (r0, r1) = _run_pair(tmp_path, "sft", params, 4, extra)
+    one, (r0, r1) = _run_pair(tmp_path, "sft", params, 4, extra, strategy)
     assert len(one["steps"]) == 2
     assert one["steps"] == [a + b for a, b in zip(r0["steps"], r1["steps"], strict=True)]
     loss1, loss2 = _history(one, "loss"), _history(r0, "loss")
@@ -125,9 +135,13 @@ def test_sft_two_processes_match_one(tiny_model_dir: Path, train_parquet: Path, 
     _check_weights(tmp_path, 2, params["learning_rate"])
 
 
-@pytest.mark.parametrize("safety_aware", [False, True], ids=["plain", "safety_aware"])
+@pytest.mark.parametrize(
+    ("safety_aware", "strategy"),
+    [(False, "ddp"), (True, "ddp"), (True, "fsdp")],
+    ids=["plain-ddp", "safety_aware-ddp", "safety_aware-fsdp"],
+)
 def test_grpo_two_processes_match_one(
-    tiny_model_dir: Path, train_parquet: Path, tmp_path: Path, safety_aware: bool
+    tiny_model_dir: Path, train_parquet: Path, tmp_path: Path, safety_aware: bool, strategy: str
 ) -> None:
     """Groups of 4, global batch 8 (two groups): 1 process at batch 8 vs 2 at batch 4, 2 steps."""
     g, lr = 4, 1e-3
@@ -140,7 +154,7 @@ def test_grpo_two_processes_match_one(
         "safety_aware": safety_aware,
     }
     extra = ["--model", str(tiny_model_dir), "--data", str(train_parquet), "--judge", "content_hash"]
-    one, (r0, r1) = _run_pair(tmp_path, "grpo", params, g, extra)
+    one, (r0, r1) = _run_pair(tmp_path, "grpo", params, g, extra, strategy)
     # Same prompts per step; each rank's rows are whole groups (one prompt id per group of g).
     assert len(one["generation_ids"]) == 2
     assert one["generation_ids"] == [
@@ -168,14 +182,21 @@ def test_grpo_two_processes_match_one(
     _check_weights(tmp_path, 2, lr)
 
 
-@pytest.mark.parametrize("mode", ["two_passes", "one_continuation"])
-def test_zero3_rollout_generates_with_gathered_parameters(
-    tiny_model_dir: Path, train_parquet: Path, tmp_path: Path, repo_root: Path, mode: str
+@pytest.mark.parametrize(
+    ("strategy", "mode"),
+    [("zero3", "two_passes"), ("zero3", "one_continuation"), ("fsdp", "two_passes")],
+)
+def test_sharded_rollout_generates_with_gathered_parameters(
+    tiny_model_dir: Path, train_parquet: Path, tmp_path: Path, repo_root: Path, strategy: str, mode: str
 ) -> None:
-    """ZeRO-3 on DeepSpeed's CPU accelerator (gloo): every parameter is partitioned, the critique
-    and correction passes gather them (``gather_deepspeed3_params``), and a process without an
-    unsafe row joins the others' passes instead of leaving them waiting in the gather."""
-    pytest.importorskip("deepspeed")
+    """ZeRO-3 on DeepSpeed's CPU accelerator, or FSDP2, over gloo: every parameter is sharded,
+    the critique and correction passes gather them (ZeRO-3: ``gather_deepspeed3_params``; FSDP2:
+    its forward hooks), and a process without an unsafe row joins the others' passes instead of
+    leaving them waiting in the gather."""
+    keys: dict[str, Any] = {"strategy": "fsdp"}
+    if strategy == "zero3":
+        pytest.importorskip("deepspeed")
+        keys = {"strategy": "deepspeed", "deepspeed": str(repo_root / "config" / "deepspeed" / "zero3.json")}
     params = {
         "max_steps": 2,
         "batch_size": 4,
@@ -184,14 +205,15 @@ def test_zero3_rollout_generates_with_gathered_parameters(
         "reflection_max_tokens": 4,
         "learning_rate": 1e-3,
         "critique_and_correction": mode,
-        "deepspeed": str(repo_root / "config" / "deepspeed" / "zero3.json"),
+        **keys,
     }
     args = ["grpo", "--params", json.dumps(params), "--out", str(tmp_path / "out"), "--judge", "content_hash"]
     args += ["--model", str(tiny_model_dir), "--data", str(train_parquet)]
     r0, r1 = _launch(2, tmp_path / "rec", args, DS_ACCELERATOR="cpu")
     for rec in (r0, r1):
-        assert rec["distributed_type"] == "DistributedType.DEEPSPEED"
-        assert rec["zero3_partitioned"] == rec["n_parameters"] > 0
+        kind = "DEEPSPEED" if strategy == "zero3" else "FSDP"
+        assert rec["distributed_type"] == f"DistributedType.{kind}"
+        assert rec["sharded"] == rec["n_parameters"] > 0
     corrected = [[h["rollout/corrected"] for h in rec["rollout"]] for rec in (r0, r1)]
     # This data and judge: some step corrects on one process only (the case that used to hang).
     assert any((a > 0) != (b > 0) for a, b in zip(*corrected, strict=True)), corrected

@@ -20,6 +20,7 @@ from safervlm.workflow_support import launcher_env
 PROFILE = ROOT / "workflow" / "profiles" / "slurm"
 LAUNCH = ROOT / "workflow" / "scripts" / "train-launch"
 GPU_RULES = {"sft", "grpo", "qi_score", "generate"}
+TRAIN_RULES = {"sft", "grpo"}
 # Not in the paper run: fixtures and tiny_model (real data and model), grpo_compare (the
 # paper evaluates base, SFT and safety-aware GRPO only, not the plain-GRPO ablation).
 CPU_RULES = set(RULES) - GPU_RULES - {"fixtures", "tiny_model", "grpo_compare"}
@@ -88,7 +89,8 @@ def test_paper_plan_requests_gpus_for_gpu_rules_only(judge: str, tmp_path: Path)
     assert gpu_rules | CPU_RULES <= set(plan), sorted(plan)
     for rule in gpu_rules:
         res = plan[rule]
-        assert res.get("gpu") == "1", (rule, res)
+        # Training: the config's processes (config/paper.yaml: 8 GPUs on one node).
+        assert res.get("gpu") == ("8" if rule in TRAIN_RULES else "1"), (rule, res)
         assert int(res["cpus_per_gpu"]) >= 4 and int(res["mem_mb"]) >= 16000, (rule, res)
         assert int(res["runtime"]) >= 60, (rule, res)
     for rule in CPU_RULES - gpu_rules:
@@ -102,11 +104,48 @@ def test_gpu_rules_get_more_memory_and_time_on_each_retry() -> None:
     text = (PROFILE / "config.yaml").read_text()
     profile = yaml.safe_load(text)
     assert profile["retries"] >= 1
-    for rule in GPU_RULES:
+    assert not TRAIN_RULES & set(profile["set-resources"])  # theirs come from the config
+    for rule in GPU_RULES - TRAIN_RULES:
         res = profile["set-resources"][rule]
         for key in ("mem_mb", "runtime"):
             first, second = (eval(str(res[key]), {"attempt": a}) for a in (1, 2))
             assert second > first, (rule, key, res[key])
+
+
+def _plan_with(tmp_path: Path, **sections: dict[str, object]) -> tuple[dict[str, dict[str, str]], str]:
+    """The slurm profile's dry-run plan of the paper run with ``sections`` merged in."""
+    path = paper_config(tmp_path)
+    cfg = yaml.safe_load(path.read_text())
+    for name, keys in sections.items():
+        cfg[name].update(keys)
+    path.write_text(yaml.safe_dump(cfg))
+    r = snakemake("--profile", str(PROFILE), "-n", "-p", "all", "-d", str(tmp_path), "--configfile", str(path))
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out[-3000:]
+    return planned_resources(out), out
+
+
+def test_two_node_zero3_is_config_only(tmp_path: Path) -> None:
+    """From the paper run to 2 nodes x 8 GPUs with ZeRO-3 by editing the grpo section only: the
+    job requests 2 nodes with 8 GPUs each (one launcher task per node, srun), the config's
+    memory and CPUs; the command line carries the ZeRO-3 config and 16 processes."""
+    zero3 = str(ROOT / "config" / "deepspeed" / "zero3.json")
+    grpo = {"processes": 16, "nodes": 2, "strategy": "deepspeed", "deepspeed": zero3,
+            "job": {"device": "gpu", "cpus_per_process": 6, "mem_mb": 900000, "runtime": 2000}}  # fmt: skip
+    plan, out = _plan_with(tmp_path, grpo=grpo)
+    res = plan["grpo"]
+    assert {k: res.get(k) for k in ("nodes", "gres", "mpi", "tasks", "tasks_per_gpu", "cpus_per_gpu")} == {
+        "nodes": "2", "gres": "gpu:8", "mpi": "srun", "tasks": "2", "tasks_per_gpu": "0", "cpus_per_gpu": "6",
+    }  # fmt: skip
+    assert res["mem_mb"] == "900000" and res["runtime"] == "2000" and "gpu" not in res, res
+    assert f'"$SAFERVLM_TRAIN_LAUNCH" --deepspeed {zero3} --processes 16 safervlm grpo' in out
+    assert plan["sft"]["gpu"] == "8" and "nodes" not in plan["sft"]  # sft untouched
+
+
+def test_cpu_training_job_asks_for_cores_not_gpus(tmp_path: Path) -> None:
+    plan, out = _plan_with(tmp_path, sft={"processes": 2, "job": {"device": "cpu", "cpus_per_process": 3}})
+    res = plan["sft"]
+    assert res["cpus_per_task"] == "6" and "gpu" not in res and "gres" not in res, res
 
 
 def launch(*args: str, echo: bool = True, **env: str) -> subprocess.CompletedProcess[str]:
@@ -155,5 +194,5 @@ def test_training_rules_use_the_launcher(tmp_path: Path) -> None:
     zero2 = ROOT / "config" / "deepspeed" / "zero2.json"
     for stage in ("sft", "grpo"):
         # The launcher's path comes through the environment (a moved checkout reruns nothing).
-        assert f'"$SAFERVLM_TRAIN_LAUNCH" --deepspeed {zero2} safervlm {stage} --model' in out
+        assert f'"$SAFERVLM_TRAIN_LAUNCH" --deepspeed {zero2} --processes 8 safervlm {stage} --model' in out
     assert launcher_env(ROOT) == {"SAFERVLM_TRAIN_LAUNCH": str(LAUNCH)}

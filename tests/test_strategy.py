@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from safervlm.errors import ConfigError
-from safervlm.train.strategy import Runtime, check_strategy, zero_stage
+from safervlm.config import GRPOParams, SFTParams
+from safervlm.train.strategy import Runtime, check_strategy, strategy_args, zero_stage
 
 CPU2 = Runtime(device="cpu", world_size=2, has_deepspeed=True, ds_accelerator=None)
 GPU2 = Runtime(device="cuda", world_size=2, has_deepspeed=True, ds_accelerator=None)
@@ -17,10 +18,42 @@ def test_ddp_runs_anywhere() -> None:
     assert check_strategy("ddp", CPU2) == "ddp: 2 replica(s) on cpu"
 
 
-def test_fsdp_on_cpu_is_refused_naming_the_strategy_and_the_fallback() -> None:
-    with pytest.raises(ConfigError, match="strategy 'fsdp' cannot run on CPU.*silently run DDP"):
-        check_strategy("fsdp", CPU2)
-    assert check_strategy("fsdp", GPU2).startswith("fsdp: FSDP2 over 2")
+def test_fsdp_runs_on_cpu_too_but_needs_several_processes() -> None:
+    assert check_strategy("fsdp", CPU2).startswith("fsdp: FSDP2 over 2 processes (gloo")
+    assert check_strategy("fsdp", GPU2).startswith("fsdp: FSDP2 over 2 processes (cuda)")
+    one = Runtime(device="cpu", world_size=1, has_deepspeed=True, ds_accelerator=None)
+    with pytest.raises(ConfigError, match="strategy 'fsdp' shards the policy over processes, and this run has one"):
+        check_strategy("fsdp", one)
+
+
+def test_strategy_arguments_turn_on_fsdp2_with_a_full_state_dict() -> None:
+    assert strategy_args("ddp") == strategy_args("deepspeed") == {}
+    assert strategy_args("fsdp") == {"fsdp": True, "fsdp_config": {"version": 2, "state_dict_type": "FULL_STATE_DICT"}}
+
+
+@pytest.mark.parametrize(
+    ("keys", "message"),
+    [
+        ({"strategy": "deepspeed"}, "strategy: deepspeed and a `deepspeed` config file go together"),
+        ({"deepspeed": "config/deepspeed/zero3.json"}, "go together .*strategy='ddp'"),
+        ({"nodes": 2, "processes": 3}, "processes=3 must be a multiple of nodes=2"),
+        ({"nodes": 2, "processes": 4, "job": {"device": "cpu"}}, "nodes > 1 needs job.device: gpu"),
+        ({"strategy": "zero3"}, "strategy"),
+        ({"job": {"gpus": 2}}, r"\.job': unknown keys \['gpus'\]"),
+    ],
+)
+def test_config_refuses_a_strategy_or_job_that_cannot_run(keys: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        GRPOParams(**keys)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match=message):
+        SFTParams(**keys)  # type: ignore[arg-type]
+
+
+def test_launch_keys_stay_out_of_the_stage_params() -> None:
+    params = GRPOParams(processes=8, nodes=2, job={"mem_mb": 1000}, strategy="fsdp")  # type: ignore[arg-type]
+    dumped = params.model_dump()
+    assert dumped["strategy"] == "fsdp" and not {"processes", "nodes", "job"} & dumped.keys()
+    assert GRPOParams().job.runtime == 1440 and SFTParams().job.runtime == 720
 
 
 @pytest.mark.parametrize("name", ["zero2", "zero3"])

@@ -51,6 +51,23 @@ LearningRate = Annotated[Real, TrlArg("learning_rate"), Field(gt=0, description=
 Epochs = Annotated[Real, Field(gt=0, description="Training epochs.")]
 
 
+class JobResources(Section):
+    """What a cluster job of a training stage requests: the ``job`` key of ``sft`` and ``grpo``.
+
+    The slurm profile reads it through the rule's resources (rules/common.smk, ``train_resources``);
+    one process per GPU, so ``processes`` and ``nodes`` give the GPUs per node.
+    """
+
+    section = "job"
+
+    device: Literal["gpu", "cpu"] = Field(
+        "gpu", description="gpu: one GPU per process; cpu: the processes share a CPU node (gloo)."
+    )
+    cpus_per_process: int = Field(8, ge=1, description="CPU cores per process (data loading, judge).")
+    mem_mb: int = Field(64000, ge=100, description="Memory per node in MB (x the attempt on retries).")
+    runtime: int = Field(720, ge=1, description="Minutes (x the attempt on retries).")
+
+
 class TrainParams(Section):
     """Keys SFT and GRPO share, defined once."""
 
@@ -70,8 +87,14 @@ class TrainParams(Section):
         description="Module names LoRA adapts (checked against the model before training); null = the "
         "model family's (its decoder's attention and MLP projections: q/k/v/o_proj, gate/up/down_proj).",
     )
+    strategy: Literal["ddp", "fsdp", "deepspeed"] = Field(
+        "ddp",
+        description="How several processes share the policy: ddp (replicas), fsdp (FSDP2: parameters "
+        "sharded over the processes, full state dict on save; on CPU too, over gloo), deepspeed (ZeRO-2 "
+        "or ZeRO-3 from the `deepspeed` file).",
+    )
     deepspeed: Annotated[str | None, TrlArg("deepspeed")] = Field(
-        None, description="DeepSpeed JSON config (cluster)."
+        None, description="DeepSpeed JSON config (config/deepspeed/zero2.json, zero3.json); strategy: deepspeed."
     )
     dtype: Literal["float32", "bfloat16", "float16"] = Field(
         "float32",
@@ -87,9 +110,35 @@ class TrainParams(Section):
         1,
         ge=1,
         exclude=True,
-        description="Training processes. No GPU: N > 1 starts N processes on the machine (torchrun, "
-        "gloo). GPUs: one process per GPU of the job; N > 1 must equal the job's GPU count.",
+        description="Training processes in all. No GPU: N > 1 starts N processes on the machine "
+        "(torchrun, gloo). GPUs: one process per GPU (a Slurm job requests N GPUs over `nodes` nodes).",
     )
+    nodes: int = Field(
+        1,
+        ge=1,
+        exclude=True,
+        description="Slurm nodes the processes span (GPUs only): processes / nodes GPUs per node.",
+    )
+    job: JobResources = Field(
+        default_factory=lambda: JobResources(),
+        exclude=True,
+        description="What a Slurm job of this stage requests (the slurm profile; local runs ignore it).",
+    )
+
+    @model_validator(mode="after")
+    def _strategy_fits(self) -> TrainParams:
+        """A strategy has what it needs; the processes divide over the nodes (GPU jobs only)."""
+        if (self.strategy == "deepspeed") != (self.deepspeed is not None):
+            raise ValueError(
+                "strategy: deepspeed and a `deepspeed` config file go together "
+                f"(strategy={self.strategy!r}, deepspeed={self.deepspeed!r})"
+            )
+        if self.nodes > 1:
+            if self.job.device != "gpu":
+                raise ValueError("nodes > 1 needs job.device: gpu (CPU processes run on one machine)")
+            if self.processes % self.nodes:
+                raise ValueError(f"processes={self.processes} must be a multiple of nodes={self.nodes}")
+        return self
 
 
 class SFTSection(TrainParams):
@@ -138,6 +187,11 @@ class GRPOParams(TrainParams):
 
     section = "grpo"
 
+    job: JobResources = Field(
+        default_factory=lambda: JobResources(runtime=1440),
+        exclude=True,
+        description="What a Slurm job of this stage requests (the slurm profile; local runs ignore it).",
+    )
     max_steps: int | None = Field(30, ge=1, description="Optimizer steps (null = run epochs).")
     epochs: Epochs = Field(1.0, description="Epochs over the prompts when max_steps is null.")
     num_generations: Annotated[int, TrlArg("num_generations")] = Field(

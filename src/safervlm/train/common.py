@@ -14,6 +14,7 @@ from accelerate.utils import DistributedType
 from safervlm.config import TrainParams, TrlArg
 from safervlm.errors import ConfigError
 from safervlm.io import atomic_path, write_json
+from safervlm.train.strategy import Runtime, check_strategy, strategy_args
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,7 @@ def common_args(output_dir: str | Path, seed: int, params: TrainParams) -> dict[
     """
     return {
         **trl_args(params),
+        **strategy_args(params.strategy),
         "output_dir": str(output_dir),
         "seed": seed,
         "data_seed": seed,
@@ -89,6 +91,15 @@ def lora_config(
     )
 
 
+def check_runtime_strategy(params: TrainParams) -> None:
+    """Refuse, before any work, a strategy this process cannot run; log what will run.
+
+    Raises:
+        ConfigError: see :func:`safervlm.train.strategy.check_strategy`.
+    """
+    log.info("strategy: %s", check_strategy(params.strategy, Runtime.detect(), params.deepspeed))
+
+
 def log_world(state: Any) -> None:
     """Log which of how many training processes this is (each process logs its own line)."""
     log.info(
@@ -119,7 +130,7 @@ def save_policy(trainer: Any, processor: Any, out: str | Path, extra: dict[str, 
         DistributedType.FSDP,
         DistributedType.DEEPSPEED,
     ):
-        state_dict = accelerator.get_state_dict(trainer.model_wrapped)
+        state_dict = _untied(accelerator.get_state_dict(trainer.model_wrapped), model)
     if accelerator.is_main_process:
         with atomic_path(out) as tmp:
             if state_dict is None:
@@ -130,6 +141,18 @@ def save_policy(trainer: Any, processor: Any, out: str | Path, extra: dict[str, 
             write_json({"log_history": trainer.state.log_history, **extra}, tmp / "train_log.json")
         log.info("saved policy to %s", out)
     accelerator.wait_for_everyone()
+
+
+def _untied(state_dict: dict[str, Any] | None, model: Any) -> dict[str, Any] | None:
+    """A gathered state dict without the copies of tied weights (``lm_head`` of tied embeddings).
+
+    Gathering (FSDP, ZeRO-3) gives each tied name a tensor of its own, so ``save_pretrained``,
+    which finds ties by shared storage, would write both; the model re-ties them on load.
+    """
+    if state_dict is None:  # a process other than the main one (ZeRO-3 gathers to the main)
+        return None
+    tied: dict[str, str] = getattr(model, "all_tied_weights_keys", None) or {}
+    return {k: v for k, v in state_dict.items() if k not in tied or tied[k] not in state_dict}
 
 
 def step_logs(trainer: Any) -> list[dict[str, Any]]:

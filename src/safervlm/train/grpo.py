@@ -26,8 +26,16 @@ from safervlm.io import read_parquet
 from safervlm.judge import build_judge
 from safervlm.models import family_of, load_policy
 from safervlm.rewards import available_rewards, get_reward
-from safervlm.train.common import common_args, log_world, lora_config, save_policy, step_logs
+from safervlm.train.common import (
+    check_runtime_strategy,
+    common_args,
+    log_world,
+    lora_config,
+    save_policy,
+    step_logs,
+)
 from safervlm.train.data import prompt_dataset
+from safervlm.train.strategy import StrategyCheck
 from safervlm.train.resume import (
     CheckpointMarker,
     fingerprint,
@@ -160,6 +168,7 @@ def run_grpo(
             None keeps checkpoints in a temporary folder (no resume).
     """
     require_runtime(params)
+    check_runtime_strategy(params)
     set_seed(seed)
     log.info("GRPO params: %s", params)
     df = read_parquet(data_path, required=["id", "question", "image", "should_refuse", "image_objects"])
@@ -208,6 +217,7 @@ def run_grpo(
             rollout_func=rollout,
             compile_generation=params.compile,
         )
+        trainer.add_callback(StrategyCheck(trainer, params.strategy, params.deepspeed))
         trainer.train(resume_from_checkpoint=resume)
         metrics = _metrics(trainer, len(dataset), resume)
         extra = {"metrics": metrics, "params": params.model_dump(), "family": family.name}

@@ -60,14 +60,16 @@ from safervlm.judge import Judge, Judgment
 from safervlm.models.generation import compile_config
 from safervlm.rewards.structured import build_records
 from safervlm.train.continuation import generate_continuations
+from safervlm.train.strategy import StrategyTrainer
 
 log = logging.getLogger(__name__)
 
 SAMPLE, CORRECTED, PAD = "sample", "corrected", "pad"
 
 
-class SafetyAwareGRPOTrainer(GRPOTrainer):
-    """``GRPOTrainer`` that lets the rollout function see the batch's dataset rows.
+class SafetyAwareGRPOTrainer(StrategyTrainer, GRPOTrainer):
+    """``GRPOTrainer`` that lets the rollout function see the batch's dataset rows (and sets up
+    the configured strategy, FSDP on CPU too: :class:`~safervlm.train.strategy.StrategyTrainer`).
 
     TRL hands ``rollout_func`` only the prompts; the judge also needs the ground-truth
     columns (``should_refuse``, ``image_objects`` …), so they are kept for the call.

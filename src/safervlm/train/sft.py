@@ -18,16 +18,29 @@ from safervlm import tracking
 from safervlm.config import SFTParams
 from safervlm.io import read_parquet
 from safervlm.models import family_of, load_policy
-from safervlm.train.common import common_args, log_world, lora_config, save_policy, step_logs
+from safervlm.train.common import (
+    check_runtime_strategy,
+    common_args,
+    log_world,
+    lora_config,
+    save_policy,
+    step_logs,
+)
 from safervlm.train.data import correction_demos, sft_dataset
+from safervlm.train.strategy import StrategyCheck, StrategyTrainer
 
 log = logging.getLogger(__name__)
+
+
+class _SFTTrainer(StrategyTrainer, SFTTrainer):
+    """TRL's SFTTrainer with the strategy set up as configured (FSDP on CPU too)."""
 
 
 def run_sft(model_path: str, data_path: str, out: str, params: SFTParams, seed: int = 0) -> dict[str, Any]:
     """Fine-tune ``model_path`` on the ``response`` column of ``data_path``; save to ``out``."""
     set_seed(seed)
     log.info("SFT params: %s", params)
+    check_runtime_strategy(params)
     df = read_parquet(data_path, required=["id", "question", "image", "response"])
     demos = correction_demos(
         df, params.correction_demos, params.correction_template, params.demo_critique, seed
@@ -39,13 +52,14 @@ def run_sft(model_path: str, data_path: str, out: str, params: SFTParams, seed: 
     with tempfile.TemporaryDirectory(prefix="sft-") as workdir:
         args = SFTConfig(**common_args(workdir, seed, params), lr_scheduler_type="cosine")
         log_world(args.distributed_state)  # one process, or one of several (train-launch)
-        trainer = SFTTrainer(
+        trainer = _SFTTrainer(
             model=model,
             args=args,
             train_dataset=dataset,
             processing_class=processor,  # AutoProcessor would return only the tokenizer here
             peft_config=lora_config(params, model, family.lora_targets, family.lora_scope),
         )
+        trainer.add_callback(StrategyCheck(trainer, params.strategy, params.deepspeed))
         result = trainer.train()
     metrics = {
         "train_loss": result.training_loss,
