@@ -320,7 +320,11 @@ def test_every_variant_equals_the_hand_computation(imported: Path, tmp_path: Pat
     detail = cells.loc["self_correction", "detail"]
     assert "needs per-sample (reasoning, answer) pairs" in detail
     assert "(inside)" in detail  # 16.9 lies in [7.5, 62.5]
-    assert f"bounds over 2 of 3 pairs, left out: {R3} (no reasoning/answer split" in detail
+    assert (
+        f"; left out of the bounds: {R3} (no reasoning/answer split: every reasoning part is empty);"
+        in detail
+    )
+    assert sc["note"].str.contains(f"bounds over 2 of 3 pairs, left out: {R3} ").all()
     assert "3 combinations, 2 distinct (the base models' setting cannot change a self_correction)" in detail
     assert list(sc.index) == ["attack=baseline", "attack=jailbreak_method"]
     # a release's numbers that no variant reproduces are a finding, not a failure of this run

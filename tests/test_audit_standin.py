@@ -119,6 +119,11 @@ def test_self_correction_bounds_over_the_pairs_with_a_split(audited: tuple[Path,
     cell = pd.read_csv(out / "audit.csv").set_index("id").loc["safemlrm_release.self_correction"]
     assert cell["verdict"] == "not computable" and "the marginals allow [" in cell["detail"]
     assert "(inside)" in cell["detail"]  # 16.9 lies inside
+    # the cell names every pair left out, and in how many of its 8 variants when not in all
+    assert (
+        f"left out of the bounds: {MLV} {NO_SPLIT}, {MLL} {NO_SPLIT}, {EUR} (no unsafe reasoning) in 2 of 8"
+        in (cell["detail"])
+    )
 
 
 def test_the_new_readings(audited: tuple[Path, int]) -> None:

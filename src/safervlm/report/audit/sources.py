@@ -182,8 +182,29 @@ def _bounds(cell: SourceCell, bounds: pd.DataFrame, v: Variant, category: str) -
         note += f"; bounds over {len(kept)} of {len(v.pairs)} pairs, left out: " + ", ".join(left)
     if not kept:
         return {"low": math.nan, "high": math.nan, "note": note}
-    low = _mean([lo for lo, _ in kept]) * cell.scale
-    return {"low": low, "high": _mean([hi for _, hi in kept]) * cell.scale, "note": note}
+    low, high = _mean([lo for lo, _ in kept]) * cell.scale, _mean([hi for _, hi in kept]) * cell.scale
+    return {"low": low, "high": high, "note": note, "left_out": left}
+
+
+def _not_computable(cell: SourceCell, rows: pd.DataFrame, low: float, high: float) -> str:
+    """The detail of a cell no variant gives a value for: why, and (for bounds) the pairs left
+    out of them (in how many of the bounded variants) and where the published number lies."""
+    bounded = rows.dropna(subset=["low"])
+    notes = dict.fromkeys(n for n in rows.loc[rows["low"].isna(), "note"] if n)
+    if bounded.empty:
+        return "; ".join(notes)
+    notes[NOT_PAIRED] = None
+    counts: dict[str, int] = {}
+    for left in bounded["left_out"]:
+        for entry in left if isinstance(left, list) else []:
+            counts[entry] = counts.get(entry, 0) + 1
+    if counts:
+        n = len(bounded)
+        parts = [f"{e}{'' if k == n else f' in {k} of {n} variants'}" for e, k in counts.items()]
+        notes["left out of the bounds: " + ", ".join(parts)] = None
+    inside = "inside" if low <= cell.expected <= high else "outside"
+    notes[f"the marginals allow [{low:.4g}, {high:.4g}] ({inside})"] = None
+    return "; ".join(notes)
 
 
 def _label_out(cell: SourceCell, v: Variant) -> dict[str, Any]:
@@ -249,14 +270,8 @@ def _verdict(cell: SourceCell, rows: pd.DataFrame, merged: str = "") -> dict[str
     if not bounded.empty:
         out["low"], out["high"] = float(bounded["low"].min()), float(bounded["high"].max())
     if values.empty:
-        notes = "; ".join(dict.fromkeys(n for n in rows["note"] if n))
-        inside = "inside" if out["low"] <= cell.expected <= out["high"] else "outside"
-        extra = (
-            f"; the marginals allow [{out['low']:.4g}, {out['high']:.4g}] ({inside})"
-            if not bounded.empty
-            else ""
-        )
-        return {**out, "verdict": "not computable", "detail": notes + extra + merged}
+        detail = _not_computable(cell, rows, out["low"], out["high"])
+        return {**out, "verdict": "not computable", "detail": detail + merged}
     off = (values["value"] - cell.expected).abs()
     hits = values[off <= cell.tolerance]
     best = values.iloc[int(off.to_numpy().argmin())]
