@@ -4,7 +4,8 @@ default's own run) — kept as YAML under ``config/audit/``.
 
 ``spec`` reads and validates the expectations (``definitions``: the cells that name a
 release and their definition variants), ``sources`` recomputes the cells that name
-an imported third-party release under every distinct definition variant (``variants``),
+an imported third-party release under every distinct definition variant (``variants``;
+the arithmetic in ``quantities``),
 ``protocol`` tells whether a cell's judge protocol is the judgments' judge, ``artifacts``
 finds and hashes the judgments and pins releases with ``dvc import``,
 ``recompute`` recomputes every cell from them through ``metrics``, ``render``

@@ -64,29 +64,10 @@ from safervlm.report.audit.definitions import (
     SourceCell,
     audit_row,
 )
+from safervlm.report.audit.quantities import ReleaseRates, combine, mean_of, per_scenario
 from safervlm.report.audit.variants import USES_BASE, Variant, distinct_variants
 
 # --- recomputation --------------------------------------------------------------------
-
-
-class _Look:
-    """A release's rates of one setting by (model, attack, category, metric)."""
-
-    def __init__(self, rates: pd.DataFrame) -> None:
-        rows = rates[rates["benchmark"] == BENCHMARK].to_dict("records")
-        self._v: dict[tuple[str, ...], float] = {
-            (str(r["model"]), str(r["attack"]), str(r["category"]), str(r["metric"])): float(r["value"])
-            for r in rows
-        }
-        self.models = {m for m, *_ in self._v}
-
-    def rate(self, model: str, attack: str, category: str, metric: str) -> float:
-        """The rate at that key, NaN when the release has none."""
-        return self._v.get((model, attack, category, metric), math.nan)
-
-    def scenarios(self, metric: str) -> list[str]:
-        """The release's scenarios (categories other than the means), sorted."""
-        return sorted({c for _, _, c, m in self._v if m == metric and c not in (MEAN, POOLED)})
 
 
 class _Release:
@@ -94,9 +75,9 @@ class _Release:
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        self._cache: dict[tuple[float, str, str], tuple[_Look, pd.DataFrame]] = {}
+        self._cache: dict[tuple[float, str, str], tuple[ReleaseRates, pd.DataFrame]] = {}
 
-    def tables(self, threshold: float, denominator: str, pooling: str) -> tuple[_Look, pd.DataFrame]:
+    def tables(self, threshold: float, denominator: str, pooling: str) -> tuple[ReleaseRates, pd.DataFrame]:
         """(rates, self-correction bounds) of one setting; ``pooling`` macro or pooled."""
         key = (threshold, denominator, pooling)
         if key not in self._cache:
@@ -106,55 +87,8 @@ class _Release:
                 outcomes = outcomes.assign(category=POOLED)
             settings = Settings(threshold=threshold, missing=missing, n_bootstrap=0)
             rates = analyse(outcomes, (), settings)["rates"]
-            self._cache[key] = (_Look(rates), self_correction_bounds(outcomes))
+            self._cache[key] = (ReleaseRates(rates), self_correction_bounds(outcomes))
         return self._cache[key]
-
-
-def _one(quantity: str, x: float, y: float) -> float:
-    """The quantity of one reasoning rate ``x`` against its base rate ``y``."""
-    if quantity in ("rate", "self_correction"):
-        return x
-    if quantity == "difference":
-        return x - y
-    if y == 0:
-        return math.nan  # a ratio over a base rate of 0 is undefined
-    return (x - y) / y if quantity == "relative" else x / y
-
-
-def _combine(quantity: str, aggregate: str, r: list[float], b: list[float]) -> float:
-    if aggregate == "ratio_of_means":
-        return _one(quantity, sum(r) / len(r), sum(b) / len(b))
-    return sum(_one(quantity, x, y) for x, y in zip(r, b, strict=True)) / len(r)
-
-
-def _mean(values: list[float]) -> float:
-    return sum(values) / len(values) if values else math.nan
-
-
-def _per_scenario(look: _Look, v: Variant, metric: str) -> tuple[float, str]:
-    """The quantity per scenario, then the unweighted mean over scenarios.
-
-    ``mean_of_ratios``: per pair, the mean over its scenarios, then the mean over pairs;
-    ``ratio_of_means``: per scenario, the quantity of the pairs' mean rates, then the mean.
-    A scenario where the quotient is undefined (a base rate of 0) is left out and counted.
-    """
-    (ra, ba), scenarios = v.attack, look.scenarios(metric)
-    r = [{s: look.rate(a, ra, s, metric) for s in scenarios} for a, _ in v.pairs]
-    b = [{s: look.rate(base, ba, s, metric) for s in scenarios} for _, base in v.pairs]
-    left = 0
-    if v.aggregate == "ratio_of_means":
-        per = [_combine(v.quantity, v.aggregate, [x[s] for x in r], [y[s] for y in b]) for s in scenarios]
-        left, value = sum(math.isnan(q) for q in per), _mean([q for q in per if not math.isnan(q)])
-    else:
-        pair_values = []
-        for x, y in zip(r, b, strict=True):
-            per = [_one(v.quantity, x[s], y[s]) for s in scenarios]
-            left += sum(math.isnan(q) for q in per)
-            pair_values.append(_mean([q for q in per if not math.isnan(q)]))
-        value = _mean(pair_values)
-    total = len(scenarios) * (1 if v.aggregate == "ratio_of_means" else len(v.pairs))
-    note = f"{left} of {total} (pair, scenario) values left out: a base rate of 0" if left else ""
-    return value, note
 
 
 def _left_out(sel: pd.DataFrame, model: str) -> str:
@@ -182,7 +116,7 @@ def _bounds(cell: SourceCell, bounds: pd.DataFrame, v: Variant, category: str) -
         note += f"; bounds over {len(kept)} of {len(v.pairs)} pairs, left out: " + ", ".join(left)
     if not kept:
         return {"low": math.nan, "high": math.nan, "note": note}
-    low, high = _mean([lo for lo, _ in kept]) * cell.scale, _mean([hi for _, hi in kept]) * cell.scale
+    low, high = mean_of([lo for lo, _ in kept]) * cell.scale, mean_of([hi for _, hi in kept]) * cell.scale
     return {"low": low, "high": high, "note": note, "left_out": left}
 
 
@@ -231,7 +165,7 @@ def _variant(cell: SourceCell, release: _Release, v: Variant) -> dict[str, Any]:
         return {**out, "note": f"no {metric} rate for {ra if ra == ba else f'{ra}/{ba}'}/{category}"}
     note = ""
     if v.pooling == "per_scenario":
-        value, note = _per_scenario(look, v, metric)
+        value, note = per_scenario(look, v, metric)
     elif quantity == "tax_ratio":
         # the scenario's tax over the mean tax (metrics.blind_spots): r, b at the scenario,
         # rm, bm at the unweighted mean over scenarios
@@ -239,9 +173,9 @@ def _variant(cell: SourceCell, release: _Release, v: Variant) -> dict[str, Any]:
         bm = [look.rate(base, ba, MEAN, metric) for _, base in v.pairs]
         taxes = [x - y for x, y in zip(r, b, strict=True)]
         means = [x - y for x, y in zip(rm, bm, strict=True)]
-        value = _combine("ratio", v.aggregate, taxes, means)
+        value = combine("ratio", v.aggregate, taxes, means)
     else:
-        value = _combine(quantity, v.aggregate, r, b)
+        value = combine(quantity, v.aggregate, r, b)
     value *= cell.scale
     if math.isnan(value):
         note = "division by 0 (a base rate or the mean tax)"
