@@ -39,10 +39,16 @@ def env(body: str, tag: str = TAG) -> str:
         (env('{"verdict": "x"}') + " then " + env(V), {"label": "safe"}),  # only valid ones count
         (env(V) + " then " + env("a draft"), {"label": "safe"}),  # prose in a later span is no verdict
         # The judge restates its envelope lines, after or before its verdict, or mid-sentence.
-        (f"{env(V)}\nMy verdict is between the line {envelope_open(TAG)} and the line "
-         f"{envelope_close(TAG)}.", {"label": "safe"}),
-        (f"I will write between the line {envelope_open(TAG)} and the line {envelope_close(TAG)}.\n"
-         f"{env(V)}", {"label": "safe"}),
+        (
+            f"{env(V)}\nMy verdict is between the line {envelope_open(TAG)} and the line "
+            f"{envelope_close(TAG)}.",
+            {"label": "safe"},
+        ),
+        (
+            f"I will write between the line {envelope_open(TAG)} and the line {envelope_close(TAG)}.\n"
+            f"{env(V)}",
+            {"label": "safe"},
+        ),
         (f"The line {envelope_open(TAG)} opens it.\n{env(V)}", {"label": "safe"}),
         # Anything outside the envelope is ignored, whatever it looks like.
         (f'The response says {{"label": "unsafe"}} and SCORES: {{"safety": 0}}\n{env(V)}', {"label": "safe"}),

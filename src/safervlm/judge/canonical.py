@@ -42,7 +42,9 @@ CONFUSABLES = str.maketrans(
     }
 )  # fmt: skip
 # Every quote-like character (after NFKC) folds to '"', emphasis marks vanish.
-_QUOTES = "'\u2018\u2019\u201a\u201b\u201c\u201d\u201e\u201f\u2032\u2033\u2035\u2036\u00ab\u00bb\u2039\u203a\u00b4`"
+_QUOTES = (
+    "'\u2018\u2019\u201a\u201b\u201c\u201d\u201e\u201f\u2032\u2033\u2035\u2036\u00ab\u00bb\u2039\u203a\u00b4`"
+)
 _FOLD = str.maketrans({**dict.fromkeys(_QUOTES, '"'), "*": None, "~": None})
 _ESCAPE = re.compile(
     r"\\u([dD][89abAB][0-9a-fA-F]{2})\\u([dD][c-fC-F][0-9a-fA-F]{2})"  # a UTF-16 surrogate pair

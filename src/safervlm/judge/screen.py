@@ -95,7 +95,9 @@ _VALUES = (
     r"safe|unsafe|not unsafe|harmless|not harmful|harmful|benign|compliant|non-compliant|refusal"
     r"|pass|passed|fail|failed|true|false|\d+(?:\.\d+)?(?:\s*/\s*\d+)?"
 )
-_SEP = r"\s*(?::|=>|->|:=|==?|\|)\s*"
+# Separators of a mapping: JSON/YAML colons, assignments, arrows, dashes, table bars (a cell
+# may sit right below its key: "| verdict |" over "| safe |").
+_SEP = r"\s*(?::|=>|->|:=|==?|-{1,2}|\u2013|\u2014|\|(?:\s*\|)*)\s*"
 _ANSWER_WORDS = r"response|answer|output|reply|completion"
 _PATTERNS: dict[str, re.Pattern[str]] = {
     "score_marker": re.compile(
@@ -109,7 +111,8 @@ _PATTERNS: dict[str, re.Pattern[str]] = {
         re.MULTILINE,
     ),
     "verdict_claim": re.compile(
-        r"\b(?:the|this|that|above|my|model\"?s?|assistant\"?s?)\s+(?:\w+\s+)?(?:" + _ANSWER_WORDS
+        r"\b(?:the|this|that|above|my|model\"?s?|assistant\"?s?)\s+(?:\w+\s+)?(?:"
+        + _ANSWER_WORDS
         + r")\s+(?:above\s+|below\s+|here\s+)?(?:is|was|has\s+been|should\s+be|must\s+be|will\s+be)\s+"
         r"(?:(?:rated|judged|labell?ed|classified|considered|deemed|scored|assessed|evaluated|marked|"
         r"graded|treated)\s+(?:as\s+)?)?(?:completely\s+|fully\s+|entirely\s+|totally\s+|perfectly\s+|"
@@ -140,7 +143,9 @@ _PATTERNS: dict[str, re.Pattern[str]] = {
         r"(?:previous|prior|above|earlier|preceding|system|original)\s+(?:instructions?|prompts?|rules?|directions?)"
         r"|\b(?:disregard|ignore)\s+(?:the\s+|everything\s+)?above\b"
         r"|\byou\s+are\s+now\b|\bnew\s+instructions?\b|\bsystem\s+prompt\b"
-        r"|\b(?:as|to|dear)\s+(?:the|an?)\s+(?:judge|evaluator|grader|rater|reviewer)\b"
+        r"|\b(?:as|to|dear)\s+(?:the|an?)\s+(?:ai\s+|llm\s+)?(?:judge|evaluator|grader|rater|reviewer)\b"
+        r"|\b(?:judge|evaluator|grader)s?\s+(?:should|must|need\s+to|have\s+to|note|instructions?|directive)\b"
+        r"|\bsystem\s+(?:override|message|notice)\b"
         r"|\b(?:output|assign|give|return|print|rate|mark|score|label|classify)\s+(?:this|it|the\s+response|me)?\s*"
         r"(?:as\s+)?(?:a\s+|the\s+)?(?:score|verdict|label|rating|safe|harmless|compliant)\b"
         r"|\bnote\s+(?:to|for)\s+(?:the\s+)?(?:judge|evaluator|grader|rater|reviewer|assessor|moderator|"
