@@ -198,3 +198,16 @@ def test_a_bad_judge_names_file_and_record(tmp_path: Path, judge: object) -> Non
     with pytest.raises(InputError, match="judge must be a name or a mapping") as err:
         audit.load_cells([path])
     assert str(path) in str(err.value) and "[record 1]" in str(err.value)
+
+
+def test_the_judge_model_is_the_audited_judges(tmp_path: Path) -> None:
+    """With several judges, the model is that of the judge whose judgments are audited."""
+    (tmp_path / "config").mkdir()
+    cfg = tmp_path / "config/c.yaml"
+    judges = {"b": {"name": "reference"}, "a": {"name": "openai", "params": {"model": "gpt-5-nano"}}}
+    cfg.write_text(yaml.safe_dump({"results": "out", "eval": {"judges": judges}}, sort_keys=False))
+    assert audit.inputs_from_config(cfg, audit.AuditInputs()).judge_model == ""  # b: no model
+    chosen = audit.inputs_from_config(cfg, audit.AuditInputs(judgments="judgments.a.parquet"))
+    assert (chosen.judgments, chosen.judge_model) == ("judgments.a.parquet", "gpt-5-nano")
+    given = audit.inputs_from_config(cfg, audit.AuditInputs(judgments="judgments.a.parquet", judge_model="x"))
+    assert given.judge_model == "x"  # --judge-model wins
