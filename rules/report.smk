@@ -1,3 +1,33 @@
+# Any two models compared item by item (eval.compare: paired tests only), after the
+# declared (reasoning, base) pairs and the GRPO runs (COMPARE_PAIRS).
+_unknown = sorted(
+    {m for p in config["eval"].get("compare", []) for m in p} - set(EVAL_MODELS)
+)
+if _unknown:
+    raise WorkflowError(f"eval.compare names {_unknown}, which are not in eval.models")
+REPORT_COMPARE = list(
+    dict.fromkeys(COMPARE_PAIRS + [tuple(p) for p in config["eval"].get("compare", [])])
+)
+
+
+# The figures a degenerate dimension leaves out (their tables say why): blind spots need a
+# (reasoning, base) pair, the seed figure two seeds, the agreement figure two judges.
+REPORT_FIGURES = {
+    key: report(
+        f"{R}/report/{key}.png",
+        caption=f"../workflow/report/{key}.rst",
+        category=category,
+        subcategory=sub,
+    )
+    for key, drawn, category, sub in (
+        ("blind_spots", bool(EVAL_PAIRS), "SafeMLRM", "Blind spots"),
+        ("safety_seeds", len(SEEDS) > 1, "Robustness", "Seeds"),
+        ("judge_agreement", len(JUDGES) > 1, "Robustness", "Judges"),
+    )
+    if drawn
+}
+
+
 rule report:
     input:
         metrics=eval_outputs("metrics.json"),
@@ -6,6 +36,8 @@ rule report:
         run_metrics=eval_outputs("metrics.json", SEEDS, list(JUDGES)),
         run_judgments=eval_outputs("judgments.parquet", SEEDS, list(JUDGES)),
     output:
+        # blind_spots.png, safety_seeds.png, judge_agreement.png where they apply
+        **REPORT_FIGURES,
         table=report(
             f"{R}/report/table.md",
             caption="../workflow/report/table.rst",
@@ -31,12 +63,6 @@ rule report:
             caption="../workflow/report/tax.rst",
             category="SafeMLRM",
             subcategory="Reasoning Tax",
-        ),
-        blind_spots=report(
-            f"{R}/report/blind_spots.png",
-            caption="../workflow/report/blind_spots.rst",
-            category="SafeMLRM",
-            subcategory="Blind spots",
         ),
         scatter=report(
             f"{R}/report/safety_vs_helpfulness.png",
@@ -74,12 +100,6 @@ rule report:
             category="Robustness",
             subcategory="Seeds",
         ),
-        safety_seeds=report(
-            f"{R}/report/safety_seeds.png",
-            caption="../workflow/report/safety_seeds.rst",
-            category="Robustness",
-            subcategory="Seeds",
-        ),
         judges=report(
             f"{R}/report/judges.md",
             caption="../workflow/report/judges.rst",
@@ -89,12 +109,6 @@ rule report:
         judge_sensitivity=report(
             f"{R}/report/judge_sensitivity.md",
             caption="../workflow/report/judge_sensitivity.rst",
-            category="Robustness",
-            subcategory="Judges",
-        ),
-        judge_agreement=report(
-            f"{R}/report/judge_agreement.png",
-            caption="../workflow/report/judge_agreement.rst",
             category="Robustness",
             subcategory="Judges",
         ),
@@ -132,7 +146,7 @@ rule report:
         code=code("report"),
         out_dir=lambda w, output: os.path.dirname(output.table),
         pairs=pair_args(EVAL_PAIRS),
-        compare=pair_args(COMPARE_PAIRS),
+        compare=pair_args(REPORT_COMPARE),
         run_metrics=run_args("metrics.json"),
         run_judgments=run_args("judgments.parquet"),
         n_bootstrap=config["eval"]["n_bootstrap"],

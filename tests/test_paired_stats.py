@@ -172,3 +172,18 @@ def test_fleiss_kappa_on_the_worked_example_and_by_hand() -> None:
         judges_agreement(np.array([[0.5, 1, 1]]))
     with pytest.raises(ValueError, match="same number"):
         fleiss_kappa(np.array([[1, 1], [2, 1]]))
+
+
+def test_nested_strata_average_benchmarks_of_category_means() -> None:
+    # Benchmark p: categories c1 (diff -1/2), c2 (+1/2) -> 0; benchmark q: one category, diff
+    # +1 -> 1. Mean over benchmarks (1/2) != mean over the three categories (1/3).
+    a = [1, 1, 0, 0, 0, 0, 0, 0]
+    b = [0, 0, 0, 0, 1, 0, 1, 1]
+    cats = ["c1"] * 4 + ["c2"] * 2 + ["c1"] * 2
+    bench = ["p"] * 6 + ["q"] * 2
+    r = paired_bootstrap(a, b, n_resamples=300, seed=2, strata=cats, outer=bench)
+    assert r.diff == pytest.approx(0.5) and r.mean_a == pytest.approx((0.25 + 0.0) / 2)
+    assert r.low <= 0.5 <= r.high
+    # with outer, c1 of p and c1 of q are two strata; without, c1 pools both benchmarks' items:
+    # c1 (-2 + 2) / 6 = 0, c2 +1/2 -> 1/4
+    assert paired_bootstrap(a, b, n_resamples=0, seed=0, strata=cats).diff == pytest.approx(0.25)

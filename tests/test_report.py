@@ -10,8 +10,18 @@ from PIL import Image
 
 from safervlm.evaluate.score import score_judgments
 from safervlm.report.figures import plot_safety_helpfulness
-from safervlm.report.tables import build_long_table, build_table, write_tables
+from safervlm.report.tables import build_long_table, build_table, points, write_tables
 from safervlm.schema import SCORE_COLUMNS
+
+
+def md_rows(text: str) -> dict[str, list[str]]:
+    """First cell -> the other cells (stripped), for every table row of a Markdown document."""
+    rows = {}
+    for line in text.splitlines():
+        if line.startswith("| ") and not line.startswith("|-"):
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            rows[cells[0]] = cells[1:]
+    return rows
 
 
 def m(safety, helpfulness, ci=None):
@@ -54,20 +64,38 @@ def test_long_table(metrics):
 def test_write_tables(metrics, tmp_path):
     paths = write_tables(build_table(metrics), tmp_path / "out")
     md = paths["md"].read_text()
-    for bench in ("vlguard", "mm_safety_100%", "average"):
-        assert f"| {bench} |" in md
-    assert md.splitlines()[0] == (
-        "| benchmark | base safety | base helpfulness | sft safety | sft helpfulness "
-        "| grpo safety | grpo helpfulness |"
-    )
-    assert "| vlguard | 50.0 | 80.0 | 87.5 | 70.0 | 90.0 | 75.0 |" in md
-    assert "| mm_safety_100% | 25.0 | 90.0 | – | 60.0 | – | – |" in md
+    title, caption, *_ = md.split("\n\n")
+    assert title == "# Safety and helpfulness"
+    # the caption states the scope: attack set, pooling, what the average row is
+    for scope in ("attack `none`", "items pooled", "`average`: the unweighted mean over benchmarks"):
+        assert scope in caption
+    rows = md_rows(md)
+    assert rows["benchmark"] == ["base safety", "base helpfulness", "sft safety", "sft helpfulness",
+                                 "grpo safety", "grpo helpfulness"]  # fmt: skip
+    assert rows["vlguard"] == ["50.0", "80.0", "87.5", "70.0", "90.0", "75.0"]
+    assert rows["mm_safety_100%"] == ["25.0", "90.0", "–", "60.0", "–", "–"]
+    assert rows["average"][:2] == ["37.5", "85.0"]
+    # columns line up: every table line has its "|" at the same places, numbers right-aligned
+    table = [line for line in md.splitlines() if line.startswith("|")]
+    assert len({tuple(i for i, c in enumerate(line) if c == "|") for line in table}) == 1
+    assert table[1].startswith("|----------------|") and table[1].endswith(":|")  # "mm_safety_100%" wide
     csv = pd.read_csv(paths["csv"], index_col="benchmark")
     assert csv.loc["vlguard", "sft/safety"] == 0.875
     tex = paths["tex"].read_text()
+    assert tex.startswith("% Safety and helpfulness (%)")
     assert r"\begin{tabular}{lrrrrrr}" in tex and r"mm\_safety\_100\%" in tex
     assert r"\multicolumn{2}{c}{grpo}" in tex and "87.5" in tex
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["table.csv", "table.md", "table.tex"]
+
+
+def test_scatter_points_are_the_table_numbers(metrics):
+    """The safety/helpfulness scatter draws table.md's values (items pooled), not category means."""
+    t = build_table(metrics)
+    p = points(t).set_index(["model", "benchmark"])
+    assert p.loc[("base", "vlguard"), "safety"] == t.loc["vlguard", ("base", "safety")] == 0.5
+    assert ("sft", "mm_safety_100%") not in p.index  # no safety: no point
+    assert "average" not in set(p.index.get_level_values(1))
+    assert len(p) == 4
 
 
 def test_figure_is_a_png(metrics, tmp_path):
@@ -94,8 +122,8 @@ def test_end_to_end_from_score_judgments():
 
 def test_analysis_tables_and_figures(tmp_path):
     from safervlm.metrics import Settings, analyse
-    from safervlm.report.analysis import safety_helpfulness_points, write_analysis
-    from safervlm.report.figures import plot_blind_spots, plot_safety_vs_helpfulness
+    from safervlm.report.analysis import write_analysis
+    from safervlm.report.figures import blind_spot_rows, plot_blind_spots
 
     def rows(model, cat, unsafe):
         return [
@@ -109,23 +137,55 @@ def test_analysis_tables_and_figures(tmp_path):
 
     r_rows = rows("r", "a", [1, 1, 0, 0]) + rows("r", "b", [1, 0, 0, 0])
     df = pd.DataFrame(r_rows + rows("m", "a", [0, 0, 0, 0]) + rows("m", "b", [1, 0, 0, 0]))
-    analysis = analyse(df, [("r", "m")], Settings(n_bootstrap=0))
-    paths = write_analysis(analysis, tmp_path, {"vlguard": "derived"})
-    asr = paths["asr"].read_text()
-    assert asr.splitlines()[0] == "| benchmark | attack | r R | r A | r F | m R | m A | m F |"
-    assert "| vlguard | none | 37.5 | 37.5 | 37.5 | 12.5 | 12.5 | 12.5 |" in asr
-    assert "| vlguard | none | 25.0 | 25.0 | 25.0 |" in paths["tax"].read_text()
+    analysis = analyse(df, [("r", "m")], Settings(n_bootstrap=0, threshold=3))
+    settings = Settings(threshold=3, missing="exclude")
+    paths = write_analysis(analysis, tmp_path, {"vlguard": "derived"}, settings)
+    asr_md = paths["asr"].read_text()
+    assert asr_md.startswith("# Attack success rate (SafeMLRM)\n\n")
+    assert "harm score is >= 3 (of 5)" in asr_md and "missing = exclude" in asr_md
+    assert "category means" in asr_md and "(none: 1)" in asr_md  # the (mean) row averages 1 benchmark
+    asr = md_rows(asr_md)
+    assert asr["benchmark"] == ["attack", "r R", "r A", "r F", "m R", "m A", "m F"]
+    # category means: r a 2/4, b 1/4 -> 37.5; m 0, 1/4 -> 12.5
+    assert asr["vlguard"] == ["none", "37.5", "37.5", "37.5", "12.5", "12.5", "12.5"]
+    assert asr["(mean)"] == asr["vlguard"]
+    assert md_rows(paths["tax"].read_text())["vlguard"] == ["none", "25.0", "25.0", "25.0"]
     # scenario taxes: a 0.5, b 0.0; mean 0.25 -> ratios 2.00 and 0.00
-    assert "| vlguard | a | 2.00 |" in paths["blind_spots"].read_text()
-    assert "| vlguard | b | 0.00 |" in paths["blind_spots"].read_text()
-    assert "| vlguard | asr_keywords | none |" in paths["official"].read_text()
-    assert r"\begin{tabular}" in (tmp_path / "tax.tex").read_text()
+    text = paths["blind_spots"].read_text()
+    assert "| vlguard   | a        |     2.00 |" in text and "| vlguard   | b        |     0.00 |" in text
+    assert md_rows(paths["official"].read_text())["vlguard"][:2] == ["asr_keywords", "none"]
+    tex = (tmp_path / "tax.tex").read_text()
+    assert tex.startswith("% ASR of each reasoning model") and r"\begin{tabular}" in tex
     assert {"rates.csv", "counts.csv", "counts.md"} <= {p.name for p in tmp_path.iterdir()}
-    plot_blind_spots(analysis["blind_spots"], tmp_path / "heat.png")
-    points = safety_helpfulness_points(analysis["rates"], "none")
-    assert sorted(points["model"]) == ["m", "m", "r", "r"]  # vlguard and the (mean) point
-    assert points["safety"].max() == pytest.approx(1 - 0.125)
-    plot_safety_vs_helpfulness(points, tmp_path / "scatter.png")
-    for name in ("heat.png", "scatter.png"):
-        with Image.open(tmp_path / name) as img:
-            assert img.format == "PNG" and img.size[0] > 100
+    # the figure draws the blind spot (ratio 2 > 1), not the zero row
+    drawn = blind_spot_rows(analysis["blind_spots"], analysis["tax"])
+    assert drawn[["category", "ratio"]].values.tolist() == [["a", 2.0]]
+    plot_blind_spots(analysis["blind_spots"], analysis["tax"], tmp_path / "heat.png")
+    with Image.open(tmp_path / "heat.png") as img:
+        assert img.format == "PNG" and img.size[0] > 100 and img.size[1] < 600
+
+
+def test_without_a_pair_the_tax_tables_say_why(tmp_path):
+    from safervlm.metrics import Settings, analyse
+    from safervlm.report.analysis import write_analysis
+
+    row = {
+        "model": "m",
+        "benchmark": "b",
+        "attack": "none",
+        "category": "c",
+        "id": "1",
+        "paired": True,
+        "safety": 1.0,
+        "helpfulness": 0.5,
+        "official": 0.0,
+        "unsafe_reasoning": 0.0,
+        "unsafe_answer": 0.0,
+        "unsafe_full": 0.0,
+        **{f"status_{p}": "scored" for p in ("reasoning", "answer", "full")},
+    }
+    paths = write_analysis(analyse(pd.DataFrame([row]), [], Settings(n_bootstrap=0)), tmp_path)
+    for name in ("tax", "blind_spots"):
+        lines = paths[name].read_text().strip().splitlines()
+        assert len(lines) == 3 and lines[2].startswith("Omitted: no (reasoning, base) pair"), lines
+        assert "|" not in paths[name].read_text()

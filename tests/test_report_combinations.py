@@ -31,8 +31,23 @@ BENCHES = ("vlguard", "figstep")
 N = 8
 
 
+# The figures the rule declares only where their dimension is not degenerate (REPORT_FIGURES).
+FIGURES = {"blind_spots": "pairs", "safety_seeds": "seeds", "judge_agreement": "judges"}
+
+
+def rule_figures(n_pairs: int, n_seeds: int, n_judges: int) -> tuple[list[str], list[str]]:
+    """(declared, left out) figures of the report rule for one shape of evaluation."""
+    text = (ROOT / "rules" / "report.smk").read_text()
+    for key, cond in (("blind_spots", "bool(EVAL_PAIRS)"), ("safety_seeds", "len(SEEDS) > 1"),
+                      ("judge_agreement", "len(JUDGES) > 1")):  # fmt: skip
+        assert f'("{key}", {cond},' in text, key
+    on = {"pairs": n_pairs > 0, "seeds": n_seeds > 1, "judges": n_judges > 1}
+    declared = [f"{k}.png" for k, dim in FIGURES.items() if on[dim]]
+    return declared, [f"{k}.png" for k in FIGURES if f"{k}.png" not in declared]
+
+
 def rule_outputs() -> list[str]:
-    """File names under ``{R}/report/`` that the report rule declares."""
+    """File names under ``{R}/report/`` that the report rule always declares."""
     text = (ROOT / "rules" / "report.smk").read_text()
     rule = text.split("rule report:", 1)[1].split("\nrule ", 1)[0]
     outputs = rule.split("output:", 1)[1].split("log:", 1)[0]
@@ -118,8 +133,19 @@ def test_report_writes_every_output(
         runs=(run_metrics, run_judgments),
         compare=compare,
     )
-    missing = [n for n in rule_outputs() if not (out / n).exists()]
+    figures, left_out = rule_figures(n_pairs, n_seeds, n_judges)
+    missing = [n for n in [*rule_outputs(), *figures] if not (out / n).exists()]
     assert not missing, missing
+    assert not [n for n in left_out if (out / n).exists()], left_out
+    # a degenerate dimension: its tables say why in one line, never an empty table
+    omitted = {"seeds": n_seeds < 2, "judges": n_judges < 2, "judge_sensitivity": n_judges < 2,
+               "paired": not pairs, "tax": not pairs, "blind_spots": not pairs}  # fmt: skip
+    for name, gone in omitted.items():
+        text = (out / f"{name}.md").read_text()
+        assert text.startswith("# ")
+        assert (
+            ("\nOmitted: " in text and "|" not in text) if gone else ("|" in text and "Omitted" not in text)
+        ), name
     assert set(models) <= {c[0] for c in table.columns}
     counts = pd.read_csv(out / "counts.csv")
     assert set(counts["model"]) == set(models)

@@ -228,7 +228,15 @@ class EvalConfig(Section):
     attack_image_size: int = Field(336, ge=28, description="Side of rendered attack images (px).")
     pairs: list[Pair] = Field(
         default_factory=list,
-        description="(reasoning model, base model) pairs for the Reasoning Tax and blind spots.",
+        description="(reasoning model, its base model) pairs: the Reasoning Tax, blind spots and paired "
+        "tests (safety and attack success). Two models that are not a reasoning model and its base go "
+        "under compare.",
+    )
+    compare: list[Pair] = Field(
+        default_factory=list,
+        description="(a, b) pairs of any two evaluated models (e.g. a served model and a checkpoint) "
+        "compared item by item: paired tests of safety only (b - a), no Reasoning Tax or blind spots. "
+        "Every pair above (base -> reasoning), sft -> grpo and grpo_plain -> grpo are compared too.",
     )
     safemlrm: SafeMLRMConfig = Field(
         default_factory=SafeMLRMConfig, description="SafeMLRM analysis settings."

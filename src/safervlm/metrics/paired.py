@@ -153,6 +153,7 @@ def paired_bootstrap(
     seed: int,
     level: float = 0.95,
     strata: ArrayLike | None = None,
+    outer: ArrayLike | None = None,
 ) -> PairedDiff:
     """Mean per-item difference ``b - a`` with a paired percentile bootstrap interval.
 
@@ -168,9 +169,13 @@ def paired_bootstrap(
         strata: Per-item stratum labels (e.g. categories): the means and the difference are
             then unweighted means over strata of the stratum means, and items are resampled
             within their stratum (:func:`stratified_paired_bootstrap`).
+        outer: Groups the strata are nested in (e.g. benchmarks): the unweighted mean over
+            groups of their strata means.
     """
     if strata is not None:
-        return stratified_paired_bootstrap(a, b, strata, n_resamples=n_resamples, seed=seed, level=level)
+        return stratified_paired_bootstrap(
+            a, b, strata, n_resamples=n_resamples, seed=seed, level=level, outer=outer
+        )
     x, y = aligned_pairs(a, b)
     n = int(x.size)
     if n == 0:
@@ -192,33 +197,50 @@ def paired_bootstrap(
 
 
 def stratified_paired_bootstrap(
-    a: ArrayLike, b: ArrayLike, strata: ArrayLike, *, n_resamples: int, seed: int, level: float = 0.95
+    a: ArrayLike,
+    b: ArrayLike,
+    strata: ArrayLike,
+    *,
+    n_resamples: int,
+    seed: int,
+    level: float = 0.95,
+    outer: ArrayLike | None = None,
 ) -> PairedDiff:
     """Difference of stratum means ``b - a``, averaged unweighted over strata, with a paired
     percentile bootstrap that resamples items within each stratum.
 
     This is the scope of the SafeMLRM rates and the Reasoning Tax (a benchmark's rate is the
     unweighted mean of its category rates), so the estimate equals the tax table's value
-    when both models have every item. Strata are resampled in order of first appearance
+    when both models have every item. With ``outer`` (e.g. benchmarks) strata are nested in
+    outer groups and the estimate is the unweighted mean over groups of their strata means
+    (the ``(mean)`` row over benchmarks). Strata are resampled in order of first appearance
     from one generator seeded by ``seed``.
     """
     x, y = _floats(a), _floats(b)
-    labels = np.asarray(list(strata), dtype=object)
-    if not x.shape == y.shape == labels.shape:
-        raise ValueError(f"paired samples differ in length: {x.size}, {y.size}, {labels.size} strata")
+    inner = np.asarray(list(strata), dtype=object)
+    groups_of = np.asarray(list(outer), dtype=object) if outer is not None else np.zeros(x.size, dtype=object)
+    if not x.shape == y.shape == inner.shape == groups_of.shape:
+        raise ValueError(f"paired samples differ in length: {x.size}, {y.size}, {inner.size} strata")
     keep = ~(np.isnan(x) | np.isnan(y))
-    x, y, labels = x[keep], y[keep], labels[keep]
+    x, y, inner, groups_of = x[keep], y[keep], inner[keep], groups_of[keep]
     if x.size == 0:
         return PairedDiff(0, math.nan, math.nan, math.nan, math.nan, math.nan)
-    groups = [labels == s for s in dict.fromkeys(labels.tolist())]
-    mean_a = float(np.mean([x[g].mean() for g in groups]))
-    mean_b = float(np.mean([y[g].mean() for g in groups]))
-    diff = float(np.mean([(y[g] - x[g]).mean() for g in groups]))
+    nested = [
+        [(groups_of == g) & (inner == s) for s in dict.fromkeys(inner[groups_of == g].tolist())]
+        for g in dict.fromkeys(groups_of.tolist())
+    ]
+
+    def two_level(per_stratum: list[list[Any]]) -> Any:
+        return np.mean([np.mean(row, axis=0) for row in per_stratum], axis=0)
+
+    mean_a = float(two_level([[x[m].mean() for m in g] for g in nested]))
+    mean_b = float(two_level([[y[m].mean() for m in g] for g in nested]))
+    diff = float(two_level([[(y[m] - x[m]).mean() for m in g] for g in nested]))
     if n_resamples < 1:
         return PairedDiff(int(x.size), mean_a, mean_b, diff, math.nan, math.nan)
     rng = np.random.default_rng(seed)
-    boots = [bootstrap_means(y[g] - x[g], n_resamples, rng) for g in groups]
-    low, high = percentile_interval(np.mean(np.vstack(boots), axis=0), level)  # type: ignore[arg-type]
+    boots = [[bootstrap_means(y[m] - x[m], n_resamples, rng) for m in g] for g in nested]
+    low, high = percentile_interval(two_level(boots), level)
     return PairedDiff(int(x.size), mean_a, mean_b, diff, low, high)
 
 

@@ -21,7 +21,8 @@ from matplotlib.figure import Figure
 
 from safervlm import tracking
 from safervlm.io import atomic_path, read_json, read_parquet, write_text
-from safervlm.report.robustness import ALL, paired_table
+from safervlm.report.paired import paired_table
+from safervlm.report.robustness import AVERAGE, NONE
 from safervlm.schema import JUDGMENT_COLUMNS
 
 log = logging.getLogger(__name__)
@@ -61,22 +62,30 @@ def _pct(v: float) -> str:
 
 
 def _paired_cells(judgment_paths: Sequence[str], a: str, b: str, benches: list[str]) -> dict[str, list[str]]:
-    """{bench: [b - a safety [95% CI], McNemar p]} on the items both models answered."""
+    """{bench: [b - a safety [95% CI], McNemar p]} on the items both models answered.
+
+    The held-out columns' scope: attack ``none``, items pooled per benchmark, the average row
+    the unweighted mean over benchmarks (its gain is the mean of the benchmarks' paired
+    differences, with no McNemar test).
+    """
     if not judgment_paths:
         return {}
     df = pd.concat([read_parquet(p, required=JUDGMENT_COLUMNS) for p in judgment_paths], ignore_index=True)
     # The report's paired comparison (robustness.paired_table), for this one pair.
     table = paired_table({(0, ""): df}, [(a, b)], [], n_resamples=1000, seed=0)
+    table = table[table["attack"] == NONE]
+    if len(benches) == 1:  # one benchmark: the average is that benchmark
+        table = pd.concat([table, table[table["benchmark"] == benches[0]].assign(benchmark=AVERAGE)])
     out = {}
-    for bench in [*benches, "average"]:
-        row = table[table["benchmark"] == (ALL if bench == "average" else bench)] if len(table) else table
+    for bench in [*benches, AVERAGE]:
+        row = table[table["benchmark"] == bench]
         if row.empty:  # no item both models answered
-            out[bench] = ["–", f"{1.0:.3g}"]
+            out[bench] = ["–", "–"]
             continue
         r = row.iloc[0]
         ci = "" if math.isnan(r["low"]) else f" [{100 * r['low']:+.1f}, {100 * r['high']:+.1f}]"
         gain = "–" if math.isnan(r["diff"]) else f"{100 * r['diff']:+.1f}{ci}"
-        out[bench] = [gain, f"{r['mcnemar_p']:.3g}"]
+        out[bench] = [gain, "–" if math.isnan(r["mcnemar_p"]) else f"{r['mcnemar_p']:.3g}"]
     return out
 
 
@@ -135,8 +144,10 @@ def compare_grpo(
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     text = (
         "# Plain vs safety-aware GRPO\n\nHeld-out safety (%) from the evaluation judge, same SFT start, "
-        "steps and seed; the gain per item with a paired bootstrap 95% interval and McNemar's exact "
-        "test on the unsafe verdict (all items pooled on the average row).\n\n" + "\n".join(lines) + "\n"
+        "steps and seed. Scope: attack `none`, items pooled per benchmark (table.md's numbers); average: the "
+        "unweighted mean over benchmarks. The gain per item with a paired bootstrap 95% interval and "
+        "McNemar's exact test on the unsafe verdict (the average row: the mean of the benchmarks' "
+        "differences, no McNemar test).\n\n" + "\n".join(lines) + "\n"
     )
     write_text(text, out_md)
     _plot({n: safety_curve(lg) for n, lg in logs.items()}, out_png)

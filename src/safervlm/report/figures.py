@@ -1,4 +1,10 @@
-"""The safety/helpfulness figure: grouped bars per benchmark, one bar per model.
+"""The report's figures: safety/helpfulness bars and scatter, blind spots, seeds, judges.
+
+Each figure's title states its scope, the same as the table it draws from: the bars, the
+scatter and the seed figure are table.md's numbers (attack ``none``, items pooled); the
+blind spots are tax.md's category-level taxes. A figure whose dimension is degenerate (one
+seed, one judge, no (reasoning, base) pair) is not drawn: the stage leaves it out and the
+matching table says why.
 
 Drawn with matplotlib's object API on an Agg canvas (no pyplot, no global backend
 switch), so it works headless and does not disturb other users of matplotlib.
@@ -66,7 +72,7 @@ def plot_safety_helpfulness(
         ax.set_xticks(x, benchmarks, rotation=20, ha="right")
         ax.grid(axis="y", alpha=0.3)
     axes[0].legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
-    axes[0].set_title("Safety and helpfulness per benchmark (n/a: not available)")
+    axes[0].set_title("Safety and helpfulness per benchmark: attack none, items pooled (table.md; n/a: none)")
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", bbox_inches="tight")
@@ -80,35 +86,79 @@ def _save(fig: Figure, path: str | os.PathLike[str]) -> None:
     logger.info("wrote figure %s", path)
 
 
-def plot_blind_spots(blind: pd.DataFrame, path: str | os.PathLike[str], dpi: int = 120) -> None:
-    """Blind-spot ratios (scenario tax / mean tax), only the cells that exist.
+BLIND_SPOT_TOP = 10
 
-    One horizontal bar per (scenario, pair, attack) with a ratio, largest first: a heat map
-    of every combination is mostly empty (a ratio needs a non-zero mean tax).
-    """
-    df = blind.dropna(subset=["ratio"]).assign(
-        label=lambda d: d["benchmark"] + "/" + d["category"] + "  "
-        + d["reasoning_model"] + "-" + d["base_model"] + " " + d["attack"]
-    ).sort_values("ratio", ascending=True)  # fmt: skip
-    fig = Figure(figsize=(6.5, max(2.0, 0.28 * len(df) + 1.2)), dpi=dpi)
+
+def blind_spot_rows(blind: pd.DataFrame, tax: pd.DataFrame, top: int = BLIND_SPOT_TOP) -> pd.DataFrame:
+    """The blind spots the figure draws: per (reasoning, base) pair, the ``top`` scenarios with
+    the largest ratio above 1 where the mean tax is positive (a real gap, no zero rows), with
+    the scenario tax's 95% interval from ``tax`` (ASR F, category level)."""
+    ci = tax[tax["metric"] == "asr_full"].rename(columns={"value": "tax_value"})
+    keys = ["reasoning_model", "base_model", "benchmark", "attack", "category"]
+    df = blind[(blind["mean_tax"] > 0) & (blind["ratio"] > 1)].merge(
+        ci[[*keys, "ci_low", "ci_high"]], on=keys, how="left"
+    )
+    df = df.sort_values("ratio", ascending=False, kind="stable")
+    return df.groupby(["reasoning_model", "base_model"], sort=False).head(top).reset_index(drop=True)
+
+
+def plot_blind_spots(
+    blind: pd.DataFrame,
+    tax: pd.DataFrame,
+    path: str | os.PathLike[str],
+    top: int = BLIND_SPOT_TOP,
+    dpi: int = 120,
+) -> None:
+    """Compact blind-spot figure: one panel per (reasoning, base) pair, the ``top`` scenarios by
+    ratio (scenario tax / mean tax > 1): the scenario's tax with its 95% interval, the
+    benchmark's mean tax as a tick, the ratio at the right (:func:`blind_spot_rows`)."""
+    df = blind_spot_rows(blind, tax, top)
+    shown = set(zip(df["reasoning_model"], df["base_model"], strict=True))
+    declared = dict.fromkeys(zip(blind["reasoning_model"], blind["base_model"], strict=True))
+    pairs = [p for p in declared if p in shown]  # declared order
+    heights = [max(1, int(((df["reasoning_model"] == r) & (df["base_model"] == b)).sum())) for r, b in pairs]
+    fig = Figure(figsize=(6.5, 0.32 * sum(heights) + 1.0 * max(1, len(pairs)) + 0.4), dpi=dpi)
     FigureCanvasAgg(fig)
-    ax = fig.subplots()
-    if df.empty:
-        ax.text(0.5, 0.5, "no blind-spot ratio is defined (every mean tax is 0)", ha="center", va="center")
+    if not pairs:
+        ax = fig.subplots()
         ax.set_axis_off()
-    else:
-        ys = np.arange(len(df))
-        ratios = df["ratio"].to_numpy(dtype=float)
-        ax.barh(ys, ratios, color=np.where(ratios > 1, "tab:red", "tab:gray"))
-        ax.axvline(1.0, color="black", linewidth=0.8)
-        ax.set_yticks(ys, list(df["label"]), fontsize="x-small")
-        ax.set_xlabel("scenario tax / mean tax (ASR full); > 1: a blind spot")
-    ax.set_title("Blind spots (cells with a ratio)")
+        ax.text(0.5, 0.5, "No blind spot: no scenario's tax exceeds its benchmark's (positive) mean tax",
+                ha="center", va="center", fontsize="small")  # fmt: skip
+        _save(fig, path)
+        return
+    grid = {"height_ratios": heights}
+    axes = fig.subplots(len(pairs), 1, squeeze=False, sharex=True, gridspec_kw=grid)[:, 0]
+    for ax, (r, b) in zip(axes, pairs, strict=True):
+        _blind_panel(ax, df[(df["reasoning_model"] == r) & (df["base_model"] == b)].iloc[::-1], f"{r} − {b}")
+    axes[-1].set_xlabel("Reasoning Tax, ASR F (points); | = benchmark mean tax")
+    fig.suptitle(
+        f"Blind spots: top {top} scenarios by tax / mean tax (category level, tax.md)", fontsize="medium"
+    )
     _save(fig, path)
 
 
+def _blind_panel(ax: Axes, rows: pd.DataFrame, title: str) -> None:
+    ys = np.arange(len(rows))
+    value = rows["tax"].to_numpy(dtype=float) * 100
+    low = rows["ci_low"].to_numpy(dtype=float) * 100
+    high = rows["ci_high"].to_numpy(dtype=float) * 100
+    err = [np.nan_to_num(value - low), np.nan_to_num(high - value)]
+    ax.errorbar(value, ys, xerr=err, fmt="o", color="tab:red", ecolor="tab:gray", capsize=2, markersize=4)
+    ax.scatter(rows["mean_tax"].to_numpy(dtype=float) * 100, ys, marker="|", color="black", s=80)
+    labels = [f"{r.benchmark}/{r.category} ({r.attack})" for r in rows.itertuples()]
+    ax.set_yticks(ys, labels, fontsize="small")
+    for y, ratio in enumerate(rows["ratio"]):
+        ax.annotate(f"×{ratio:.1f}", (1.0, y), xycoords=("axes fraction", "data"), xytext=(4, 0),
+                    textcoords="offset points", va="center", fontsize="x-small")  # fmt: skip
+    ax.axvline(0.0, color="black", linewidth=0.6)
+    ax.set_ylim(-0.6, len(rows) - 0.4)
+    ax.set_title(title, fontsize="small", loc="left")
+    ax.grid(axis="x", alpha=0.3)
+
+
 def plot_seed_safety(seeds: pd.DataFrame, path: str | os.PathLike[str], dpi: int = 120) -> None:
-    """Safety per benchmark: one bar per model at the mean over seeds, error bars = 95% interval."""
+    """Safety per benchmark: one bar per model at the mean over seeds, error bars = the seed
+    table's 95% Student-t interval (clipped to [0, 100], as there). Needs two or more seeds."""
     part = seeds[seeds["metric"] == "safety"]
     models = list(dict.fromkeys(part["model"]))
     benches = list(dict.fromkeys(part["benchmark"]))
@@ -128,16 +178,20 @@ def plot_seed_safety(seeds: pd.DataFrame, path: str | os.PathLike[str], dpi: int
     ax.set_ylabel("safety (%)")
     ax.set_ylim(0, 105)
     n = int(part["n_seeds"].max()) if len(part) else 0
-    ax.set_title(f"Safety per benchmark: mean over {n} seeds, 95% interval")
+    ax.set_title(f"Safety per benchmark (attack none, items pooled): mean over {n} seeds,\n"
+                 "95% Student-t interval clipped to [0, 100] (seeds.md)", fontsize="medium")  # fmt: skip
     if models:
         ax.legend(fontsize="small")
     _save(fig, path)
 
 
 def plot_judge_agreement(agreement: pd.DataFrame, path: str | os.PathLike[str], dpi: int = 120) -> None:
-    """Judge × judge matrix of Cohen's κ on the unsafe verdict (all benchmarks), % agreement below."""
-    allrows = agreement[agreement["benchmark"] == "(all)"]
+    """Judge × judge matrix of Cohen's κ on the unsafe verdict (all benchmarks), % agreement below;
+    with three or more judges Fleiss' κ in the title. Needs two or more judges."""
+    allrows = agreement[(agreement["benchmark"] == "(all)") & (agreement["statistic"] == "cohen")]
     judges = list(dict.fromkeys([*allrows["judge_1"], *allrows["judge_2"]]))
+    if len(judges) < 2:
+        raise ValueError("the agreement figure needs two or more judges")
     k = len(judges)
     kappa, percent = np.full((k, k), np.nan), np.full((k, k), np.nan)
     np.fill_diagonal(kappa, 1.0)
@@ -149,11 +203,6 @@ def plot_judge_agreement(agreement: pd.DataFrame, path: str | os.PathLike[str], 
     fig = Figure(figsize=(1.4 * k + 2.5, 1.2 * k + 1.5), dpi=dpi)
     FigureCanvasAgg(fig)
     ax = fig.subplots()
-    if k < 2:  # one judge: nothing to agree with (an empty matrix would look like a failure)
-        ax.set_axis_off()
-        ax.text(0.5, 0.5, "One judge:\nno agreement to show", ha="center", va="center")
-        _save(fig, path)
-        return
     image = ax.imshow(np.ma.masked_invalid(kappa), cmap="viridis", vmin=-1, vmax=1)
     for (i, j), v in np.ndenumerate(kappa):
         text = "κ n/a" if np.isnan(v) else f"κ {v:.2f}"
@@ -161,13 +210,18 @@ def plot_judge_agreement(agreement: pd.DataFrame, path: str | os.PathLike[str], 
                 color="white" if not np.isnan(v) and v < 0.5 else "black")  # fmt: skip
     ax.set_xticks(range(k), judges, rotation=20, ha="right")
     ax.set_yticks(range(k), judges)
-    ax.set_title("Judge agreement on the unsafe verdict")
+    fleiss = agreement[(agreement["benchmark"] == "(all)") & (agreement["statistic"] == "fleiss")]
+    extra = f"; Fleiss' κ (all {k}) {fleiss['kappa'].iloc[0]:.2f}" if len(fleiss) else ""
+    ax.set_title(
+        f"Judge agreement on the unsafe verdict\n(every item, attack and seed{extra})", fontsize="medium"
+    )
     fig.colorbar(image, ax=ax, label="Cohen's κ")
     _save(fig, path)
 
 
 def plot_safety_vs_helpfulness(points: pd.DataFrame, path: str | os.PathLike[str], dpi: int = 120) -> None:
-    """Scatter of safety against helpfulness (percent), one colour per model, one point per benchmark."""
+    """Scatter of safety against helpfulness (percent), one colour per model, one point per benchmark:
+    table.md's numbers (``tables.points``: attack none, items pooled)."""
     fig = Figure(figsize=(6.0, 4.5), dpi=dpi)
     FigureCanvasAgg(fig)
     ax = fig.subplots()
@@ -182,5 +236,7 @@ def plot_safety_vs_helpfulness(points: pd.DataFrame, path: str | os.PathLike[str
     ax.grid(alpha=0.3)
     if len(points):
         ax.legend(fontsize="small")
-    ax.set_title("Safety versus helpfulness per benchmark")
+    ax.set_title(
+        "Safety versus helpfulness per benchmark: attack none, items pooled (table.md)", fontsize="medium"
+    )
     _save(fig, path)

@@ -5,6 +5,10 @@ Input is ``{model: {benchmark: score_judgments_output}}``; models keep their giv
 fractions in [0, 1]; the markdown and LaTeX tables show percentages with one decimal,
 the CSV keeps the fractions. The "average" row is the unweighted mean over benchmarks
 (missing values skipped).
+
+Scope (:data:`TABLE_CAPTION`, stated in ``table.md``): ``metrics.json``'s ``overall`` block,
+i.e. attack ``none`` and items pooled. The seed table, the paired tests' ``none`` rows and
+both safety/helpfulness figures show these same numbers.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import logging
 import math
 import os
 import re
+import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,12 +25,24 @@ from typing import Any
 import pandas as pd
 
 from safervlm.io import write_text
+from safervlm.report.markdown import (
+    MISSING,
+    SCOPE_ATTACK_NONE,
+    SCOPE_AVERAGE,
+    SCOPE_ITEMS,
+    document,
+    markdown_table,
+)
 
 logger = logging.getLogger(__name__)
 
 TABLE_METRICS = ("safety", "helpfulness")
 AVERAGE = "average"
-MISSING = "–"
+TABLE_TITLE = "Safety and helpfulness"
+TABLE_CAPTION = (
+    f"Safety and helpfulness (%) per benchmark and model (unified rubric). Scope: {SCOPE_ATTACK_NONE}; "
+    f"{SCOPE_ITEMS}; {SCOPE_AVERAGE}. Fractions in table.csv."
+)
 
 
 def _overall(m: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -100,10 +117,22 @@ def _pct(value: Any) -> str:
 def to_markdown(df: pd.DataFrame) -> str:
     """Markdown table with percentages (one decimal) and "–" for missing values."""
     header = ["benchmark", *(c.replace("/", " ") for c in _flat_columns(df))]
-    lines = ["| " + " | ".join(header) + " |", "|---" + "|---:" * (len(header) - 1) + "|"]
-    for bench, row in df.iterrows():
-        lines.append("| " + " | ".join([str(bench), *(_pct(v) for v in row.to_numpy())]) + " |")
-    return "\n".join(lines) + "\n"
+    rows = [[str(bench), *(_pct(v) for v in row.to_numpy())] for bench, row in df.iterrows()]
+    return markdown_table(header, rows)
+
+
+def points(df: pd.DataFrame) -> pd.DataFrame:
+    """(model, benchmark, safety, helpfulness) of every benchmark row of the wide table: the
+    scatter's points, the table's own numbers (the average row left out)."""
+    rows = [
+        {"model": model, "benchmark": str(bench), "safety": df.loc[bench, (model, "safety")],
+         "helpfulness": df.loc[bench, (model, "helpfulness")]}
+        for model in dict.fromkeys(df.columns.get_level_values(0))
+        for bench in df.index
+        if bench != AVERAGE
+    ]  # fmt: skip
+    out = pd.DataFrame(rows, columns=["model", "benchmark", "safety", "helpfulness"])
+    return out.dropna(subset=["safety", "helpfulness"]).reset_index(drop=True)
 
 
 _TEX_SPECIAL = {
@@ -123,6 +152,11 @@ _TEX_RE = re.compile("|".join(re.escape(k) for k in _TEX_SPECIAL))
 
 def _tex_escape(text: Any) -> str:
     return _TEX_RE.sub(lambda m: _TEX_SPECIAL[m.group(0)], str(text))
+
+
+def tex_caption(caption: str) -> str:
+    """The caption as LaTeX comment lines above a tabular (its scope travels with the file)."""
+    return "".join(f"% {line}\n" for line in textwrap.wrap(caption, 96))
 
 
 def to_latex(df: pd.DataFrame) -> str:
@@ -150,8 +184,8 @@ def write_tables(df: pd.DataFrame, out_dir: str | os.PathLike[str]) -> dict[str,
     flat = df.copy()
     flat.columns = _flat_columns(df)
     paths = {"md": out / "table.md", "csv": out / "table.csv", "tex": out / "table.tex"}
-    write_text(to_markdown(df), paths["md"])
+    write_text(document(TABLE_TITLE, TABLE_CAPTION, to_markdown(df)), paths["md"])
     write_text(flat.to_csv(index_label="benchmark"), paths["csv"])
-    write_text(to_latex(df), paths["tex"])
+    write_text(tex_caption(TABLE_CAPTION) + to_latex(df), paths["tex"])
     logger.info("wrote tables to %s", out)
     return paths

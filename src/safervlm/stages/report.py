@@ -18,7 +18,7 @@ from safervlm.io import read_json, read_parquet, write_text
 from safervlm.metrics import Settings, analyse, outcomes_from_judgments
 from safervlm.metrics.asr import ASR_THRESHOLD
 from safervlm.metrics.outcomes import official_source
-from safervlm.report.analysis import safety_helpfulness_points, write_analysis
+from safervlm.report.analysis import write_analysis
 from safervlm.report.figures import (
     plot_blind_spots,
     plot_judge_agreement,
@@ -26,8 +26,9 @@ from safervlm.report.figures import (
     plot_safety_vs_helpfulness,
     plot_seed_safety,
 )
-from safervlm.report.robustness import Run, tax_tests_md, write_robustness
-from safervlm.report.tables import build_table, write_tables
+from safervlm.report.robustness import Run
+from safervlm.report.robustness_md import tax_tests_md, write_robustness
+from safervlm.report.tables import build_table, points, write_tables
 from safervlm.schema import JUDGMENT_COLUMNS
 from safervlm.stages.args import pairs_arg
 
@@ -42,15 +43,27 @@ def analysis_settings(a: argparse.Namespace) -> Settings:
         raise SafervlmError(str(exc)) from exc
 
 
-def _analysis_outputs(
-    analysis: dict[str, pd.DataFrame], out_dir: str, sources: dict[str, str]
-) -> list[str | Path]:
-    """Analysis tables and the blind-spot figure; returns the markdown/figure paths."""
+def _figure(path: Path, drawn: bool) -> list[str | Path]:
+    """``[path]`` when the figure was drawn; else removes a stale copy (a degenerate dimension
+    leaves the figure out: its table says why) and returns nothing."""
+    if drawn:
+        return [path]
+    path.unlink(missing_ok=True)
+    return []
 
-    paths: list[str | Path] = list(write_analysis(analysis, out_dir, sources).values())
+
+def _analysis_outputs(
+    analysis: dict[str, pd.DataFrame], out_dir: str, sources: dict[str, str], settings: Settings | None = None
+) -> list[str | Path]:
+    """Analysis tables and, with a (reasoning, base) pair, the blind-spot figure; returns the
+    markdown/figure paths."""
+
+    paths: list[str | Path] = list(write_analysis(analysis, out_dir, sources, settings).values())
     heat = Path(out_dir) / "blind_spots.png"
-    plot_blind_spots(analysis["blind_spots"], heat)
-    return [*paths, heat]
+    pairs = not analysis["tax"].empty
+    if pairs:
+        plot_blind_spots(analysis["blind_spots"], analysis["tax"], heat)
+    return [*paths, *_figure(heat, pairs)]
 
 
 ROBUSTNESS_TABLES = ("seeds", "judges", "judge_sensitivity", "paired")
@@ -77,7 +90,10 @@ def robustness_outputs(
     tax_pairs: Sequence[tuple[str, str]],
     settings: Settings,
 ) -> list[str | Path]:
-    """The seed, judge, agreement and paired tables and their figures; returns their paths."""
+    """The seed, judge, agreement and paired tables and their figures; returns their paths.
+
+    The seed figure needs two or more seeds, the agreement figure two or more judges.
+    """
     metrics: dict[Run, dict[str, Any]] = {}
     for run, path in run_items(metric_runs, "--run-metrics"):
         metrics.setdefault(run, {})[f"{path.parent.parent.name}/{path.parent.name}"] = read_json(path)
@@ -86,15 +102,23 @@ def robustness_outputs(
         parts.setdefault(run, []).append(read_parquet(path, required=JUDGMENT_COLUMNS))
     judgments = {run: pd.concat(dfs, ignore_index=True) for run, dfs in parts.items()}
     frames = write_robustness(
-        metrics, judgments, out_dir, compare, tax_pairs, settings.n_bootstrap, settings.seed
+        metrics, judgments, out_dir, compare, tax_pairs, settings.n_bootstrap, settings.seed, settings
     )
     out = Path(out_dir)
     tax = out / "tax.md"
-    if tax.exists():  # the SafeMLRM tables were written: the tax table gains its p-values
-        write_text(tax.read_text() + tax_tests_md(frames["paired"]), tax)
-    plot_seed_safety(frames["seeds"], out / ROBUSTNESS_FIGURES[0])
-    plot_judge_agreement(frames["agreement"], out / ROBUSTNESS_FIGURES[1])
-    return [*(out / f"{n}.md" for n in ROBUSTNESS_TABLES), *(out / f for f in ROBUSTNESS_FIGURES)]
+    tests = tax_tests_md(frames["paired"])
+    if tax.exists() and tests:  # the Reasoning Tax table was written: it gains its paired tests
+        write_text(tax.read_text() + tests, tax)
+    n_seeds, n_judges = len({s for s, _ in metrics}), len({j for _, j in metrics})
+    if n_seeds > 1:
+        plot_seed_safety(frames["seeds"], out / ROBUSTNESS_FIGURES[0])
+    if n_judges > 1:
+        plot_judge_agreement(frames["agreement"], out / ROBUSTNESS_FIGURES[1])
+    figures = [
+        *_figure(out / ROBUSTNESS_FIGURES[0], n_seeds > 1),
+        *_figure(out / ROBUSTNESS_FIGURES[1], n_judges > 1),
+    ]
+    return [*(out / f"{n}.md" for n in ROBUSTNESS_TABLES), *figures]
 
 
 def report_stage(
@@ -113,13 +137,19 @@ def report_stage(
     from which the SafeMLRM analysis (ASR r/a/f per attack and scenario, Reasoning Tax for
     ``pairs``, blind spots, self-correction, official metrics) is computed. ``runs``:
     ``SEED:JUDGE=path`` metrics and judgments of every seed and judge, for the seed, judge
-    and paired tables (``compare``: model pairs compared item by item).
+    and paired tables (``compare``: model pairs compared item by item - any two models;
+    ``pairs``: (reasoning, base) pairs, also the Reasoning Tax and blind spots).
     """
     settings = settings or Settings()
     metrics: dict[str, dict[str, Any]] = {}
     for p in metric_paths:
         path = Path(p)
         metrics.setdefault(path.parent.parent.name, {})[path.parent.name] = read_json(path)
+    unknown = sorted({m for p in [*(pairs or []), *compare] for m in p} - set(metrics))
+    if unknown:
+        raise SafervlmError(
+            f"--pair/--compare name {unknown}, which have no metrics (evaluated: {sorted(metrics)})"
+        )
     table = build_table(metrics)
     write_tables(table, out_dir)
     plot_safety_helpfulness(table, Path(out_dir) / "safety_helpfulness.png")
@@ -130,9 +160,9 @@ def report_stage(
         judgments = pd.concat([read_parquet(p, required=JUDGMENT_COLUMNS) for p in judgment_paths])
         sources = {str(b): official_source(part) for b, part in judgments.groupby("benchmark")}
         analysis = analyse(outcomes_from_judgments(judgments, settings.threshold), pairs or [], settings)
-        artifacts += _analysis_outputs(analysis, out_dir, sources)
+        artifacts += _analysis_outputs(analysis, out_dir, sources, settings)
         scatter = Path(out_dir) / "safety_vs_helpfulness.png"
-        plot_safety_vs_helpfulness(safety_helpfulness_points(analysis["rates"], "none"), scatter)
+        plot_safety_vs_helpfulness(points(table), scatter)  # table.md's numbers, as the bars
         artifacts.append(scatter)
     if runs[0] and runs[1]:
         artifacts += robustness_outputs(runs[0], runs[1], out_dir, compare, pairs or [], settings)
