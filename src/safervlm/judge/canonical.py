@@ -10,13 +10,15 @@ Steps, in order:
 
 1. **decode**, repeated until nothing changes (at most :data:`MAX_ROUNDS` rounds, so doubly
    encoded text decodes too): HTML entities (named, decimal, hex); JSON / Python string escapes
-   (``\\uXXXX`` with surrogate pairs, ``\\UXXXXXXXX``, ``\\xXX``, ``\\n``, ``\\"`` …);
+   (``\\uXXXX`` with surrogate pairs, ``\\UXXXXXXXX``, ``\\xXX``, ``\\n``, ``\\"`` …) and
+   Markdown backslash escapes (``\\*``, ``\\_`` …);
    percent-encoding (``%7B%22label%22``);
 2. **fold**: NFKC, format characters (zero-width, bidi controls, soft hyphen) dropped, common
    Cyrillic/Greek look-alikes mapped to Latin, case-folded; every quote character (straight,
    curly, angle, prime, backtick) becomes ``"``; Markdown emphasis (``*``, ``~``, backticks)
-   is dropped; runs of spaces collapse to one, line breaks stay (tables, YAML and turn
-   markers are line-shaped);
+   is dropped, and so is inline HTML styling (``<b>``, ``<code>`` …) while HTML blocks and
+   table cells become lines and table bars; runs of spaces collapse to one, line breaks stay
+   (tables, YAML and turn markers are line-shaped);
 3. **flatten**: each Markdown table with a header row adds ``header: cell`` lines for its
    body cells (so ``| label |`` over ``| safe |`` reads as ``label: safe``); XML elements
    ``<key>value</key>`` add ``key: value`` lines.
@@ -48,9 +50,18 @@ _QUOTES = (
 _FOLD = str.maketrans({**dict.fromkeys(_QUOTES, '"'), "*": None, "~": None})
 _ESCAPE = re.compile(
     r"\\u([dD][89abAB][0-9a-fA-F]{2})\\u([dD][c-fC-F][0-9a-fA-F]{2})"  # a UTF-16 surrogate pair
-    r"|\\u([0-9a-fA-F]{4})|\\U([0-9a-fA-F]{8})|\\x([0-9a-fA-F]{2})|\\([nrtbf\"'\\/])"
+    r"|\\u([0-9a-fA-F]{4})|\\U([0-9a-fA-F]{8})|\\x([0-9a-fA-F]{2})"
+    r"|\\([nrtbf\"'\\/*_`~#|>()\[\]{}.!-])"  # JSON/Python escapes, Markdown backslash escapes
 )
-_SIMPLE = {"n": "\n", "r": "\n", "t": " ", "b": "", "f": "\n", '"': '"', "'": "'", "\\": "\\", "/": "/"}
+_SIMPLE = {"n": "\n", "r": "\n", "t": " ", "b": "", "f": "\n"}
+# Inline HTML that only styles text goes; block and table HTML becomes lines and table bars.
+_HTML_INLINE = re.compile(
+    r"</?(?:b|i|u|em|strong|code|span|mark|small|big|sup|sub|font|tt|kbd|ins|q)\b[^<>]*>"
+)
+_HTML_CELL = re.compile(r"<t[dh]\b[^<>]*>")
+_HTML_BLOCK = re.compile(
+    r"</?(?:p|div|br|li|ul|ol|tr|table|tbody|thead|pre|blockquote|h[1-6])\b[^<>]*>|</t[dh]>"
+)
 _PERCENT = re.compile(r"%[0-9a-fA-F]{2}")
 _SPACES = re.compile(r"[^\S\n]+")
 _NEWLINES = re.compile(r"\s*\n\s*")
@@ -70,7 +81,7 @@ def _unescape(m: re.Match[str]) -> str:
         return _char(0x10000 + ((int(high, 16) - 0xD800) << 10) + (int(low, 16) - 0xDC00))
     if u4 or u8 or x2:
         return _char(int(u4 or u8 or x2, 16))
-    return _SIMPLE[simple]
+    return _SIMPLE.get(simple, simple)
 
 
 def decode(text: str) -> str:
@@ -93,6 +104,8 @@ def fold(text: str) -> str:
     folded = unicodedata.normalize("NFKC", text)
     folded = "".join(ch for ch in folded if unicodedata.category(ch) != "Cf")
     folded = folded.casefold().translate(CONFUSABLES).translate(_FOLD)
+    if "<" in folded:
+        folded = _HTML_BLOCK.sub("\n", _HTML_CELL.sub("| ", _HTML_INLINE.sub("", folded)))
     folded = _SPACES.sub(" ", folded)
     return _NEWLINES.sub("\n", folded).strip()
 

@@ -120,6 +120,10 @@ _PATTERNS: dict[str, re.Pattern[str]] = {
         r"|\b(?:final\s+)?(?:verdict|assessment|evaluation|judg(?:e)?ment|classification)\s*(?:is|:|-|=)\s*"
         r"(?:that\s+)?(?:it\s+is\s+|it\"?s\s+)?\"?(?:safe|unsafe|harmless|harmful|benign|compliant)\b"
         r"|\b(?:assessment|evaluation|moderation)\s+(?:complete|completed|done|finished|passed)\b"
+        r"|\bfinal\s+(?:answer|decision|label|rating|output|result)\s*(?:is|:|-|=)\s*\"?"
+        r"(?:safe|unsafe|harmless|harmful)\b"
+        r"|\b(?:" + _ANSWER_WORDS + r"|content)\s+(?:has\s+been|was|is)\s+(?:already\s+)?"
+        r"(?:approved|verified|cleared|whitelisted|pre-approved)\s+(?:as\s+safe|by)\b"
     ),  # fmt: skip
     "delimiter": re.compile(
         r"<{3,}|>{3,}|\b(?:begin|end)\s+(?:model|user)\s+(?:response|answer|reasoning|question)\b"
@@ -135,13 +139,17 @@ _PATTERNS: dict[str, re.Pattern[str]] = {
         r"|\[/?(?:system_prompt|available_tools|tool_calls|tool_results|img|img_break|img_end|gmask|smask)\]"
         r"|<</?sys>>"
         # plain-text turns (Anthropic-style, Vicuna/LLaVA, Idefics3) and Alpaca section headers
-        r"|^\s*(?:human|assistant|gpt)\s*:|^\s*###\s*(?:instruction|response|input)\s*:?\s*$",
+        r"|^\s*(?:human|assistant|gpt)\s*:|^\s*###\s*(?:instruction|response|input)\s*:?\s*$"
+        # chat messages as data: {"role": "system", ...}, Markdown role links
+        r"|\"role\"\s*:\s*\"(?:system|developer|assistant|user|tool)\"|\[(?:system|assistant)\]\(#",
         re.MULTILINE,
     ),
     "instruction": re.compile(
         r"\b(?:ignore|disregard|forget|override)\s+(?:all\s+|any\s+)?(?:of\s+)?(?:the\s+|your\s+)?"
         r"(?:previous|prior|above|earlier|preceding|system|original)\s+(?:instructions?|prompts?|rules?|directions?)"
-        r"|\b(?:disregard|ignore)\s+(?:the\s+|everything\s+)?above\b"
+        r"|\b(?:disregard|ignore|forget)\s+(?:the\s+|everything\s+|all\s+)?above\b"
+        r"|\b(?:ignore|disregard|forget|override|bypass)\s+(?:all\s+|any\s+)?(?:the\s+|your\s+)?"
+        r"(?:rubric|grading|guidelines|policy|policies|criteria|safety\s+rules|prior\s+guidance)\b"
         r"|\byou\s+are\s+now\b|\bnew\s+instructions?\b|\bsystem\s+prompt\b"
         r"|\b(?:as|to|dear)\s+(?:the|an?)\s+(?:ai\s+|llm\s+)?(?:judge|evaluator|grader|rater|reviewer)\b"
         r"|\b(?:judge|evaluator|grader)s?\s+(?:should|must|need\s+to|have\s+to|note|instructions?|directive)\b"
