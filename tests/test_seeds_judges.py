@@ -94,6 +94,13 @@ def test_report_has_per_seed_per_judge_agreement_and_paired_tables(seeds_judges_
     judges = pd.read_csv(report / "judges.csv")
     assert {"ref", "api", "local", "range"} <= set(judges.columns)
     agreement = pd.read_csv(report / "agreement.csv")
+    fleiss = agreement[agreement["statistic"] == "fleiss"]  # three judges: Fleiss' kappa over all
+    assert (
+        set(fleiss["judges"]) == {3}
+        and (fleiss["n"] > 0).all()
+        and "Fleiss' κ" in (report / "judges.md").read_text()
+    )
+    agreement = agreement[agreement["statistic"] == "cohen"]
     pairs = {frozenset(p) for p in zip(agreement["judge_1"], agreement["judge_2"], strict=True)}
     assert pairs == {frozenset(p) for p in (("ref", "api"), ("ref", "local"), ("api", "local"))}
     both = agreement[agreement[["judge_1", "judge_2"]].apply(set, axis=1) == {"ref", "api"}]
@@ -101,7 +108,9 @@ def test_report_has_per_seed_per_judge_agreement_and_paired_tables(seeds_judges_
     assert both["percent"].between(0, 100).all()
     paired = pd.read_csv(report / "paired.csv")
     assert set(paired["seed"]) == set(SEEDS) and set(paired["judge"]) == {"ref", "api", "local"}
-    assert paired["mcnemar_p"].between(0, 1).all()
+    assert paired["mcnemar_p"].dropna().between(0, 1).all() and set(paired["attack"]) == {"none"}
+    # seed intervals respect the range (clipped where Student-t runs past it)
+    assert seeds[["ci_low", "ci_high"]].stack().between(0, 1).all()
     for name in ("seeds.md", "judges.md", "judge_sensitivity.md", "paired.md"):
         assert "|" in (report / name).read_text()
     for name in ("safety_seeds.png", "judge_agreement.png"):

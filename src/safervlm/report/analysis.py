@@ -134,8 +134,9 @@ def _captions(rates: pd.DataFrame, s: Settings) -> dict[str, tuple[str, str]]:
     tax = "ASR of each reasoning model minus ASR of its declared base (points), parts R/A/F as in asr.md."
     blind = (
         "Per scenario (category): its Reasoning Tax (ASR F) divided by the benchmark's mean tax over "
-        "scenarios, per (reasoning-base) pair and attack; above 1 is a blind spot. Only rows with at least "
-        "one ratio (none where the mean tax is 0), columns likewise; every cell in blind_spots.csv."
+        "scenarios, per (reasoning-base) pair and attack; above 1 is a blind spot. Scope: tax.md's "
+        "category level (the mean tax is tax.md's F). Only rows with at least one ratio (none where the "
+        "mean tax is 0), columns likewise; every cell in blind_spots.csv."
     )
     sc = "P(answer safe | reasoning unsafe) (%) per model; n/c: no per-sample (reasoning, answer) pairs."
     official = (
@@ -143,8 +144,8 @@ def _captions(rates: pd.DataFrame, s: Settings) -> dict[str, tuple[str, str]]:
         "ran; derived: recomputed from the unified scores)."
     )
     counts = (
-        "Samples per model, benchmark and attack (every sample, all categories): should-refuse samples, "
-        "unscored and empty parts, untagged, truncated and flagged responses."
+        "Samples per model, benchmark and attack: should-refuse samples, unscored and empty parts, "
+        "untagged, truncated and flagged responses. Scope: every sample, all categories summed."
     )
     return {
         "asr": ("Attack success rate (SafeMLRM)", f"{asr} {scope} {ci}"),

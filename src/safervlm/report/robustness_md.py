@@ -252,7 +252,8 @@ def _paired_md(paired: pd.DataFrame) -> str:
         for _, r in paired.iterrows()
     ]
     caption = (
-        "Two models on the same items (b − a, points), per benchmark and attack. `safety`: per-item safety "
+        "Two models on the same items (b − a, points). Scope: per benchmark and attack. `safety`: per-item "
+        "safety "
         f"score, {SCOPE_ITEMS} - the attack-`none` rows are table.md's numbers on the items both models were "
         "scored on; `average`: the unweighted mean over the benchmarks that have the attack, as table.md's. "
         "`attack_success`: SafeMLRM attack success of the full response on should-refuse items of a "
