@@ -1,14 +1,17 @@
-"""Step time of 1 vs 2 training processes at the same global batch (ratio), SFT and plain GRPO.
+"""Step time of 1 vs N training processes at the same global batch (ratio), SFT and plain GRPO,
+per strategy (DDP, FSDP2, DeepSpeed ZeRO-3).
 
-Runs the real ``safervlm sft|grpo`` console script once as 1 process with per-device batch 2b
-and once under ``torchrun --standalone --nproc_per_node 2`` with batch b (DDP over gloo on CPU,
-NCCL on GPUs), on the tiny policy and the embedded fixtures' training records, and reads
-``train_runtime`` and the step count from each run's ``train_log.json``. The ratio is
-2-process step time / 1-process step time (< 1: the second process pays off). Each process gets
-``--threads`` OMP threads (1 by default: on a shared machine more threads than free cores make
-the timings meaningless). Usage::
+Runs the real ``safervlm sft|grpo`` console script once as 1 process (DDP: the baseline, run in
+the same script) with per-device batch N·b and once per strategy under ``torchrun --standalone
+--nproc_per_node N`` with batch b (gloo on CPU, NCCL on GPUs), on the tiny policy and the
+embedded fixtures' training records, and reads ``train_runtime`` and the step count from each
+run's ``train_log.json``. The ratio is N-process step time / 1-process step time (< 1: the extra
+processes pay off). On CPU each process gets an equal share of the cores as OMP threads. Usage::
 
     .venv/bin/python bench/train_processes.py [--steps 6] [--batch 8] --out bench/results/x.json
+    # the GPU command (8 GPUs of one node): one process per GPU, every strategy
+    .venv/bin/python bench/train_processes.py --processes 8 --batch 64 --strategies ddp,fsdp,zero3 \
+        --out bench/results/train_processes_8gpu.json
 """
 
 from __future__ import annotations
@@ -47,8 +50,16 @@ def _inputs(root: Path) -> tuple[Path, Path]:
     return root / "tiny", root / "train.parquet"
 
 
+ZERO3 = Path(__file__).resolve().parents[1] / "config" / "deepspeed" / "zero3.json"
+STRATEGY_KEYS: dict[str, dict[str, Any]] = {
+    "ddp": {},
+    "fsdp": {"strategy": "fsdp"},
+    "zero3": {"strategy": "deepspeed", "deepspeed": str(ZERO3)},
+}
+
+
 def _run(
-    nproc: int, stage: str, params: dict[str, Any], out: Path, model: Path, data: Path, threads: int
+    nproc: int, stage: str, params: dict[str, Any], out: Path, model: Path, data: Path
 ) -> dict[str, float]:
     launcher = [str(BIN / "torchrun"), "--standalone", f"--nproc_per_node={nproc}"] if nproc > 1 else []
     cmd = [*launcher, str(BIN / "safervlm"), stage, "--model", str(model), "--data", str(data)]
@@ -72,15 +83,20 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=6, help="optimizer steps per run")
     ap.add_argument("--batch", type=int, default=8, help="global batch (rows per step)")
-    ap.add_argument("--threads", type=int, default=1, help="OMP threads per process (same in both runs)")
+    ap.add_argument("--processes", type=int, default=2, help="N: processes of the multi-process runs")
+    ap.add_argument("--strategies", default="ddp,fsdp", help=f"comma-separated, of {sorted(STRATEGY_KEYS)}")
     ap.add_argument("--out", required=True, help="JSON results file")
     a = ap.parse_args()
     results: dict[str, Any] = {
         "machine": platform.platform(),
         "cpus": os.cpu_count(),
         "batch": a.batch,
-        "threads_per_process": a.threads,
+        "processes": a.processes,
     }
+    strategies = a.strategies.split(",")
+    unknown = set(strategies) - set(STRATEGY_KEYS)
+    if unknown:
+        ap.error(f"unknown strategies {sorted(unknown)}; known: {sorted(STRATEGY_KEYS)}")
     with tempfile.TemporaryDirectory(prefix="bench-procs-") as tmp:
         root = Path(tmp)
         model, data = _inputs(root)
@@ -96,20 +112,16 @@ def main() -> None:
         }
         for name, params in stages.items():
             stage = name.split("_")[0]
-            runs = {
-                n: _run(
-                    n,
-                    stage,
-                    {**params, "batch_size": a.batch // n},
-                    root / f"{name}{n}",
-                    model,
-                    data,
-                    a.threads,
-                )
-                for n in (1, 2)
-            }
-            results[name] = {"1_process": runs[1], "2_processes": runs[2],
-                             "ratio_2_over_1": runs[2]["step_s"] / runs[1]["step_s"]}  # fmt: skip
+            n, base = a.processes, {**params, "batch_size": a.batch}
+            one = _run(1, stage, base, root / f"{name}-1", model, data)
+            results[name] = {"1_process": one}
+            for strategy in strategies:
+                keys = {**params, **STRATEGY_KEYS[strategy], "batch_size": a.batch // n}
+                many = _run(n, stage, keys, root / f"{name}-{strategy}-{n}", model, data)
+                results[name][f"{n}_processes_{strategy}"] = {
+                    **many,
+                    "ratio_n_over_1": many["step_s"] / one["step_s"],
+                }
             print(name, json.dumps(results[name]))
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(results, indent=2) + "\n")

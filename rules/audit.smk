@@ -54,9 +54,14 @@ rule audit:
         judgments_name=judged("judgments.parquet").replace(
             "{judge}", next(iter(JUDGES))
         ),
+        # The audited judge's model: a cell that names its protocol's judge is compared
+        # with it (not comparable when another or unknown).
+        judge_model=str(
+            (next(iter(JUDGES.values())).get("params") or {}).get("model") or ""
+        ),
     shell:
         "safervlm audit --results {params.results:q} --judgments-name {params.judgments_name:q}"
         " --expected {input.expected:q} --report-rates {input.rates:q}"
         " --pair {params.pairs:q} --audit-pair {params.audit_pairs:q} --artifact {params.artifacts:q}"
         " --threshold {params.threshold:q} --missing {params.missing:q} --dvc-lock {params.dvc_lock:q}"
-        " --out-dir {params.out_dir:q} {params.strict:q} > {log:q} 2>&1"
+        " --judge-model {params.judge_model:q} --out-dir {params.out_dir:q} {params.strict:q} > {log:q} 2>&1"

@@ -9,6 +9,7 @@ import contextlib
 import json
 import multiprocessing
 import os
+import re
 import signal
 import subprocess
 import time
@@ -53,10 +54,10 @@ def _launch(stage: str, *args: str) -> list[str]:
     return [str(LAUNCH), "--processes", str(PROCESSES), "safervlm", stage, *args]
 
 
-def _grpo_cmd(model: Path, data: Path, out: Path, state: Path) -> list[str]:
+def _grpo_cmd(model: Path, data: Path, out: Path, state: Path, strategy: str = "ddp") -> list[str]:
     return _launch(
         "grpo", "--model", str(model), "--data", str(data), "--out", str(out),
-        "--params", json.dumps(GRPO), "--seed", "0", "--state-dir", str(state),
+        "--params", json.dumps({**GRPO, "strategy": strategy}), "--seed", "0", "--state-dir", str(state),
     )  # fmt: skip
 
 
@@ -110,26 +111,33 @@ def test_two_process_sft_writes_one_complete_policy_and_one_mlflow_run(
     assert r.stderr.count("MLflow run") == 1
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", params=["ddp", "fsdp"])
 def grpo_reference(
-    tiny_model_dir: Path, train_parquet: Path, tmp_path_factory: pytest.TempPathFactory
-) -> tuple[Path, str]:
-    """An uninterrupted 2-process safety-aware GRPO run: its output folder and its log."""
-    root = tmp_path_factory.mktemp("grpo2")
+    request: pytest.FixtureRequest,
+    tiny_model_dir: Path,
+    train_parquet: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[Path, str, str]:
+    """An uninterrupted 2-process safety-aware GRPO run (DDP, or FSDP2 with its parameters
+    sharded): its output folder, its log and the strategy."""
+    strategy: str = request.param
+    root = tmp_path_factory.mktemp(f"grpo2-{strategy}")
     out = root / "grpo"
     r = subprocess.run(
-        _grpo_cmd(tiny_model_dir, train_parquet, out, root / "grpo.partial"),
+        _grpo_cmd(tiny_model_dir, train_parquet, out, root / "grpo.partial", strategy),
         capture_output=True, text=True, env=_env(), timeout=600,
     )  # fmt: skip
     assert r.returncode == 0, r.stderr[-4000:]
-    return out, r.stderr
+    if strategy == "fsdp":
+        assert r.stderr.count("strategy check: {'strategy': 'fsdp', 'processes': 2, 'sharded': '56/56'}") == 2
+    return out, r.stderr, strategy
 
 
 @pytest.mark.slow
 def test_two_process_safety_aware_grpo_corrects_and_writes_one_policy(
-    grpo_reference: tuple[Path, str],
+    grpo_reference: tuple[Path, str, str],
 ) -> None:
-    out, stderr = grpo_reference
+    out, stderr, _ = grpo_reference
     _assert_world(stderr)
     assert "starting from step 0" in stderr
     log = _assert_complete(out)
@@ -161,10 +169,12 @@ def _kill_tree(pid: int) -> None:
 
 @pytest.mark.slow
 def test_killed_two_process_grpo_resumes_to_the_uninterrupted_weights(
-    tiny_model_dir: Path, train_parquet: Path, grpo_reference: tuple[Path, str], tmp_path: Path
+    tiny_model_dir: Path, train_parquet: Path, grpo_reference: tuple[Path, str, str], tmp_path: Path
 ) -> None:
+    """Also under FSDP2, whose checkpoints hold the gathered model and the sharded optimizer state."""
+    ref_out, _, strategy = grpo_reference
     out, state = tmp_path / "grpo", tmp_path / "grpo.partial"
-    cmd = _grpo_cmd(tiny_model_dir, train_parquet, out, state)
+    cmd = _grpo_cmd(tiny_model_dir, train_parquet, out, state, strategy)
     with open(tmp_path / "first.log", "w") as first:
         proc = subprocess.Popen(
             cmd, stdout=first, stderr=subprocess.STDOUT, env=_env(), start_new_session=True
@@ -185,7 +195,6 @@ def test_killed_two_process_grpo_resumes_to_the_uninterrupted_weights(
     assert f"checkpoint-{killed_at}" in second.stderr  # ... from the same checkpoint
     log = _assert_complete(out)
     assert log["metrics"]["resumed_from_step"] == killed_at  # type: ignore[index]
-    ref_out, _ = grpo_reference
     w1, w2 = load_file(out / "model.safetensors"), load_file(ref_out / "model.safetensors")
     assert w1.keys() == w2.keys() and all(torch.equal(w1[k], w2[k]) for k in w1)
 
@@ -253,4 +262,7 @@ def test_processes_reaches_the_launcher_only(tmp_path: Path) -> None:
     grpo = next(line for line in lines if "safervlm grpo" in line)
     assert '"$SAFERVLM_TRAIN_LAUNCH" --processes 2 safervlm sft' in sft
     assert '"$SAFERVLM_TRAIN_LAUNCH"  safervlm grpo' in grpo  # no options: as before
-    assert "processes" not in sft.split("--params", 1)[1] and "processes" not in grpo.split("--params", 1)[1]
+    for line in (sft, grpo):  # nor the job's shape
+        assert not {'"processes"', '"nodes"', '"job"'} & set(
+            re.findall(r'"\w+"', line.split("--params", 1)[1])
+        )

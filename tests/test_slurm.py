@@ -280,6 +280,52 @@ def test_dag_through_slurm_resumes_after_node_failure_and_equals_local(
     assert assert_same_outputs(local_run, tmp_path) >= 20
 
 
+def _copy_run(src: Path, dst: Path, **grpo: Any) -> Path:
+    """A copy of run ``src`` (outputs, Snakemake's metadata, mtimes) under ``dst``, its config's
+    grpo section updated with ``grpo``: the config file's path."""
+    shutil.copytree(src, dst, symlinks=True)
+    config = dst / "config.yaml"
+    cfg = yaml.safe_load(config.read_text())
+    cfg["grpo"].update(grpo)
+    config.write_text(yaml.safe_dump(cfg))
+    return config
+
+
+def test_two_process_training_job_through_slurm_equals_local(
+    slurm: None, local_run: Path, tmp_path: Path
+) -> None:
+    """`grpo.processes: 2` on a finished run: the slurm profile submits one grpo job asking for
+    2 GPUs (from the config; the test cluster's GPUs are fake), train-launch starts the
+    multi-GPU launch (`accelerate launch --multi_gpu --num_processes 2`, over gloo on this CPU
+    node), both processes train and one writes; its weights equal a local 2-process run's
+    (torchrun), and nothing but grpo ran."""
+    grpo = {"processes": 2, "job": {"device": "gpu", "cpus_per_process": 1, "mem_mb": 6000, "runtime": 30}}
+    target = "results/checkpoints/grpo"
+    outs = {}
+    since = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(time.time() - 5))
+    for where, profile in (("local", str(ROOT / "workflow/profiles/local")), ("slurm", "slurm")):
+        workdir = tmp_path / where
+        config = _copy_run(local_run, workdir, **grpo)
+        r = snakemake("--profile", profile, "-d", str(workdir), target, "--configfile", str(config))
+        out = r.stdout + r.stderr
+        assert r.returncode == 0, out[-4000:]
+        ran = dict(re.findall(r"^(\w+)\s+(\d+)\s*$", out.split("Job stats:")[1].split("total")[0], re.M))
+        assert ran == {"grpo": "1"}, ran
+        log = (workdir / "results/logs/grpo.log").read_text()
+        for rank in range(2):
+            assert f"training process {rank} of 2 (MULTI_CPU)" in log, log[-3000:]
+        assert json.loads((workdir / target / "train_log.json").read_text())["processes"] == 2
+        outs[where] = workdir / target
+    jobs = [j for j in sacct_jobs(tmp_path / "slurm", since) if j["rule"] == "grpo"]
+    assert len(jobs) == 1 and jobs[0]["State"] == "COMPLETED", jobs
+    assert jobs[0]["Partition"] == "gpu" and "gres/gpu=2" in jobs[0]["AllocTRES"], jobs
+    # The same stage, two launch paths: the job's 2 GPUs -> the multi-GPU launch; locally, no GPU -> torchrun.
+    launched = {w: (tmp_path / w / "results/logs/grpo.log").read_text() for w in outs}
+    assert "train-launch: accelerate launch --multi_gpu --num_processes 2 " in launched["slurm"]
+    assert "train-launch: torchrun --standalone --nproc_per_node 2 " in launched["local"]
+    assert _same_weights(outs["local"] / "model.safetensors", outs["slurm"] / "model.safetensors")
+
+
 KILLED = """
 rule all:
     input:

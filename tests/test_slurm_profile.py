@@ -119,7 +119,9 @@ def _plan_with(tmp_path: Path, **sections: dict[str, object]) -> tuple[dict[str,
     for name, keys in sections.items():
         cfg[name].update(keys)
     path.write_text(yaml.safe_dump(cfg))
-    r = snakemake("--profile", str(PROFILE), "-n", "-p", "all", "-d", str(tmp_path), "--configfile", str(path))
+    r = snakemake(
+        "--profile", str(PROFILE), "-n", "-p", "all", "-d", str(tmp_path), "--configfile", str(path)
+    )
     out = r.stdout + r.stderr
     assert r.returncode == 0, out[-3000:]
     return planned_resources(out), out

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from safervlm.errors import ConfigError
 from safervlm.config import GRPOParams, SFTParams
+from safervlm.errors import ConfigError
 from safervlm.train.strategy import Runtime, check_strategy, strategy_args, zero_stage
 
 CPU2 = Runtime(device="cpu", world_size=2, has_deepspeed=True, ds_accelerator=None)
@@ -22,13 +22,18 @@ def test_fsdp_runs_on_cpu_too_but_needs_several_processes() -> None:
     assert check_strategy("fsdp", CPU2).startswith("fsdp: FSDP2 over 2 processes (gloo")
     assert check_strategy("fsdp", GPU2).startswith("fsdp: FSDP2 over 2 processes (cuda)")
     one = Runtime(device="cpu", world_size=1, has_deepspeed=True, ds_accelerator=None)
-    with pytest.raises(ConfigError, match="strategy 'fsdp' shards the policy over processes, and this run has one"):
+    with pytest.raises(
+        ConfigError, match="strategy 'fsdp' shards the policy over processes, and this run has one"
+    ):
         check_strategy("fsdp", one)
 
 
 def test_strategy_arguments_turn_on_fsdp2_with_a_full_state_dict() -> None:
     assert strategy_args("ddp") == strategy_args("deepspeed") == {}
-    assert strategy_args("fsdp") == {"fsdp": True, "fsdp_config": {"version": 2, "state_dict_type": "FULL_STATE_DICT"}}
+    assert strategy_args("fsdp") == {
+        "fsdp": True,
+        "fsdp_config": {"version": 2, "state_dict_type": "FULL_STATE_DICT"},
+    }
 
 
 @pytest.mark.parametrize(

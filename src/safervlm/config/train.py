@@ -94,7 +94,8 @@ class TrainParams(Section):
         "or ZeRO-3 from the `deepspeed` file).",
     )
     deepspeed: Annotated[str | None, TrlArg("deepspeed")] = Field(
-        None, description="DeepSpeed JSON config (config/deepspeed/zero2.json, zero3.json); strategy: deepspeed."
+        None,
+        description="DeepSpeed JSON config (config/deepspeed/zero2.json, zero3.json); strategy: deepspeed.",
     )
     dtype: Literal["float32", "bfloat16", "float16"] = Field(
         "float32",

@@ -35,7 +35,6 @@ from safervlm.train.common import (
     step_logs,
 )
 from safervlm.train.data import prompt_dataset
-from safervlm.train.strategy import StrategyCheck
 from safervlm.train.resume import (
     CheckpointMarker,
     fingerprint,
@@ -49,6 +48,7 @@ from safervlm.train.rollout import (
     SampleSafetyMonitor,
     skip_padding,
 )
+from safervlm.train.strategy import StrategyCheck
 
 log = logging.getLogger(__name__)
 

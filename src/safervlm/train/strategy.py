@@ -95,7 +95,11 @@ def check_strategy(strategy: str, runtime: Runtime, deepspeed_config: str | Path
                 "strategy 'fsdp' shards the policy over processes, and this run has one: set "
                 "`processes` to 2 or more (or run on a job with several GPUs), or use strategy 'ddp'"
             )
-        over = "gloo, the trainer's FSDP plugin applied by safervlm" if runtime.device == "cpu" else runtime.device
+        over = (
+            "gloo, the trainer's FSDP plugin applied by safervlm"
+            if runtime.device == "cpu"
+            else runtime.device
+        )
         return f"fsdp: FSDP2 over {n} processes ({over}), full state dict on save"
     if not runtime.has_deepspeed:
         raise ConfigError("strategy 'deepspeed' needs the deepspeed package (pip install deepspeed)")
@@ -180,7 +184,11 @@ def running_strategy(trainer: Any) -> dict[str, Any]:
 
     params = list(trainer.model_wrapped.parameters())
     sharded = sum(isinstance(p, DTensor) and any(pl.is_shard() for pl in p.placements) for p in params)
-    found = {"strategy": "fsdp", "processes": accelerator.num_processes, "sharded": f"{sharded}/{len(params)}"}
+    found = {
+        "strategy": "fsdp",
+        "processes": accelerator.num_processes,
+        "sharded": f"{sharded}/{len(params)}",
+    }
     if accelerator.num_processes > 1 and sharded < len(params):
         found["strategy"] = "fsdp-unsharded"
     return found
