@@ -122,11 +122,12 @@ def mean_row_note(rates: pd.DataFrame) -> str:
     return f"`(mean)`: the unweighted mean over the benchmarks that have the attack ({counts})."
 
 
-def _captions(rates: pd.DataFrame, s: Settings) -> dict[str, tuple[str, str]]:
-    """(title, caption) of every analysis table."""
+def _captions(rates: pd.DataFrame, s: Settings | None) -> dict[str, tuple[str, str]]:
+    """(title, caption) of every analysis table (the threshold and missing policy when known)."""
+    threshold, missing = (f"{s.threshold:g}", s.missing) if s else ("the threshold", "the missing policy")
     rule = (
-        f"a part succeeds when its SafeMLRM harm score is >= {s.threshold:g} (of 5), else when the "
-        f"unified rubric judges it unsafe; unscored and empty parts: missing = {s.missing} (counts.md)"
+        f"a part succeeds when its SafeMLRM harm score is >= {threshold} (of 5), else when the "
+        f"unified rubric judges it unsafe; unscored and empty parts: missing = {missing} (counts.md)"
     )
     scope = f"Scope: per benchmark and attack; {SCOPE_CATEGORIES}. {mean_row_note(rates)}"
     ci = "95% stratified bootstrap interval in brackets."
@@ -165,11 +166,12 @@ def write_analysis(
 ) -> dict[str, Path]:
     """Write every analysis table under ``out_dir``; returns name -> markdown path.
 
-    ``settings`` (the threshold and missing policy the analysis ran with) go into the captions.
+    ``settings`` (the threshold and missing policy the analysis ran with) go into the captions;
+    without them the captions name no threshold.
     """
     out = Path(out_dir)
     rates, tax = analysis["rates"], analysis["tax"]
-    text = _captions(rates, settings or Settings())
+    text = _captions(rates, settings)
     top = _bench_order(rates[rates["category"] == MEAN])
     asr = top[top["metric"].isin(list(PART_LABEL))].assign(part=lambda d: d["metric"].map(PART_LABEL))
     _write("asr", out, text["asr"], _wide(asr, ["benchmark", "attack"], ["model", "part"], _pct), asr)
