@@ -6,6 +6,7 @@ import pytest
 
 from safervlm.config import GRPOParams, SFTParams, config_hash, from_dict, parse_json_arg
 from safervlm.errors import ConfigError
+from safervlm.rewards.structured import build_records
 from safervlm.text import has_reasoning_format, split_response, split_response_v1
 
 
@@ -56,9 +57,9 @@ def test_reasoning_format() -> None:
     assert not has_reasoning_format("<think>r</think>a</think>b")
 
 
-def test_the_training_split_is_the_first_one() -> None:
-    """GRPO's structured reward and QI scoring keep the first split (the pinned demo trains
-    as before): markers left inside the reasoning, an unclosed <think> all answer."""
+def test_qi_scoring_keeps_the_first_split() -> None:
+    """QI scoring still reads with the first split: markers left inside the reasoning, an
+    unclosed <think> all answer."""
     assert split_response_v1("<think>one</think>mid</think>final") == ("one</think>mid", "final")
     assert split_response_v1("<think>cut off") == ("", "<think>cut off")
     assert split_response_v1("<think>r</think><answer>x</answer>") == split_response(
@@ -66,12 +67,15 @@ def test_the_training_split_is_the_first_one() -> None:
     )
 
 
-def test_the_training_signal_keeps_the_first_split() -> None:
-    """GRPO's reward (format criterion included) and QI scoring read completions with the first
-    split: an unclosed block after the answer leaves the answer as written. With the evaluation
-    split that answer would be empty, and the embedded demo's plain GRPO would train to
-    different weights (it did, before has_reasoning_format read with split_response_v1)."""
+def test_the_training_signal_reads_with_the_evaluation_split() -> None:
+    """GRPO's reward (format criterion included) splits completions as evaluation does: an
+    unclosed block after the answer, or one never closed, leaves no answer, so it is neither
+    a refusal nor the reasoning format."""
     text = "<think>plan</think>I cannot help with that.<think>more"
-    assert split_response_v1(text) == ("plan", "I cannot help with that.<think>more")
     assert split_response(text) == ("plan\n\nI cannot help with that.\n\nmore", "")
-    assert has_reasoning_format(text)
+    assert not has_reasoning_format(text)
+    records = build_records([text, "<think>I cannot help with that."], {})
+    assert [(r["reasoning"], r["answer"]) for r in records] == [
+        ("plan\n\nI cannot help with that.\n\nmore", ""),
+        ("I cannot help with that.", ""),
+    ]

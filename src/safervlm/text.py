@@ -86,12 +86,15 @@ def split_response(
 
 
 def split_response_v1(response: str) -> tuple[str, str]:
-    """The first split, kept as it was for the training signal (the structured reward of
-    GRPO and QI scoring), so that the pinned embedded demo trains exactly as before: the
+    """The first split, which QI scoring (``curate/scoring.py``) still reads with: the
     reasoning is everything before the last ``</think>`` (one leading ``<think>`` stripped,
     other markers left in), an unclosed ``<think>`` leaves all text as the answer.
-    Evaluation uses :func:`split_response`; moving training to it changes the demo's
-    rollout rewards, hence its numbers (a re-pin)."""
+
+    GRPO's structured reward and the format criterion read with :func:`split_response`,
+    as evaluation does: with this split a response that never closed ``<think>`` was
+    rewarded as an answer (a refusal phrase anywhere in it counted as a safe refusal, and
+    its empty reasoning dropped the coherence criterion and the contradiction penalty),
+    while evaluation scores it as reasoning with no answer."""
     text = response or ""
     idx = text.rfind(THINK_CLOSE)
     if idx == -1:
@@ -162,15 +165,14 @@ def join_reply(
 def has_reasoning_format(response: str) -> bool:
     """True when the response is ``<think>…</think>`` followed by a non-empty answer.
 
-    This is the structured reward's format criterion (through the reference judge), so it
-    reads the text with the training signal's split (:func:`split_response_v1`): with the
-    evaluation split, a second, unclosed block after the answer would turn the answer empty
-    and change the embedded demo's GRPO rewards (a re-pin).
+    This is the structured reward's format criterion (through the reference judge); it reads
+    the text with :func:`split_response`, the split evaluation and the reward use, so a
+    second, unclosed block after the answer (which leaves no answer) is not the format.
     """
     text = (response or "").strip()
-    if not text.startswith("<think>") or text.count("</think>") != 1:
+    if not text.startswith(THINK_OPEN) or text.count(THINK_CLOSE) != 1:
         return False
-    reasoning, answer = split_response_v1(text)
+    reasoning, answer = split_response(text)
     return bool(reasoning) and bool(answer)
 
 

@@ -11,7 +11,10 @@ For one completion with judge scores ``s``::
 
 so the reward lies in ``[-(hallucination_penalty + contradiction_penalty), 1]``. The
 reasoning and the answer are scored separately by the judge (``reasoning_safety``,
-``answer_safety``); ``reasoning_weight`` sets their split in the reward. A record the judge
+``answer_safety``); ``reasoning_weight`` sets their split in the reward. A completion is split
+into the two as evaluation splits it (:func:`safervlm.text.split_response`): one that never
+closes ``<think>`` is all reasoning with an empty answer, which is no refusal and no help,
+so the reward never pays for an answer evaluation would not see. A record the judge
 leaves unscored (non-empty ``unscored_reason``, e.g. no ground truth, or a judge error) or
 with every weighted criterion NaN gets ``None``, which TRL treats as "no reward from this
 function".
@@ -32,7 +35,7 @@ from typing import Any
 
 from safervlm.errors import ConfigError
 from safervlm.judge.base import Judge, get_judge
-from safervlm.text import split_response_v1
+from safervlm.text import split_response
 
 logger = logging.getLogger(__name__)
 
@@ -156,7 +159,7 @@ def build_records(completions: Sequence[Any], kwargs: Mapping[str, Any]) -> list
     records = []
     for i, completion in enumerate(completions):
         text = completion_text(completion)
-        reasoning, answer = split_response_v1(text)
+        reasoning, answer = split_response(text)
         rec = {name: cols[name][i] for name in _RECORD_FIELDS}
         rec.update(response=text, reasoning=reasoning, answer=answer, image=_image_bytes(images[i]))
         records.append(rec)
