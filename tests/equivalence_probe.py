@@ -20,6 +20,7 @@ Not a test module: ``tests/test_equivalence.py`` launches it. Before calling the
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -127,10 +128,17 @@ def _sharded(p: torch.Tensor) -> bool:
 
 
 def _weights(trainer: Any) -> dict[str, torch.Tensor]:
-    """Full weights (FSDP2: every process gathers each DTensor, a collective on all ranks)."""
+    """Full weights, gathered where they are sharded (collectives: every rank calls it): FSDP2
+    gathers each DTensor; ZeRO-3 gathers its partitions for the read."""
     model = trainer.accelerator.unwrap_model(trainer.model)
-    full = {k: v.full_tensor() if isinstance(v, DTensor) else v for k, v in model.state_dict().items()}
-    return {k: v.detach().float().contiguous().clone() for k, v in full.items()}
+    gather: Any = contextlib.nullcontext()
+    if any(getattr(p, "ds_tensor", None) is not None for p in model.parameters()):
+        import deepspeed
+
+        gather = deepspeed.zero.GatheredParameters(list(model.parameters()))
+    with gather:
+        full = {k: v.full_tensor() if isinstance(v, DTensor) else v for k, v in model.state_dict().items()}
+        return {k: v.detach().float().contiguous().clone() for k, v in full.items()}
 
 
 def _recording_train(self: Any, *args: Any, **kwargs: Any) -> Any:

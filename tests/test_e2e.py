@@ -75,8 +75,10 @@ def test_report_table_and_figure(run_dir: Path) -> None:
 
 def test_safemlrm_analysis_in_the_report(run_dir: Path) -> None:
     report = run_dir / "results/report"
-    asr = (report / "asr.md").read_text()
-    assert asr.splitlines()[0].startswith("| benchmark | attack | base R | base A | base F | sft R")
+    asr = _flat((report / "asr.md").read_text())
+    assert asr.startswith("# Attack success rate (SafeMLRM)\n")  # title, then the caption with the scope
+    header = next(line for line in asr.splitlines() if line.startswith("| benchmark"))
+    assert header.startswith("| benchmark | attack | base R | base A | base F | sft R")
     for bench in BENCHES:
         assert f"| {bench} | none |" in asr
     for attack in ("vanilla", "typo", "sd_typo", "figstep"):  # the embedded default attacks vlguard
@@ -98,7 +100,7 @@ def test_safemlrm_analysis_in_the_report(run_dir: Path) -> None:
     for name in ("blind_spots.png", "safety_vs_helpfulness.png"):
         with Image.open(report / name) as img:
             assert img.size[0] > 100
-    official = (report / "official.md").read_text()
+    official = _flat((report / "official.md").read_text())
     assert "| vlguard | asr_keywords | none |" in official and "| figstep | asr | none |" in official
     attacked = pd.read_parquet(run_dir / "results/eval/sft/vlguard/judgments.parquet")
     plain = attacked[~attacked["id"].str.contains("::")]
@@ -350,6 +352,11 @@ def _decode(data_uri: str) -> bytes:
     return base64.b64decode(payload)
 
 
+def _flat(md: str) -> str:
+    """Markdown with its column padding collapsed (the report pads cells to align columns)."""
+    return re.sub(r" {2,}", " ", md)
+
+
 def _md_rows(md: str) -> dict[str, list[str]]:
     """First cell -> the other cells, for every row of the Markdown tables in ``md``."""
     rows = {}
@@ -384,7 +391,7 @@ def test_html_report_has_the_results_table_and_figure(run_dir: Path, html_report
         expected = [f"{100 * v:.1f}" for v in values]
         assert rows[str(bench)] == expected, bench
         # the caption shows the same table
-        assert f"| {bench} | {' | '.join(expected)} |" in table["caption"]
+        assert f"| {bench} | {' | '.join(expected)} |" in _flat(table["caption"])
     fig = results["results/report/safety_helpfulness.png"]
     assert fig["mime_type"] == "image/png"
     png = _decode(fig["data_uri"])

@@ -51,6 +51,13 @@ from safervlm.schema import POOL_EXTRA, SAMPLE_COLUMNS
 from safervlm.sources import load_source
 
 PROBE = Path(__file__).with_name("equivalence_probe.py")
+DEEPSPEED = Path(__file__).resolve().parents[1] / "config" / "deepspeed"
+STRATEGY_KEYS: dict[str, dict[str, str]] = {
+    "ddp": {},
+    "fsdp": {"strategy": "fsdp"},
+    "zero2": {"strategy": "deepspeed", "deepspeed": str(DEEPSPEED / "zero2.json")},
+    "zero3": {"strategy": "deepspeed", "deepspeed": str(DEEPSPEED / "zero3.json")},
+}
 BIN = Path(sys.executable).parent
 FIRST_LOSS_TOL = 1e-5  # same batch, same weights: float reduction order and padding only
 REL_WEIGHT_TOL = 0.15  # ||w_2proc - w_1proc|| / ||w_1proc - w_initial|| (measured 0.002-0.07)
@@ -88,11 +95,11 @@ def _run_pair(
     """(1-process record, 2-process records under ``strategy``) for ``stage`` at global batch ``2b``."""
     runs = {}
     for nproc, batch in ((1, 2 * b), (2, b)):
-        keys = {**params, "batch_size": batch, **({"strategy": strategy} if nproc == 2 else {})}
+        keys = {**params, "batch_size": batch, **(STRATEGY_KEYS[strategy] if nproc == 2 else {})}
         args = [stage, "--params", json.dumps(keys), "--out", str(tmp / f"out{nproc}"), *extra]
-        runs[nproc] = _launch(nproc, tmp / f"rec{nproc}", args)
+        runs[nproc] = _launch(nproc, tmp / f"rec{nproc}", args, DS_ACCELERATOR="cpu")
     for rec in runs[2]:
-        want = {"ddp": "MULTI_CPU", "fsdp": "FSDP"}[strategy]
+        want = {"ddp": "MULTI_CPU", "fsdp": "FSDP"}.get(strategy, "DEEPSPEED")
         assert rec["distributed_type"] == f"DistributedType.{want}", rec["distributed_type"]
     return runs[1][0], runs[2]
 
@@ -117,7 +124,7 @@ def _check_weights(tmp: Path, steps: int, lr: float) -> dict[str, float]:
     return {"relative_l2": rel, "max_abs": max_abs}
 
 
-@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp", "zero2", "zero3"])
 def test_sft_two_processes_match_one(
     tiny_model_dir: Path, train_parquet: Path, tmp_path: Path, strategy: str
 ) -> None:
@@ -137,8 +144,8 @@ def test_sft_two_processes_match_one(
 
 @pytest.mark.parametrize(
     ("safety_aware", "strategy"),
-    [(False, "ddp"), (True, "ddp"), (True, "fsdp")],
-    ids=["plain-ddp", "safety_aware-ddp", "safety_aware-fsdp"],
+    [(False, "ddp"), (True, "ddp"), (True, "fsdp"), (True, "zero3")],
+    ids=["plain-ddp", "safety_aware-ddp", "safety_aware-fsdp", "safety_aware-zero3"],
 )
 def test_grpo_two_processes_match_one(
     tiny_model_dir: Path, train_parquet: Path, tmp_path: Path, safety_aware: bool, strategy: str

@@ -30,7 +30,7 @@ def import_stage(
     if unknown:
         raise InputError(f"--pair names models {unknown} not found; imported: {sorted(models)}", path=root)
     analysis = analyse(outcomes, pairs, settings)
-    artifacts = _analysis_outputs(analysis, out_dir, {benchmark: "not available (imported)"})
+    artifacts = _analysis_outputs(analysis, out_dir, {benchmark: "not available (imported)"}, settings)
     write_parquet(outcomes, Path(out_dir) / "outcomes.parquet")
     tracking.log_stage(
         "import_opensafemlrm",

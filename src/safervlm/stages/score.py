@@ -14,7 +14,7 @@ from safervlm.schema import JUDGMENT_COLUMNS
 
 
 def score_stage(judgments_path: str, out: str, n_bootstrap: int, seed: int) -> dict[str, Any]:
-    """Aggregate judgments into metrics (means, ASR on reasoning/answer/full, CIs)."""
+    """Aggregate judgments into metrics (means, unsafety of the reasoning/answer/full response, CIs)."""
 
     df = read_parquet(judgments_path, required=JUDGMENT_COLUMNS)
     metrics = score_judgments(df, n_bootstrap=n_bootstrap, seed=seed)
