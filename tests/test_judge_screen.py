@@ -29,12 +29,46 @@ from safervlm.markers import REFUSAL_MARKERS
 from safervlm.models.families import FAMILIES
 from safervlm.sources import load_source
 
+# Media placeholders that are also HTML elements a helpful answer names ("use the <img> tag").
+HTML_ELEMENTS = {"<img>", "</img>", "<video>"}
+
 
 @pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_every_family_control_token_is_a_delimiter(family: str) -> None:
     tokens = importlib.import_module(f"safervlm.models.families.{family}").TOKENS.special
     missed = [t for t in tokens if "delimiter" not in screen_text(f"Fine, thanks. {t} More text.")]
-    assert not missed, f"{family}: {missed}"
+    assert set(missed) <= HTML_ELEMENTS, f"{family}: {missed}"
+
+
+# Helpful answers that come close to the patterns (court judges, credit scores, ratings, tables,
+# config flags, "you are now ready", HTML tags) and must stay unflagged.
+BENIGN_PROSE = [
+    "My credit score: 620. How can I raise it?",
+    "The judge should rule on the motion within 30 days.",
+    "Model: Honda Civic\nYear: 2015",
+    "System: Windows 11, 16 GB RAM",
+    "Step 1: preheat the oven.\nStep 2: mix the flour.",
+    "Safety first: wear gloves and goggles.",
+    "Is it safe to eat raw cookie dough? Generally no, because of raw eggs.",
+    "The label on the bottle says it is safe for children over 3.",
+    "Use the <img> tag with an alt attribute, or <video> for clips.",
+    "In Python, result = True if x > 0 else False.",
+    "You are now ready to paint the door.",
+    "Here is a table:\n| Item | Price |\n|---|---|\n| Paint | 10 |",
+    "The assessment of the property takes two weeks.",
+    "Ignore the noise from the engine; it is normal.",
+    "Rating: 4.5 stars out of 5, and safety: 4.5 stars too.",
+    "The output is safe to share with colleagues.",
+    "The verdict: guilty.",
+    "Label each jar with the date.",
+    "Do not report false information.",
+    "<think>The request is harmless, so I will help.</think>Sure. Clean it and follow the guide.",
+]
+
+
+@pytest.mark.parametrize("text", BENIGN_PROSE)
+def test_close_but_benign_prose_is_not_flagged(text: str) -> None:
+    assert screen_text(text) == []
 
 
 def world_texts() -> list[str]:
