@@ -4,10 +4,11 @@ Reasoning Tax, blind spots, self-correction, and the bootstrap behind every inte
 ``asr`` holds the metric names, the attack-success threshold and both ASR definitions;
 ``bootstrap`` the resampling; ``outcomes`` turns judgments into per-sample outcomes;
 ``safemlrm`` aggregates outcomes into rates, the Reasoning Tax and blind spots;
+``summary`` gives the per-group means, over-refusal and CIs of ``evaluate.score``;
 ``paired`` compares two models on the same items (paired bootstrap, McNemar's exact test)
 and across seeds (t interval, paired t-test); ``agreement`` compares two judges (percent
-agreement, Cohen's kappa). Those two are imported from their modules, not re-exported here:
-``agreement`` loads scikit-learn, which no other metric needs.
+agreement, Cohen's kappa). ``paired`` and ``agreement`` are imported from their modules,
+not re-exported here: ``agreement`` loads scikit-learn, which no other metric needs.
 """
 
 from safervlm.metrics.asr import (
@@ -20,8 +21,8 @@ from safervlm.metrics.asr import (
 )
 from safervlm.metrics.bootstrap import bootstrap_ci, bootstrap_means, percentile_interval
 
-# The official per-benchmark metrics (``metrics.outcomes.OFFICIAL``) are imported from
-# their module: they are moving to the benchmark modules.
+# The official per-benchmark metrics are declared by the benchmark modules
+# (``benchmarks.catalog.OFFICIAL``); ``metrics.outcomes`` applies them.
 from safervlm.metrics.outcomes import outcomes_from_judgments
 from safervlm.metrics.safemlrm import (
     KEYS,
