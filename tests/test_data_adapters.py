@@ -13,8 +13,8 @@ import pytest
 from PIL import Image
 
 from safervlm.benchmarks import CARD_KEYS, UnknownBenchmarkError, get_adapter, list_benchmarks, load_benchmark
-from safervlm.data.base import TRUTH_FILE
 from safervlm.embedded.fixtures import build_fixtures, writer_module
+from safervlm.embedded.truth import TRUTH_FILE, with_truth
 from safervlm.embedded.world import OBJECT_NAMES
 from safervlm.errors import ConfigError, InputError
 from safervlm.schema import SAMPLE_COLUMNS, Sample
@@ -55,7 +55,7 @@ def test_adapter_contract(name: str, fixtures_root: Path) -> None:
     assert isinstance(adapter.version, str) and adapter.version
     assert all(isinstance(adapter.card.get(k), str) and adapter.card[k] for k in CARD_KEYS)
 
-    samples = load_benchmark(name, fixtures_root / name)
+    samples = list(with_truth(load_benchmark(name, fixtures_root / name), fixtures_root / name))
     assert samples, f"{name} loaded no samples"
     ids = [s.id for s in samples]
     assert len(ids) == len(set(ids))
@@ -95,7 +95,7 @@ def test_limit_takes_a_prefix(name: str, fixtures_root: Path) -> None:
 def test_loads_without_truth_sidecar(name: str, copy_of) -> None:
     root = copy_of(name)
     (root / TRUTH_FILE).unlink()
-    samples = load_benchmark(name, root)
+    samples = list(with_truth(load_benchmark(name, root), root))
     assert samples and all(s.image_objects == [] for s in samples)
 
 

@@ -12,9 +12,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from safervlm.benchmarks import list_benchmarks, load_benchmark
-from safervlm.data.base import TRUTH_FILE
 from safervlm.embedded.common import IMAGE_STRUCT, png_bytes
 from safervlm.embedded.fixtures import build_fixtures
+from safervlm.embedded.truth import TRUTH_FILE
 from safervlm.embedded.world import EVAL_TEMPLATES, TRAIN_TEMPLATES, draw_scene
 from safervlm.errors import ConfigError, InputError
 from safervlm.schema import POOL_EXTRA, SAMPLE_COLUMNS

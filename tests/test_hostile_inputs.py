@@ -29,7 +29,7 @@ import pytest
 from PIL import Image, PngImagePlugin
 
 from safervlm.benchmarks import load_benchmark
-from safervlm.data.base import DEFAULT_MAX_IMAGE_PIXELS, check_image_bytes
+from safervlm.data.readers import DEFAULT_MAX_IMAGE_PIXELS, check_image_bytes
 from safervlm.embedded.fixtures import build_fixtures
 from safervlm.errors import InputError
 from safervlm.sources import load_source

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from safervlm.benchmarks.registry import Benchmark, Indicator, UnknownBenchmarkError, build_registry
-from safervlm.data.base import CARD_KEYS, BenchmarkAdapter
+from safervlm.data.adapter import CARD_KEYS, BenchmarkAdapter
 from safervlm.errors import ConfigError, InputError
 from safervlm.schema import Sample
 
@@ -119,7 +119,7 @@ def load_benchmark(
         root: Folder holding the benchmark in its official on-disk format.
         limit: Maximum number of samples (all when None).
         max_image_pixels: Pixel limit for decoding images (``data.max_image_pixels``;
-            :data:`~safervlm.data.base.DEFAULT_MAX_IMAGE_PIXELS` when None).
+            :data:`~safervlm.data.readers.DEFAULT_MAX_IMAGE_PIXELS` when None).
 
     Raises:
         UnknownBenchmarkError: ``name`` is not registered (a ConfigError and KeyError).

@@ -28,8 +28,9 @@ from typing import Any
 
 from safervlm.benchmarks import official
 from safervlm.benchmarks.registry import Benchmark
-from safervlm.data.base import BenchmarkAdapter, get_field, image_from_struct, is_non_finite, optional_text
+from safervlm.data.adapter import BenchmarkAdapter
 from safervlm.data.hf_parquet import find_shards, is_saved_dataset, iter_split_rows
+from safervlm.data.readers import get_field, image_from_struct, is_non_finite, optional_text
 from safervlm.errors import ConfigError, InputError
 from safervlm.schema import Sample
 

@@ -18,13 +18,8 @@ from typing import Any
 
 from safervlm.benchmarks import official
 from safervlm.benchmarks.registry import Benchmark
-from safervlm.data.base import (
-    BenchmarkAdapter,
-    get_field,
-    read_csv_rows,
-    read_image_file,
-    resolve_inside,
-)
+from safervlm.data.adapter import BenchmarkAdapter
+from safervlm.data.readers import get_field, read_csv_rows, read_image_file, resolve_inside
 from safervlm.errors import InputError
 from safervlm.schema import Sample
 

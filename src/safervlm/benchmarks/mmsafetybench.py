@@ -21,7 +21,8 @@ from typing import Any
 
 from safervlm.benchmarks import official
 from safervlm.benchmarks.registry import Benchmark
-from safervlm.data.base import BenchmarkAdapter, get_field, read_image_file, read_json_file
+from safervlm.data.adapter import BenchmarkAdapter
+from safervlm.data.readers import get_field, read_image_file, read_json_file
 from safervlm.errors import ConfigError, InputError
 from safervlm.schema import Sample
 

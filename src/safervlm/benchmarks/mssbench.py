@@ -34,7 +34,8 @@ import pandas as pd
 
 from safervlm.benchmarks import official
 from safervlm.benchmarks.registry import Benchmark
-from safervlm.data.base import BenchmarkAdapter, get_field, read_image_file, read_json_file
+from safervlm.data.adapter import BenchmarkAdapter
+from safervlm.data.readers import get_field, read_image_file, read_json_file
 from safervlm.errors import InputError
 from safervlm.markers import as_bool_or_none
 from safervlm.schema import Sample

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from safervlm.data.base import CARD_KEYS, BenchmarkAdapter
+from safervlm.data.adapter import CARD_KEYS, BenchmarkAdapter
 from safervlm.errors import ConfigError
 
 logger = logging.getLogger(__name__)

@@ -18,7 +18,8 @@ import pandas as pd
 
 from safervlm.benchmarks import official
 from safervlm.benchmarks.registry import Benchmark
-from safervlm.data.base import BenchmarkAdapter, get_field, iter_json_list, read_image_file
+from safervlm.data.adapter import BenchmarkAdapter
+from safervlm.data.readers import get_field, iter_json_list, read_image_file
 from safervlm.schema import Sample
 
 logger = logging.getLogger(__name__)

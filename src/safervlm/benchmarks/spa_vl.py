@@ -23,8 +23,9 @@ from typing import Any
 
 from safervlm.benchmarks import official
 from safervlm.benchmarks.registry import Benchmark
-from safervlm.data.base import BenchmarkAdapter, get_field, image_from_struct, is_non_finite, optional_text
+from safervlm.data.adapter import BenchmarkAdapter
 from safervlm.data.hf_parquet import iter_split_rows
+from safervlm.data.readers import get_field, image_from_struct, is_non_finite, optional_text
 from safervlm.errors import ConfigError
 from safervlm.schema import Sample
 

@@ -27,13 +27,8 @@ import pandas as pd
 
 from safervlm.benchmarks import official
 from safervlm.benchmarks.registry import Benchmark
-from safervlm.data.base import (
-    BenchmarkAdapter,
-    get_field,
-    iter_json_list,
-    read_image_file,
-    resolve_inside,
-)
+from safervlm.data.adapter import BenchmarkAdapter
+from safervlm.data.readers import get_field, iter_json_list, read_image_file, resolve_inside
 from safervlm.errors import InputError
 from safervlm.markers import as_bool_or_none, find_markers
 from safervlm.schema import Sample

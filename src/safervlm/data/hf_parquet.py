@@ -1,7 +1,7 @@
 """Readers for Hugging Face dataset copies on disk: parquet shards or ``save_to_disk`` folders.
 
 Hugging Face stores an ``Image`` feature in parquet as a struct ``{bytes, path}``; the
-adapters decode it with :func:`safervlm.data.base.image_from_struct`.
+adapters decode it with :func:`safervlm.data.readers.image_from_struct`.
 """
 
 from __future__ import annotations

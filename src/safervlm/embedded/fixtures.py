@@ -32,8 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from safervlm.benchmarks import list_benchmarks
-from safervlm.data.base import TRUTH_FILE
 from safervlm.embedded.common import Truth, dump_json
+from safervlm.embedded.truth import TRUTH_FILE
 from safervlm.io import atomic_path
 
 logger = logging.getLogger(__name__)

@@ -17,7 +17,7 @@ source in file order, so memory stays bounded by the cap), returned in file orde
 Missing folders, files, columns, undecodable or oversized images, image paths that leave
 the root and malformed JSON raise :class:`InputError` naming the file and the record,
 exactly as the benchmark adapters do (they share the readers of
-:mod:`safervlm.data.base`). A row with an empty question and a valid image is an
+:mod:`safervlm.data.readers`). A row with an empty question and a valid image is an
 image-only prompt and kept. A ``safervlm_truth.json`` sidecar is merged when present.
 """
 
@@ -32,7 +32,8 @@ from typing import Any
 from safervlm.benchmarks.beavertails_v import BeaverTailsV
 from safervlm.benchmarks.spa_vl import SpaVL
 from safervlm.benchmarks.vlguard import VLGuard
-from safervlm.data.base import BenchmarkAdapter
+from safervlm.data.adapter import BenchmarkAdapter
+from safervlm.embedded.truth import with_truth
 from safervlm.errors import ConfigError, InputError
 
 logger = logging.getLogger(__name__)
@@ -113,7 +114,7 @@ def load_source(
     kept: list[tuple[int, dict[str, Any]]] = []
     seen_ids: set[str] = set()
     skipped = 0
-    for sample in adapter.iter_samples(root):
+    for sample in with_truth(adapter.iter_samples(root), root):
         if not sample.reference.strip():
             skipped += 1
             continue

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from safervlm import tracking
-from safervlm.data.base import TRUTH_FILE
 from safervlm.embedded.fixtures import build_fixtures, write_fixture
+from safervlm.embedded.truth import TRUTH_FILE
 from safervlm.io import atomic_path
 
 

@@ -10,7 +10,7 @@ from typing import Any
 from safervlm import tracking
 from safervlm.config import PoolParams, parse_json_arg
 from safervlm.curate.pool import build_pool, parse_sources
-from safervlm.data.base import DEFAULT_MAX_IMAGE_PIXELS, image_pixel_limit
+from safervlm.data.readers import DEFAULT_MAX_IMAGE_PIXELS, image_pixel_limit
 from safervlm.io import write_json, write_parquet
 from safervlm.stages.args import params_arg
 
@@ -33,7 +33,7 @@ def pool_stage(
         params: The taxonomy the source labels are mapped to.
         seed: Seed of the per-source caps' samples.
         max_image_pixels: Pixel limit for decoding source images (``data.max_image_pixels``;
-            :data:`~safervlm.data.base.DEFAULT_MAX_IMAGE_PIXELS` when None).
+            :data:`~safervlm.data.readers.DEFAULT_MAX_IMAGE_PIXELS` when None).
     """
     max_image_pixels = DEFAULT_MAX_IMAGE_PIXELS if max_image_pixels is None else max_image_pixels
     specs = parse_sources(sources, params.taxonomy)

@@ -11,7 +11,8 @@ import pandas as pd
 
 from safervlm import tracking
 from safervlm.benchmarks import get_adapter, load_benchmark
-from safervlm.data.base import DEFAULT_MAX_IMAGE_PIXELS
+from safervlm.data.readers import DEFAULT_MAX_IMAGE_PIXELS
+from safervlm.embedded.truth import with_truth
 from safervlm.io import write_json, write_parquet
 from safervlm.schema import SAMPLE_COLUMNS
 
@@ -36,10 +37,11 @@ def prepare(
         out: The parquet path (the summary goes to ``<out>.summary.json``).
         limit: Read at most this many samples (all when None).
         max_image_pixels: Pixel limit for decoding images (``data.max_image_pixels``;
-            :data:`~safervlm.data.base.DEFAULT_MAX_IMAGE_PIXELS` when None).
+            :data:`~safervlm.data.readers.DEFAULT_MAX_IMAGE_PIXELS` when None).
     """
     max_image_pixels = DEFAULT_MAX_IMAGE_PIXELS if max_image_pixels is None else max_image_pixels
     samples = load_benchmark(benchmark, Path(root), limit=limit, max_image_pixels=max_image_pixels)
+    samples = list(with_truth(samples, root))  # the embedded fixtures' ground truth, if any
     n_image_only = sum(1 for s in samples if not s.question.strip())
     if n_image_only:
         log.info("%s: %d image-only prompts (empty question, image kept)", benchmark, n_image_only)

@@ -1,4 +1,4 @@
-"""Shared machinery for benchmark adapters: the adapter base class and checked readers.
+"""Checked readers of untrusted benchmark and training-source files.
 
 Benchmark and training-source files are untrusted input. Every reader here fails with
 :class:`~safervlm.errors.InputError` naming the file and, where known, the record, so a
@@ -14,10 +14,7 @@ benchmark root:
   deeper than :data:`MAX_JSON_DEPTH` are refused, as are empty files and empty lists;
 * required text and id fields must not be NaN/Infinity (parquet) or ``"nan"``-like text.
 
-Ground truth for synthetic fixtures lives in a sidecar ``safervlm_truth.json`` in the
-benchmark root (sample id -> ``{"should_refuse", "image_objects", "category"}``).
-Official copies do not have it; when present, :meth:`BenchmarkAdapter.iter_samples`
-merges it into the samples.
+The adapter base class that uses them is :mod:`safervlm.data.adapter`.
 """
 
 from __future__ import annotations
@@ -34,19 +31,14 @@ import threading
 import warnings
 from collections.abc import Iterator, Mapping
 from contextvars import ContextVar
-from itertools import islice
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 from PIL import Image
 
-from safervlm.errors import ConfigError, InputError, SafervlmError
-from safervlm.schema import Sample
+from safervlm.errors import ConfigError, InputError
 
 logger = logging.getLogger(__name__)
-
-TRUTH_FILE = "safervlm_truth.json"
-CARD_KEYS: tuple[str, ...] = ("source", "license", "size", "metric", "paper")
 
 # Pixel limit for decoding benchmark images: twice PIL's default MAX_IMAGE_PIXELS
 # (89,478,485), i.e. the size at which PIL itself refuses an image outright. Real
@@ -62,7 +54,7 @@ _NON_FINITE_TEXT = frozenset(
 )
 
 # Exceptions a malformed record can raise inside an adapter; reported as InputError.
-_HOSTILE = (
+HOSTILE = (
     ValueError, TypeError, KeyError, IndexError, AttributeError, RecursionError, UnicodeError, OverflowError,
 )  # fmt: skip
 _max_pixels: ContextVar[int] = ContextVar("safervlm_max_image_pixels", default=DEFAULT_MAX_IMAGE_PIXELS)
@@ -445,95 +437,3 @@ def image_from_struct(value: Any, *, root: Path, base: Path, path: Path, record:
     if name:
         return read_image_file(base / name, root=root, record=record, referenced_from=path), str(name)
     raise InputError("image struct has neither bytes nor path", path=path, record=record)
-
-
-def load_truth(root: Path) -> dict[str, dict[str, Any]]:
-    """Read the fixture ground-truth sidecar if present, else return an empty dict."""
-    path = root / TRUTH_FILE
-    if not path.exists():
-        return {}
-    truth = read_json_file(path)
-    if not isinstance(truth, dict):
-        raise InputError("truth sidecar must map sample id -> object", path=path)
-    return truth
-
-
-def apply_truth(sample: Sample, truth: Mapping[str, Mapping[str, Any]]) -> Sample:
-    """Merge sidecar ground truth into ``sample`` (image_objects, should_refuse; empty category)."""
-    t = truth.get(sample.id)
-    if not t:
-        return sample
-    if t.get("should_refuse") is not None:
-        sample.should_refuse = bool(t["should_refuse"])
-    if "image_objects" in t:
-        sample.image_objects = [str(o) for o in t["image_objects"]]
-    if t.get("category") and not sample.category:
-        sample.category = str(t["category"])
-    return sample
-
-
-class BenchmarkAdapter:
-    """Reads one benchmark's official local copy into normalised :class:`Sample` records.
-
-    Subclasses set ``name``, ``version`` and ``card`` and implement :meth:`iter_records`
-    (official records in file order) and :meth:`record_to_sample` (one record to its
-    samples; a record may expand to several, e.g. one per image type or instruction).
-    """
-
-    name: ClassVar[str] = ""
-    version: ClassVar[str] = "1"
-    card: ClassVar[dict[str, Any]] = {}
-
-    def iter_records(self, root: Path) -> Iterator[tuple[Any, object, Path]]:
-        """Yield ``(record, index, source_file)`` for every official record under ``root``."""
-        raise NotImplementedError
-
-    def record_to_sample(
-        self, record: Any, root: Path, index: object, source: Path | None = None
-    ) -> list[Sample]:
-        """Normalise one official record to its samples.
-
-        Args:
-            record: The record as read from the official file.
-            root: The benchmark root (image paths are resolved against it).
-            index: The record's position or key in its file (used in ids and errors).
-            source: The file the record came from; defaults to the benchmark's main file.
-        """
-        raise NotImplementedError
-
-    def iter_samples(self, root: Path | str) -> Iterator[Sample]:
-        """Yield normalised samples lazily, merging the truth sidecar when present."""
-        base = require_dir(root)
-        truth = load_truth(base)
-        for record, index, source in self.iter_records(base):
-            try:
-                samples = self.record_to_sample(record, base, index, source)
-            except SafervlmError:
-                raise
-            except _HOSTILE as exc:  # a record shaped unlike the official format
-                logger.debug("record %s of %s", index, source, exc_info=True)
-                raise InputError(
-                    f"cannot read record: {type(exc).__name__}: {exc}", path=source, record=index
-                ) from exc
-            for sample in samples:
-                yield apply_truth(sample, truth)
-
-    def load(
-        self, root: Path | str, limit: int | None = None, *, max_image_pixels: int | None = None
-    ) -> list[Sample]:
-        """Load up to ``limit`` samples (all when None) from the local copy at ``root``.
-
-        Args:
-            root: The benchmark root.
-            limit: Maximum number of samples (all when None).
-            max_image_pixels: Pixel limit for decoding images (the one in force when None).
-
-        Raises:
-            InputError: Bad local copy, or no samples at all (unless ``limit`` is 0).
-        """
-        with image_pixel_limit(max_image_pixels):
-            samples = list(islice(self.iter_samples(root), limit))
-        if not samples and limit != 0:
-            raise InputError(f"no samples: the {self.name} copy is empty", path=root)
-        logger.info("loaded %d samples of %s from %s", len(samples), self.name, root)
-        return samples
