@@ -7,7 +7,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 STAMP := $(VENV)/.installed
 SNAKEMAKE := $(BIN)/snakemake --profile workflow/profiles/local
 
-.PHONY: install profiles demo eval demo-seeds report audit import-opensafemlrm pin restore test test-fast test-slurm slurm-up slurm-down lint schema rulegraph clean
+.PHONY: install profiles demo eval demo-seeds report audit import-opensafemlrm pin restore test test-fast test-slurm slurm-up slurm-down lint schema rulegraph docs clean
 
 install: $(STAMP) profiles
 
@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	# torch first: the CPU build; everything else must accept 2.13.0 as installed.
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[dev,cluster]'
+	$(BIN)/pip install --quiet -e '.[dev,cluster,docs]'
 	touch $@
 
 # `snakemake --profile local|slurm` looks a profile name up in the working directory, then
@@ -99,8 +99,13 @@ lint: install
 schema: install  ## regenerate workflow/schemas/config.schema.yaml from the config models
 	$(BIN)/python -m safervlm.config.schema > workflow/schemas/config.schema.yaml
 
-rulegraph: install
-	$(BIN)/snakemake --rulegraph | dot -Tsvg > docs/rulegraph.svg
+rulegraph: install  ## the docs' rule graph -> docs/assets/rulegraph.{dot,svg} (needs graphviz's dot)
+	$(BIN)/snakemake --rulegraph > docs/assets/rulegraph.dot
+	dot -Tsvg docs/assets/rulegraph.dot > docs/assets/rulegraph.svg
+
+docs: install  ## the documentation site, strict (a broken link or reference fails) -> site/index.html
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+	@echo "Docs: site/index.html (or: $(BIN)/mkdocs serve)"
 
 clean:
 	rm -rf results .snakemake

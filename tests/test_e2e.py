@@ -250,7 +250,8 @@ def test_a_moved_copy_of_the_finished_tree_plans_nothing(moved_tree: Path) -> No
 def test_editing_a_module_reruns_exactly_the_jobs_that_ran_it(moved_tree: Path) -> None:
     """For every package module: append a comment, dry-run, and compare the plan with forcing
     exactly the jobs whose recorded ``code`` holds that module (and what depends on them).
-    Writes the README's rerun table (rule sets only: the e2e config has fewer benchmarks)."""
+    Writes the rerun table of docs/concepts/reruns.md (rule sets only: the e2e config has fewer
+    benchmarks)."""
     pkg = moved_tree / "src" / "safervlm"
     outputs: dict[str, list[str]] = {}  # module -> outputs of the jobs that ran it
     for target, _, code in code_records(moved_tree):
@@ -296,15 +297,15 @@ def test_editing_a_module_reruns_exactly_the_jobs_that_ran_it(moved_tree: Path) 
         "| module edited | rules that rerun (with their dependants) |\n|---|---|\n" + "\n".join(rows) + "\n"
     )
     (ROOT / "bench" / "rerun_table.md").write_text(text)
-    readme = (ROOT / "README.md").read_text()
+    page = ROOT / "docs" / "concepts" / "reruns.md"
     start, end = "<!-- rerun-table:start -->\n", "<!-- rerun-table:end -->"
-    head, rest = readme.split(start)
+    head, rest = page.read_text().split(start)
     _, tail = rest.split(end)
     if os.environ.get("SAFERVLM_WRITE_RERUN_TABLE") == "1":
-        (ROOT / "README.md").write_text(head + start + text + end + tail)
+        page.write_text(head + start + text + end + tail)
     else:
         assert rest.split(end)[0] == text, (
-            "README's rerun table is stale: rerun with SAFERVLM_WRITE_RERUN_TABLE=1"
+            "the rerun table in docs/concepts/reruns.md is stale: rerun with SAFERVLM_WRITE_RERUN_TABLE=1"
         )
 
 

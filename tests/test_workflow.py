@@ -86,21 +86,24 @@ def test_every_schema_key_has_description_and_default() -> None:
     walk(schema["properties"], "")
 
 
-def _edges(mermaid: str) -> set[tuple[str, str]]:
-    """Rule-name edges of a mermaid flowchart (node ids are not stable between runs)."""
-    names = dict(re.findall(r"^\s*(id\d+)\[(\w+)\]", mermaid, re.M))
-    return {(names[a], names[b]) for a, b in re.findall(r"^\s*(id\d+) --> (id\d+)", mermaid, re.M)}
+def _edges(dot: str) -> set[tuple[str, str]]:
+    """Rule-name edges of a ``snakemake --rulegraph`` dot graph (node ids are not stable)."""
+    names = dict(re.findall(r'^\s*(\d+)\[label = "(\w+)"', dot, re.M))
+    return {(names[a], names[b]) for a, b in re.findall(r"^\s*(\d+) -> (\d+)", dot, re.M)}
 
 
-def test_readme_rulegraph_is_current() -> None:
-    r = smk("--rulegraph", "mermaid-js", "-d", str(ROOT))
+def test_docs_rulegraph_is_current() -> None:
+    """The docs' rule graph (docs/assets/rulegraph.dot, drawn as rulegraph.svg) is the Snakefile's."""
+    r = smk("--rulegraph", "-d", str(ROOT))
     assert r.returncode == 0, r.stderr
-    readme = (ROOT / "README.md").read_text()
-    block = readme.split("```mermaid", 1)[1].split("```", 1)[0]
-    assert _edges(r.stdout) == _edges(block), (
-        "README's rule graph is stale: `snakemake --rulegraph mermaid-js`"
-    )
-    assert len(_edges(block)) >= 15
+    dot = (ROOT / "docs" / "assets" / "rulegraph.dot").read_text()
+    assert _edges(r.stdout) == _edges(dot), "docs' rule graph is stale: `make rulegraph`"
+    assert len(_edges(dot)) >= 15
+    svg = (ROOT / "docs" / "assets" / "rulegraph.svg").read_text()
+    drawn = set(re.findall(r"<text[^>]*>(\w+)</text>", svg))
+    stale = "rulegraph.svg is stale: `make rulegraph`"
+    assert drawn == {rule for edge in _edges(dot) for rule in edge}, stale
+    assert svg.count('class="edge"') == len(_edges(dot)), stale
 
 
 @pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
