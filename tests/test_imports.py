@@ -11,6 +11,8 @@ import argparse
 import ast
 import graphlib
 import importlib
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -113,3 +115,21 @@ def test_repeated_list_options_accumulate_in_every_subcommand() -> None:
         ["import-opensafemlrm", "d", "--out", "o", "--pair", "a=b", "--pair", "c=d", "e=f"]
     )
     assert args.pair == ["a=b", "c=d", "e=f"]
+
+
+def test_each_stage_declares_its_own_flags_and_a_run_parses_only_its_own() -> None:
+    """``stages/<x>.py`` holds the flags of ``safervlm x`` (cli lists names only); parsing one
+    subcommand imports that stage module and no other."""
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    for command in sub.choices:
+        module = importlib.import_module(f"safervlm.{stage_module(command)[:-3].replace('/', '.')}")
+        assert callable(getattr(module, "add_arguments", None)), f"{command}: no add_arguments()"
+    code = (
+        "import sys\nfrom safervlm.cli import build_parser\n"
+        "a = build_parser(['score']).parse_args(['score', '--judgments', 'j', '--out', 'o'])\n"
+        "print(a.n_bootstrap, *sorted(m for m in sys.modules if m.startswith('safervlm.stages.')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    bootstrap, *stages = out.split()
+    assert bootstrap == "1000" and "safervlm.stages.score" in stages
+    assert set(stages) <= {"safervlm.stages.args", "safervlm.stages.score"}, stages

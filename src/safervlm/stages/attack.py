@@ -29,6 +29,14 @@ def attack_stage(data_path: str, out: str, attacks: list[str], image_size: int) 
     return {"n": len(df), **counts}
 
 
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The flags of ``safervlm attack`` (collected by :func:`safervlm.cli.build_parser`)."""
+    p.add_argument("--data", required=True, help="benchmark parquet")
+    p.add_argument("--out", required=True)
+    p.add_argument("--attacks", default="none", help="comma-separated attack names")
+    p.add_argument("--image-size", type=int, default=336, help="side of rendered attack images (px)")
+
+
 def main(a: argparse.Namespace) -> Any:
     """Run the stage from parsed arguments."""
     return attack_stage(a.data, a.out, [x for x in a.attacks.split(",") if x], a.image_size)

@@ -21,7 +21,7 @@ from safervlm.report.audit import (
     write_audit,
     write_pins,
 )
-from safervlm.stages.args import pairs_arg
+from safervlm.stages.args import analysis_args, many, pairs_arg
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +120,52 @@ def inputs_from_args(a: argparse.Namespace) -> AuditInputs:
         artifacts=artifacts_arg(a.artifact), judgments=a.judgments_name, judge_model=a.judge_model or "",
     )  # fmt: skip
     return inputs_from_config(a.config, inputs) if a.config else inputs
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The flags of ``safervlm audit`` (collected by :func:`safervlm.cli.build_parser`)."""
+    p.add_argument(
+        "--results", default="results", help="results folder (eval/{model}/{bench}/judgments.parquet)"
+    )
+    many(p, "--expected", nargs="*", default=[], help="expectation YAML files (config/audit/*.yaml)")
+    p.add_argument("--out-dir", help="write audit.md / audit.csv / audit.json here")
+    p.add_argument("--report-rates", help="the report's rates.csv, cross-checked value by value")
+    p.add_argument(
+        "--judgments-name",
+        default="judgments.parquet",
+        help="the audited judge's file (judgments.<judge>.parquet with several)",
+    )
+    p.add_argument(
+        "--judge-model",
+        help="model of the judge that wrote the judgments (else from --config), "
+        "checked against the judge of cells that name one",
+    )
+    p.add_argument("--dvc-lock", help="dvc.lock whose pinned hashes the artifacts are checked against")
+    p.add_argument(
+        "--strict", action="store_true", help="exit 1 when a comparable cell or a report value mismatches"
+    )
+    many(
+        p,
+        "--audit-pair",
+        nargs="*",
+        default=[],
+        metavar="REASONING=BASE",
+        help="pairs that published cells with 'pairs: config' refer to",
+    )
+    p.add_argument("--pin", help="write the run's numbers as expectations to this YAML instead")
+    many(p, "--models", nargs="*", default=[], help="models to pin (with --pin)")
+    many(p, "--benchmarks", nargs="*", default=[], help="benchmarks to pin (with --pin)")
+    p.add_argument("--note", default="", help="provenance note stored with pinned numbers")
+    p.add_argument("--config", help="take results, models, benchmarks, pairs and settings from this config")
+    many(
+        p,
+        "--artifact",
+        nargs="*",
+        default=[],
+        metavar="NAME=FOLDER",
+        help="imported releases that cells with 'artifact: NAME' are recomputed from",
+    )
+    analysis_args(p)
 
 
 def main(a: argparse.Namespace) -> Any:

@@ -11,7 +11,7 @@ from safervlm.config import DecontaminateParams
 from safervlm.curate.decontaminate import decontaminate
 from safervlm.errors import InputError
 from safervlm.io import read_parquet, write_json, write_parquet
-from safervlm.stages.args import params_arg
+from safervlm.stages.args import many, params_arg
 
 _EVAL_COLUMNS = ["id", "question", "image"]
 
@@ -46,6 +46,15 @@ def decontaminate_stage(
         artifacts=[report_path],
     )
     return report
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The flags of ``safervlm decontaminate`` (collected by :func:`safervlm.cli.build_parser`)."""
+    p.add_argument("--pool", required=True)
+    many(p, "--eval", nargs="+", required=True, help="benchmark parquet files ({name}.parquet)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--report", required=True)
+    p.add_argument("--params", default="{}", help="curate keys as JSON (thresholds, image hash)")
 
 
 def main(a: argparse.Namespace) -> Any:

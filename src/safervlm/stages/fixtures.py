@@ -42,6 +42,15 @@ def fixture(out: str, name: str, seed: int, n: int) -> dict[str, Any]:
     return entry
 
 
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The flags of ``safervlm fixtures`` (collected by :func:`safervlm.cli.build_parser`)."""
+    p.add_argument("--out", required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--n-per-benchmark", type=int, default=24)
+    p.add_argument("--n-train-per-source", type=int, default=120)
+    p.add_argument("--only", help="write only this root: a benchmark, or train/<source>")
+
+
 def main(a: argparse.Namespace) -> Any:
     """Run the stage from parsed arguments."""
     if a.only is None:

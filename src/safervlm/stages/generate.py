@@ -57,6 +57,14 @@ def generate_stage(
     return summary
 
 
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The flags of ``safervlm generate`` (collected by :func:`safervlm.cli.build_parser`)."""
+    for flag in ("--model", "--model-name", "--data", "--out"):
+        p.add_argument(flag, required=True)
+    p.add_argument("--params", default="{}", help="generate section as JSON")
+    p.add_argument("--seed", type=int, default=0)
+
+
 def main(a: argparse.Namespace) -> Any:
     """Run the stage from parsed arguments."""
     params = params_arg(GenerateParams, a.params)

@@ -15,7 +15,7 @@ from safervlm.errors import InputError
 from safervlm.evaluate.opensafemlrm import import_opensafemlrm
 from safervlm.io import write_parquet
 from safervlm.metrics import Settings, analyse
-from safervlm.stages.args import pairs_arg
+from safervlm.stages.args import analysis_args, pairs_arg
 from safervlm.stages.report import _analysis_outputs, analysis_settings
 
 
@@ -39,6 +39,14 @@ def import_stage(
         artifacts=artifacts,
     )
     return analysis
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The flags of ``safervlm import-opensafemlrm`` (collected by :func:`safervlm.cli.build_parser`)."""
+    p.add_argument("dir", help="folder of OpenSafeMLRM result files")
+    p.add_argument("--out", required=True, help="folder for the tables")
+    p.add_argument("--benchmark", default="opensafemlrm", help="benchmark name in the tables")
+    analysis_args(p)
 
 
 def main(a: argparse.Namespace) -> Any:

@@ -202,6 +202,28 @@ def _write(matched: Matched, path: Path, results: Path, n_records: int) -> dict[
     return summary
 
 
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The flags of ``safervlm import-responses`` (collected by :func:`safervlm.cli.build_parser`)."""
+    p.add_argument("file", help="JSONL or parquet: id or question (+ image), benchmark, model, response")
+    p.add_argument(
+        "--data-dir", required=True, help="prepared benchmarks (results/data/bench/{bench}.parquet)"
+    )
+    p.add_argument("--results", default="results", help="write eval/{model}/{bench}/responses.parquet here")
+    p.add_argument("--model", default=None, help="model name when the file has no model column")
+    p.add_argument("--benchmark", default=None, help="benchmark name when the file has no benchmark column")
+    p.add_argument(
+        "--allow-unmatched", action="store_true", help="drop records matching no sample or several (listed)"
+    )
+    p.add_argument(
+        "--field",
+        action="append",
+        default=[],
+        metavar="OURS=THEIRS",
+        help="read our field from the file's, e.g. --field id=question_id --field response=text",
+    )
+    p.add_argument("--fields", help="YAML mapping of our field names to the file's (--field wins)")
+
+
 def main(a: argparse.Namespace) -> Any:
     """Run the stage from parsed arguments."""
     fields = field_mapping(a.field, a.fields)

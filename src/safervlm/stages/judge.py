@@ -13,6 +13,7 @@ from safervlm.errors import InputError
 from safervlm.io import read_parquet, write_parquet
 from safervlm.judge import build_judge, judge_frame
 from safervlm.schema import GENERATION_COLUMNS, JUDGE_STATUSES, RESPONSE_COLUMNS, SCORE_COLUMNS
+from safervlm.stages.args import judge_args
 
 
 def judge_stage(
@@ -64,6 +65,14 @@ def judge_stage(
         run_name=f"judge:{Path(responses_path).parent.parent.name}:{Path(responses_path).parent.name}",
     )
     return summary
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The flags of ``safervlm judge`` (collected by :func:`safervlm.cli.build_parser`)."""
+    p.add_argument("--responses", required=True)
+    p.add_argument("--data", default=None, help="benchmark parquet to join images from (by id)")
+    p.add_argument("--out", required=True)
+    judge_args(p)
 
 
 def main(a: argparse.Namespace) -> Any:

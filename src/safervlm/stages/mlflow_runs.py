@@ -45,6 +45,12 @@ def mlflow_runs_stage(out_md: str, out_csv: str) -> list[dict[str, str]] | None:
     return rows
 
 
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The flags of ``safervlm mlflow-runs`` (collected by :func:`safervlm.cli.build_parser`)."""
+    p.add_argument("--out", required=True, help="Markdown listing")
+    p.add_argument("--csv", required=True, help="CSV listing")
+
+
 def main(a: argparse.Namespace) -> Any:
     """Run the stage from parsed arguments."""
     return mlflow_runs_stage(a.out, a.csv)

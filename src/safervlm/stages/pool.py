@@ -12,7 +12,7 @@ from safervlm.config import PoolParams, parse_json_arg
 from safervlm.curate.pool import build_pool, parse_sources
 from safervlm.data.readers import DEFAULT_MAX_IMAGE_PIXELS, image_pixel_limit
 from safervlm.io import write_json, write_parquet
-from safervlm.stages.args import params_arg
+from safervlm.stages.args import max_pixels_arg, params_arg
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,15 @@ def pool_stage(
         artifacts=[summary_path],
     )
     return summary
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The flags of ``safervlm pool`` (collected by :func:`safervlm.cli.build_parser`)."""
+    p.add_argument("--sources", required=True, help="sources section as JSON: name -> {root, cap, ...}")
+    p.add_argument("--params", default="{}", help="curate keys as JSON (taxonomy)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the per-source caps")
+    p.add_argument("--out", required=True)
+    max_pixels_arg(p)
 
 
 def main(a: argparse.Namespace) -> Any:

@@ -16,6 +16,7 @@ from snakemake.utils import update_config
 
 from safervlm.errors import ConfigError, EndpointError
 from safervlm.served import preflight_errors
+from safervlm.stages.args import many
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,13 @@ def preflight_stage(configs: Sequence[str], models: Sequence[str] | None, timeou
         raise EndpointError("\n".join(errors))
     log.info("preflight: every served model among %s answers", names)
     return {"checked": names}
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The flags of ``safervlm preflight`` (collected by :func:`safervlm.cli.build_parser`)."""
+    many(p, "--config", nargs="+", required=True, help="config YAML files, merged in order as Snakemake does")
+    many(p, "--model", nargs="+", default=None, help="models to check (default: eval.models)")
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds per check")
 
 
 def main(a: argparse.Namespace) -> Any:

@@ -15,6 +15,7 @@ from safervlm.data.readers import DEFAULT_MAX_IMAGE_PIXELS
 from safervlm.embedded.truth import with_truth
 from safervlm.io import write_json, write_parquet
 from safervlm.schema import SAMPLE_COLUMNS
+from safervlm.stages.args import max_pixels_arg
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,15 @@ def prepare(
         run_name=f"prepare:{benchmark}",
     )
     return summary
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The flags of ``safervlm prepare`` (collected by :func:`safervlm.cli.build_parser`)."""
+    p.add_argument("--benchmark", required=True)
+    p.add_argument("--root", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--limit", type=int, default=None)
+    max_pixels_arg(p)
 
 
 def main(a: argparse.Namespace) -> Any:

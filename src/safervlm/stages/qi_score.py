@@ -22,7 +22,7 @@ from safervlm.errors import InputError
 from safervlm.io import read_parquet, write_parquet
 from safervlm.judge import build_judge
 from safervlm.models.generation import HFGenerator
-from safervlm.stages.args import judge_kwargs, params_arg
+from safervlm.stages.args import judge_args, judge_kwargs, params_arg
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +95,17 @@ def qi_score_stage(
         metrics=summary,
     )
     return summary
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The flags of ``safervlm qi-score`` (collected by :func:`safervlm.cli.build_parser`)."""
+    for flag in ("--model", "--pool", "--out", "--samples"):
+        p.add_argument(flag, required=True)
+    p.add_argument("--params", default="{}", help="curate keys as JSON (k_samples, score, ...)")
+    p.add_argument("--seed", type=int, default=0)
+    judge_args(p)
+    p.add_argument("--reward", default="structured", help="reward registry name (for score: reward)")
+    p.add_argument("--reward-params", default="{}", help="reward parameters as JSON")
 
 
 def main(a: argparse.Namespace) -> Any:

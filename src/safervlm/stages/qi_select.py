@@ -80,6 +80,16 @@ def qi_select_stage(
     return {**info, "qi_safe_sha256": sha}
 
 
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The flags of ``safervlm qi-select`` (collected by :func:`safervlm.cli.build_parser`)."""
+    for flag in ("--scores", "--pool", "--pool-summary", "--decontamination", "--out"):
+        p.add_argument(flag, required=True)
+    for flag in ("--datasheet", "--datasheet-json", "--figure"):
+        p.add_argument(flag, required=True)
+    p.add_argument("--params", default="{}", help="curate keys as JSON (box, target_size, allocation)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the tie-breaking RNG")
+
+
 def main(a: argparse.Namespace) -> Any:
     """Run the stage from parsed arguments."""
     return qi_select_stage(

@@ -30,7 +30,7 @@ from safervlm.report.robustness import Run
 from safervlm.report.robustness_md import tax_tests_md, write_robustness
 from safervlm.report.tables import build_table, points, write_tables
 from safervlm.schema import JUDGMENT_COLUMNS
-from safervlm.stages.args import pairs_arg
+from safervlm.stages.args import analysis_args, many, pairs_arg
 
 
 def analysis_settings(a: argparse.Namespace) -> Settings:
@@ -177,6 +177,31 @@ def report_stage(
         artifacts=artifacts,
     )
     return table
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The flags of ``safervlm report`` (collected by :func:`safervlm.cli.build_parser`)."""
+    many(p, "--metrics", nargs="+", required=True, help="results/eval/{model}/{bench}/metrics.json")
+    many(p, "--judgments", nargs="*", default=[], help="judgments.parquet files (SafeMLRM analysis)")
+    p.add_argument("--out-dir", required=True)
+    analysis_args(p)
+    many(
+        p,
+        "--run-metrics",
+        nargs="*",
+        default=[],
+        metavar="SEED:JUDGE=PATH",
+        help="metrics.json of every seed and judge (seed, judge and paired tables)",
+    )
+    many(
+        p,
+        "--run-judgments",
+        nargs="*",
+        default=[],
+        metavar="SEED:JUDGE=PATH",
+        help="judgments.parquet of every seed and judge, likewise",
+    )
+    many(p, "--compare", nargs="*", default=[], metavar="A=B", help="model pairs compared per item (b - a)")
 
 
 def main(a: argparse.Namespace) -> Any:

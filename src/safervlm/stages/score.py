@@ -38,6 +38,14 @@ def score_stage(judgments_path: str, out: str, n_bootstrap: int, seed: int) -> d
     return metrics
 
 
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The flags of ``safervlm score`` (collected by :func:`safervlm.cli.build_parser`)."""
+    p.add_argument("--judgments", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--n-bootstrap", type=int, default=1000)
+    p.add_argument("--seed", type=int, default=0)
+
+
 def main(a: argparse.Namespace) -> Any:
     """Run the stage from parsed arguments."""
     return score_stage(a.judgments, a.out, a.n_bootstrap, a.seed)

@@ -11,6 +11,7 @@ from safervlm.config import TinyConfig, from_dict, parse_json_arg
 from safervlm.embedded import world
 from safervlm.embedded.tiny import TinyDims, build_tiny_model
 from safervlm.io import read_parquet
+from safervlm.stages.args import many
 
 
 def corpus_texts(paths: list[str]) -> list[str]:
@@ -40,6 +41,14 @@ def tiny_model(text_paths: list[str], out: str, seed: int, dims: dict[str, Any])
         artifacts=[Path(out) / "config.json"],
     )
     return n
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The flags of ``safervlm tiny-model`` (collected by :func:`safervlm.cli.build_parser`)."""
+    many(p, "--texts", nargs="+", required=True, help="parquet files whose text trains the tokenizer")
+    p.add_argument("--out", required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--dims", default="{}", help="TinyDims as JSON")
 
 
 def main(a: argparse.Namespace) -> Any:
