@@ -173,3 +173,17 @@ def test_page_renders_in_headless_chromium(
     assert seen, "the browser requested nothing"
     missing = [(p, code) for p, code in seen if code >= 400]
     assert missing == [], f"missing files: {missing}"
+
+
+def test_readme_is_a_short_front_door_whose_links_resolve() -> None:
+    """README.md stays short (issue 27: at most 250 lines) and links only to files that exist."""
+    readme = (ROOT / "README.md").read_text()
+    assert len(readme.splitlines()) <= 250
+    assert "make test" in readme and "make demo" in readme
+    links = re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", readme)
+    assert len(links) >= 10
+    for link in links:
+        if "://" not in link:
+            assert (ROOT / link).exists(), f"README links {link}, which does not exist"
+    for guide in ("guides/demo.md", "guides/evaluate.md", "guides/slurm.md", "guides/audit.md"):
+        assert f"docs/{guide}" in readme, guide
