@@ -54,8 +54,9 @@ def test_home_and_guides_are_built(site: Path) -> None:
     for page in ("", "guides/demo", "guides/evaluate", "guides/slurm", "guides/audit", "reference/cli"):
         assert (site / page / "index.html").exists(), page
     home = (site / "index.html").read_text()
-    for guide in GUIDES:
-        assert guide in home, f"home page does not link {guide!r}"
+    links = dict(re.findall(r'<a href="([^"]+)">([^<]+)</a>', home))
+    for page, guide in zip(("guides/demo/", "guides/evaluate/", "guides/slurm/", "guides/audit/"), GUIDES, strict=True):
+        assert links.get(page) == guide, f"home page does not link {guide!r} to {page}: {links}"
 
 
 @needs_mkdocs
