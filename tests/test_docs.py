@@ -55,7 +55,8 @@ def test_home_and_guides_are_built(site: Path) -> None:
         assert (site / page / "index.html").exists(), page
     home = (site / "index.html").read_text()
     links = dict(re.findall(r'<a href="([^"]+)">([^<]+)</a>', home))
-    for page, guide in zip(("guides/demo/", "guides/evaluate/", "guides/slurm/", "guides/audit/"), GUIDES, strict=True):
+    pages = ("guides/demo/", "guides/evaluate/", "guides/slurm/", "guides/audit/")
+    for page, guide in zip(pages, GUIDES, strict=True):
         assert links.get(page) == guide, f"home page does not link {guide!r} to {page}: {links}"
 
 
