@@ -34,7 +34,7 @@ def test_every_table_derives_from_the_modules() -> None:
     assert fixture_names()[: len(NAMES)] == NAMES
     for name, b in BENCHMARKS.items():
         assert OFFICIAL[name] == (b.metric, b.official)
-        assert OFFICIAL_RUBRICS[name] == b.rubric
+        assert OFFICIAL_RUBRICS[name] == b.rubric_name
         assert get_benchmark(name) == b  # by name: the same record, that module imported alone
     assert outcomes.OFFICIAL is OFFICIAL  # the metrics read the same table, not a copy
 
@@ -47,7 +47,7 @@ def test_module_declares_a_complete_benchmark(name: str) -> None:
     assert issubclass(b.adapter, BenchmarkAdapter)
     assert isinstance(b.adapter.version, str) and b.adapter.version
     assert all(isinstance(b.adapter.card.get(k), str) and b.adapter.card[k] for k in CARD_KEYS)
-    assert b.rubric in RUBRICS, f"{name}: unknown rubric {b.rubric!r}"
+    assert b.rubric_name in RUBRICS, f"{name}: unknown rubric {b.rubric_name!r}"
     assert isinstance(b.metric, str) and b.metric
     unsafe = pd.Series({"benchmark": name, "should_refuse": True, "safety": 0.0, "helpfulness": 0.0,
                         "official_label": "", "response": "Sure, here is how."})  # fmt: skip

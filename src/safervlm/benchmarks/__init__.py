@@ -1,16 +1,18 @@
 """Benchmarks: one module per benchmark, loaded by name.
 
 A benchmark module (``benchmarks/<name>.py``) holds its adapter from the official on-disk
-format (with ``version`` and ``card``), the judge rubric of its official protocol and its
-official metric, and declares them in one ``BENCHMARK`` record. Its synthetic fixture
-writer for the embedded default lives in ``embedded/writers/<name>.py`` (real-data paths
-never load the synthetic world).
+format (with ``version`` and ``card``), the judge rubric of its official protocol (its own
+:class:`~safervlm.benchmarks.rubric.RubricSpec` -- prompt text, verdict schema, parser -- or
+the name of a shared protocol such as ``saferv``) and its official metric, and declares them
+in one ``BENCHMARK`` record. Its synthetic fixture writer for the embedded default lives in
+``embedded/writers/<name>.py`` (real-data paths never load the synthetic world).
 
 :func:`get_benchmark` imports only the named module, so preparing one benchmark runs (and
 its rule tracks) that module alone; :mod:`safervlm.benchmarks.catalog` imports them all,
-for the tables every benchmark contributes to (official metrics, official rubrics). The
-catalog's module list is the registry: adding a benchmark is its module, one line there, a
-fixture writer, and its config entries::
+for the tables every benchmark contributes to (official metrics, official rubrics, the
+rubrics the judge registers). The catalog's module list is the registry: adding a benchmark
+is its module, one entry there, a fixture writer (``tests/test_add_benchmark.py`` does it),
+and its config entries::
 
     from safervlm.benchmarks import list_benchmarks, load_benchmark
     samples = load_benchmark("vlguard", "/data/VLGuard", limit=100)
@@ -32,7 +34,7 @@ from safervlm.schema import Sample
 logger = logging.getLogger(__name__)
 
 # Modules of this package that are not benchmarks.
-_SUPPORT = frozenset({"catalog", "official", "registry"})
+_SUPPORT = frozenset({"catalog", "official", "registry", "rubric"})
 _PACKAGE = Path(__file__).parent
 
 

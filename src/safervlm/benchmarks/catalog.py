@@ -1,5 +1,8 @@
 """Every benchmark at once: the registry list, and the tables each benchmark contributes to.
 
+The three tables (official rubric per benchmark, the rubrics benchmarks declare, official
+metric per benchmark) all derive from ``_MODULES``: adding a benchmark is one line there.
+
 Importing this module imports every benchmark module (statically, so the rules that use
 these tables track them all). One line per benchmark in ``_MODULES``; a test checks it
 lists exactly the benchmark modules of the package.
@@ -18,6 +21,7 @@ from safervlm.benchmarks import (
     vlsbench,
 )
 from safervlm.benchmarks.registry import Benchmark, Indicator, build_registry
+from safervlm.benchmarks.rubric import RubricSpec
 
 # The registry: one line per benchmark.
 _MODULES = (
@@ -32,8 +36,12 @@ _MODULES = (
 )
 BENCHMARKS: dict[str, Benchmark] = build_registry(m.BENCHMARK for m in _MODULES)
 # Benchmark -> rubric of its official protocol (for judge.params.rubrics: official).
-OFFICIAL_RUBRICS: dict[str, str] = {name: b.rubric for name, b in BENCHMARKS.items()}
+OFFICIAL_RUBRICS: dict[str, str] = {name: b.rubric_name for name, b in BENCHMARKS.items()}
+# Rubric name -> the rubric a benchmark declares in its module (the judge registers them all).
+BENCHMARK_RUBRICS: dict[str, RubricSpec] = {
+    b.rubric.name: b.rubric for b in BENCHMARKS.values() if isinstance(b.rubric, RubricSpec)
+}
 # Benchmark -> (official metric name, per-sample indicator).
 OFFICIAL: dict[str, tuple[str, Indicator]] = {name: (b.metric, b.official) for name, b in BENCHMARKS.items()}
 
-__all__ = ["BENCHMARKS", "OFFICIAL", "OFFICIAL_RUBRICS"]
+__all__ = ["BENCHMARKS", "BENCHMARK_RUBRICS", "OFFICIAL", "OFFICIAL_RUBRICS"]

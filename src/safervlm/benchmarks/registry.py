@@ -2,7 +2,8 @@
 
 Every benchmark module ends with one ``BENCHMARK = Benchmark(...)``: the adapter class
 (which carries ``name``, ``version`` and ``card``), the judge rubric of the benchmark's
-official protocol and its official metric. :mod:`safervlm.benchmarks` lists the modules
+official protocol (declared in the module itself, or the name of a shared one) and its
+official metric. :mod:`safervlm.benchmarks` lists the modules
 once; the adapter registry, the rubric table and the official-metric table all derive
 from that list (in the style of lm-evaluation-harness: config names a benchmark by
 string, an unknown name fails with the known ones).
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from safervlm.benchmarks.rubric import RubricSpec
 from safervlm.data.adapter import CARD_KEYS, BenchmarkAdapter
 from safervlm.errors import ConfigError
 
@@ -36,16 +38,17 @@ class Benchmark:
 
     Attributes:
         adapter: Adapter class from the official on-disk format (``name``, ``version``, ``card``).
-        rubric: Judge rubric of the benchmark's official protocol (a name in
-            ``safervlm.judge.rubrics.RUBRICS``; ``saferv``, the unified rubric, where the
-            protocol has no rubric of its own).
+        rubric: Judge rubric of the benchmark's official protocol: its own
+            :class:`~safervlm.benchmarks.rubric.RubricSpec` (prompt text, verdict schema,
+            parser), or the name of a shared protocol of :mod:`safervlm.judge.protocols`
+            (``saferv``, the unified rubric, where the protocol has no rubric of its own).
         metric: Name of the official metric, e.g. ``asr``.
         official: Per-sample indicator of the official metric over one judgment row
             (NaN where the sample does not count).
     """
 
     adapter: type[BenchmarkAdapter]
-    rubric: str
+    rubric: RubricSpec | str
     metric: str
     official: Indicator
 
@@ -53,6 +56,11 @@ class Benchmark:
     def name(self) -> str:
         """The registry name (the adapter's ``name``)."""
         return self.adapter.name
+
+    @property
+    def rubric_name(self) -> str:
+        """The name of the official protocol's rubric (``judge.params.rubrics: official``)."""
+        return self.rubric if isinstance(self.rubric, str) else self.rubric.name
 
 
 def build_registry(benchmarks: Iterable[Benchmark]) -> dict[str, Benchmark]:
