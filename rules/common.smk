@@ -116,7 +116,7 @@ def _check_config():
         raise WorkflowError(
             "missing input paths in the config:\n  "
             + "\n  ".join(missing)
-            + "\nPoint them at local copies (see README: 'Running on real models and benchmarks')."
+            + "\nPoint them at local copies (see docs/guides/evaluate.md, 'Running on real models and benchmarks')."
         )
 
 

@@ -225,7 +225,7 @@ def log_stage(
 def _failure(uri: str, stage: str, exc: Exception) -> TrackingError:
     return TrackingError(
         f"MLflow tracking at {redact(uri)} failed for stage {stage!r}: {type(exc).__name__}: {exc}\n"
-        "Start the tracking server (README: 'Experiment tracking'), fix mlflow.tracking_uri, "
+        "Start the tracking server (docs/concepts/tracking.md), fix mlflow.tracking_uri, "
         "or set SAFERVLM_MLFLOW=0 to run untracked."
     )
 

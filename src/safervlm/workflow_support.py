@@ -108,7 +108,7 @@ def tracking_server_error(env: dict[str, str], timeout: float = 10.0) -> str | N
         reason = getattr(exc, "reason", exc)
         return (
             f"the MLflow tracking server at {redact(uri)} does not answer ({reason}). Start it "
-            "(README: 'Experiment tracking'), fix mlflow.tracking_uri, or set SAFERVLM_MLFLOW=0."
+            "(docs/concepts/tracking.md), fix mlflow.tracking_uri, or set SAFERVLM_MLFLOW=0."
         )
 
 
