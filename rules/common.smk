@@ -9,8 +9,9 @@ from safervlm import prefork
 from safervlm.layout import judge_suffix, judged_name, run_judges, run_seeds, seed_dir
 from safervlm.served import model_section, preflight_errors
 from safervlm.workflow_support import (
-    code_digest,
     benchmark_module,
+    code_digest,
+    fill_benchmarks,
     fixture_writer_module,
     judge_module,
     launcher_env,
@@ -29,6 +30,8 @@ validate_config(
     validate,
     cache=".snakemake/safervlm-config.json",
 )
+# Benchmark lists left out follow the registry (benchmarks/catalog.py).
+fill_benchmarks(config)
 
 R = config["results"]
 FIXTURES = f"{R}/fixtures"

@@ -19,6 +19,8 @@ from pathlib import Path
 import pandas as pd
 from helpers import ROOT
 
+from safervlm.workflow_support import registered_benchmarks
+
 MODULE = '''"""HarmBench-V (a throwaway example): ``behaviors.json`` = [{id, behavior, image}], images/."""
 
 from __future__ import annotations
@@ -142,9 +144,12 @@ def _add_benchmark(pkg: Path) -> None:
     catalog = pkg / "benchmarks" / "catalog.py"
     text = catalog.read_text()
     # The one registry line: the module joins _MODULES (and the import above it).
-    text = text.replace(
+    text = text.replace(  # the import (alphabetical)
         "    figstep,\n    mmsafetybench,", "    figstep,\n    harmbench_v,\n    mmsafetybench,"
     )
+    text = text.replace(
+        "    figstep,\n)\nBENCHMARKS", "    figstep,\n    harmbench_v,\n)\nBENCHMARKS"
+    )  # report order
     assert text.count("harmbench_v") == 2
     catalog.write_text(text)
 
@@ -167,6 +172,8 @@ def test_a_benchmark_with_its_own_rubric_is_three_files(tmp_path: Path) -> None:
         "safervlm/benchmarks/harmbench_v.py",
         "safervlm/embedded/writers/harmbench_v.py",
     ]
+    # No config file names it: the workflow's benchmark lists follow the registry.
+    assert registered_benchmarks(pkg / "benchmarks" / "catalog.py")[-1] == "harmbench_v"
     env = {**os.environ, "PYTHONPATH": str(pkg.parent)}
     run = [sys.executable, "-m", "safervlm.cli"]
     fixtures, out = tmp_path / "fixtures", tmp_path / "harmbench_v.parquet"

@@ -10,11 +10,36 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 
-from safervlm.workflow_support import missing_paths, tracking_env, tracking_server_error  # noqa: E402
+from safervlm.workflow_support import (  # noqa: E402
+    fill_benchmarks,
+    missing_paths,
+    registered_benchmarks,
+    tracking_env,
+    tracking_server_error,
+)
 
 
 def _config() -> dict:
-    return yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    """config/config.yaml with the registry's benchmark defaults filled (as rules/common.smk does)."""
+    cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    fill_benchmarks(cfg)
+    return cfg
+
+
+def test_benchmark_lists_follow_the_registry_in_its_order() -> None:
+    from safervlm.benchmarks.catalog import BENCHMARKS
+
+    assert registered_benchmarks() == list(BENCHMARKS)  # read without importing the modules
+    cfg = _config()
+    assert list(cfg["benchmarks"]) == cfg["eval"]["benchmarks"] == list(BENCHMARKS)
+    assert all(entry == {"root": None, "limit": None} for entry in cfg["benchmarks"].values())
+    # A config that lists its own keeps them; eval.benchmarks then follows that section.
+    own = {"benchmarks": {"vlguard": {"root": "/data/VLGuard", "limit": None}}, "eval": {"benchmarks": None}}
+    fill_benchmarks(own)
+    assert list(own["benchmarks"]) == own["eval"]["benchmarks"] == ["vlguard"]
+    chosen = {"benchmarks": {}, "eval": {"benchmarks": ["mssbench"]}}
+    fill_benchmarks(chosen)
+    assert chosen["eval"]["benchmarks"] == ["mssbench"] and len(chosen["benchmarks"]) == len(BENCHMARKS)
 
 
 def test_default_config_needs_no_paths() -> None:

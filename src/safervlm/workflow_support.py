@@ -6,6 +6,7 @@ workflow files stay declarations.
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 import os
@@ -22,16 +23,44 @@ __all__ = [
     "benchmark_module",
     "code_closure",
     "code_digest",
+    "fill_benchmarks",
     "fixture_writer_module",
     "judge_module",
     "launcher_env",
     "log_pending_runs",
     "missing_paths",
+    "registered_benchmarks",
     "stage_module",
     "tracking_env",
     "tracking_server_error",
     "validate_config",
 ]
+
+
+CATALOG = Path(__file__).parent / "benchmarks" / "catalog.py"
+
+
+def registered_benchmarks(catalog: Path = CATALOG) -> list[str]:
+    """The registered benchmarks in report order: the names in ``_MODULES`` of the catalog,
+    read from its source so that parsing the Snakefile imports no benchmark module (a test
+    checks the list equals ``catalog.BENCHMARKS``)."""
+    tree = ast.parse(catalog.read_text(), filename=str(catalog))
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(
+            isinstance(t, ast.Name) and t.id == "_MODULES" for t in node.targets
+        ) and isinstance(node.value, ast.Tuple):
+            return [e.id for e in node.value.elts if isinstance(e, ast.Name)]
+    raise RuntimeError(f"{catalog}: no _MODULES tuple of benchmark modules")
+
+
+def fill_benchmarks(config: dict[str, Any]) -> None:
+    """Defaults that follow the registry, in place: an empty ``benchmarks`` section is every
+    registered benchmark on its synthetic fixture, and a null ``eval.benchmarks`` is every
+    benchmark of that section (its order). Adding a benchmark then touches no config file."""
+    if not config["benchmarks"]:
+        config["benchmarks"] = {name: {"root": None, "limit": None} for name in registered_benchmarks()}
+    if config["eval"].get("benchmarks") is None:
+        config["eval"]["benchmarks"] = list(config["benchmarks"])
 
 
 def missing_paths(config: dict[str, Any]) -> list[str]:

@@ -23,16 +23,18 @@ from safervlm.benchmarks import (
 from safervlm.benchmarks.registry import Benchmark, Indicator, build_registry
 from safervlm.benchmarks.rubric import RubricSpec
 
-# The registry: one line per benchmark.
+# The registry: one line per benchmark, in report order (SaFeR-VLM's six, then MSSBench and
+# FigStep). A config without a `benchmarks` section or `eval.benchmarks` evaluates all of them
+# in this order (workflow_support.fill_benchmarks reads this tuple without importing them).
 _MODULES = (
     beavertails_v,
-    figstep,
     mmsafetybench,
-    mssbench,
-    siuo,
     spa_vl,
     vlguard,
     vlsbench,
+    siuo,
+    mssbench,
+    figstep,
 )
 BENCHMARKS: dict[str, Benchmark] = build_registry(m.BENCHMARK for m in _MODULES)
 # Benchmark -> rubric of its official protocol (for judge.params.rubrics: official).

@@ -203,18 +203,10 @@ class EvalConfig(Section):
         default_factory=dict,
         description="Local folders of further models by name (external baselines, other checkpoints).",
     )
-    benchmarks: list[str] = Field(
-        default_factory=lambda: [
-            "beavertails_v",
-            "mmsafetybench",
-            "spa_vl",
-            "vlguard",
-            "vlsbench",
-            "siuo",
-            "mssbench",
-            "figstep",
-        ],  # fmt: skip
-        description="Benchmarks to evaluate (each must appear under benchmarks).",
+    benchmarks: list[str] | None = Field(
+        None,
+        description="Benchmarks to evaluate (each must appear under benchmarks); null = every benchmark "
+        "of the benchmarks section, in its order.",
     )
     n_bootstrap: int = Field(1000, ge=0, description="Bootstrap resamples for CIs.")
     attacks: list[Attack] = Field(

@@ -135,7 +135,9 @@ class PipelineConfig(Section):
     base_model: BaseModelConfig = Field(default_factory=BaseModelConfig, description=BaseModelConfig.__doc__)
     data: DataConfig = Field(default_factory=DataConfig, description=DataConfig.__doc__)
     benchmarks: dict[str, BenchmarkRoot] = Field(
-        default_factory=dict, description="Evaluation benchmarks by registry name, each with its local root."
+        default_factory=dict,
+        description="Evaluation benchmarks by registry name, each with its local root; empty = every "
+        "registered benchmark (benchmarks/catalog.py, in its order) on the synthetic fixtures.",
     )
     sources: dict[str, SourceSpec] = Field(
         default_factory=dict,
