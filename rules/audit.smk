@@ -56,12 +56,10 @@ rule audit:
         ),
         # The audited judge's model: a cell that names its protocol's judge is compared
         # with it (not comparable when another or unknown).
-        judge_model=str(
-            (next(iter(JUDGES.values())).get("params") or {}).get("model") or ""
-        ),
+        judge_model=judge_model_args(),
     shell:
         "safervlm audit --results {params.results:q} --judgments-name {params.judgments_name:q}"
         " --expected {input.expected:q} --report-rates {input.rates:q}"
         " --pair {params.pairs:q} --audit-pair {params.audit_pairs:q} --artifact {params.artifacts:q}"
         " --threshold {params.threshold:q} --missing {params.missing:q} --dvc-lock {params.dvc_lock:q}"
-        " --judge-model {params.judge_model:q} --out-dir {params.out_dir:q} {params.strict:q} > {log:q} 2>&1"
+        " {params.judge_model:q} --out-dir {params.out_dir:q} {params.strict:q} > {log:q} 2>&1"

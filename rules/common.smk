@@ -433,6 +433,12 @@ def train_resources(stage):
     }
 
 
+def judge_model_args():
+    """``--judge-model M`` for the audit: the first judge's model, when it names one."""
+    model = (next(iter(JUDGES.values())).get("params") or {}).get("model")
+    return ["--judge-model", str(model)] if model else []
+
+
 def judge_gpus(wildcards):
     """GPUs a judge job requests: 1 when its judge runs a local model."""
     return int(JUDGES[judge_of(wildcards)]["name"] in LOCAL_MODEL_JUDGES)
