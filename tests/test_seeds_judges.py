@@ -110,7 +110,12 @@ def test_report_has_per_seed_per_judge_agreement_and_paired_tables(seeds_judges_
     assert (both["n"] > 0).all()
     assert both["percent"].between(0, 100).all()
     paired = pd.read_csv(report / "paired.csv")
-    assert set(paired["seed"]) == set(SEEDS) and set(paired["judge"]) == {"ref", "api", "local"}
+    # A judge with no scored pair of items (the untrained local judge may score none) has no test.
+    assert set(paired["seed"]) == set(SEEDS) and {"ref", "api"} <= set(paired["judge"]) <= {
+        "ref",
+        "api",
+        "local",
+    }
     assert paired["mcnemar_p"].dropna().between(0, 1).all() and set(paired["attack"]) == {"none"}
     # seed intervals respect the range (clipped where Student-t runs past it)
     assert seeds[["ci_low", "ci_high"]].stack().between(0, 1).all()
