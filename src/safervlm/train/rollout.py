@@ -26,7 +26,9 @@ correction the sampling log-probs of ``y'`` are NaN, which TRL turns into a rati
 
 Per step the trainer logs ``rollout/unsafe_rate`` (unsafe share of sampled rows),
 ``rollout/sample_safety`` (mean safety score of the sampled rows, i.e. of the policy
-itself), ``rollout/corrected`` (corrections made), ``rollout/correction_success``
+itself), ``rollout/harmful_sample_safety`` (the same over the rows whose prompt should be
+refused: benign prompts' samples are always safe, so this is the one a batch's mix of
+prompts does not move), ``rollout/corrected`` (corrections made), ``rollout/correction_success``
 (share of corrections judged safe), ``rollout/uncorrected`` (unsafe samples left
 without a free slot in ``add`` mode) and the wall time of each phase: ``rollout/generate_s``
 (sampling), ``rollout/judge_s``, ``rollout/reflect_s`` (critiques), ``rollout/correct_s``
@@ -135,6 +137,12 @@ def _with_user_text(prompt: list[dict[str, Any]], text: str) -> list[dict[str, A
     return out
 
 
+def _should_refuse(row: dict[str, Any]) -> bool:
+    """A row's ground truth says refuse (unknown, None or NaN, counts as no)."""
+    value = row.get("should_refuse")
+    return value is not None and value == value and bool(value)
+
+
 def _text_message(role: str, text: str) -> dict[str, Any]:
     return {"role": role, "content": [{"type": "text", "text": text}]}
 
@@ -149,13 +157,18 @@ class RolloutStats:
     corrected_safe: int = 0
     uncorrected: int = 0
     safety: list[float] = field(default_factory=list)
+    should_refuse: list[bool] = field(default_factory=list)  # per sampled row, aligned with safety
     seconds: dict[str, float] = field(default_factory=dict)  # wall time per rollout phase
 
     def metrics(self) -> dict[str, float]:
         scored = [s for s in self.safety if not math.isnan(s)]
+        # Benign prompts' samples are always safe: this one follows the policy on harmful prompts.
+        pairs = zip(self.safety, self.should_refuse, strict=False)
+        harmful = [s for s, refuse in pairs if refuse and not math.isnan(s)]
         return {
             "rollout/unsafe_rate": self.unsafe / self.sampled if self.sampled else math.nan,
             "rollout/sample_safety": sum(scored) / len(scored) if scored else math.nan,
+            "rollout/harmful_sample_safety": sum(harmful) / len(harmful) if harmful else math.nan,
             "rollout/corrected": float(self.corrected),
             "rollout/correction_success": (
                 self.corrected_safe / self.corrected if self.corrected else math.nan
@@ -292,6 +305,7 @@ class SafetyAwareRollout:
         with stats.timed("judge"):
             batch.safety = self._safety([batch.inputs[i] for i in rows], batch.texts)
         stats.safety = batch.safety
+        stats.should_refuse = [_should_refuse(batch.inputs[i]) for i in rows]
         for k, i in enumerate(rows):
             batch.completion_ids[i], batch.roles[i] = sampled[k], SAMPLE
             batch.sample_logps[i] = None if batch.logprobs is None else batch.logprobs[k]
@@ -443,11 +457,14 @@ class SampleSafetyMonitor(Judge):
     def judge(self, records: list[dict[str, Any]]) -> list[Judgment]:
         out = self.inner.judge(records)
         stats = RolloutStats(
-            sampled=len(out), safety=[j.scores.get(self.params.safety_score, math.nan) for j in out]
+            sampled=len(out),
+            safety=[j.scores.get(self.params.safety_score, math.nan) for j in out],
+            should_refuse=[_should_refuse(r) for r in records],
         )
         stats.unsafe = sum(s < self.params.safety_threshold for s in stats.safety)
         m = stats.metrics()
-        self.history.append({k: m[k] for k in ("rollout/unsafe_rate", "rollout/sample_safety")})
+        keys = ("rollout/unsafe_rate", "rollout/sample_safety", "rollout/harmful_sample_safety")
+        self.history.append({k: m[k] for k in keys})
         return out
 
     def use_cache(self, path: str) -> None:
