@@ -41,6 +41,10 @@ MARKER = b"SAFERVLM-OUTSIDE-MARKER-7f3a9c"
 # --------------------------------------------------------------------------- targets
 
 
+# Enough samples that some MM-SafetyBench scenario file holds two records (0 and 1).
+N_PER_BENCHMARK = 16
+
+
 @dataclass(frozen=True)
 class Target:
     """One adapter (or training-source reader) and where record 1 lives in its fixture."""
@@ -82,8 +86,9 @@ def data_file(t: Target, root: Path) -> Path:
     """The file holding record 1 (for parquet: the first shard with at least two rows)."""
     if t.fmt == "parquet":
         return next(p for p in sorted(root.rglob("*.parquet")) if pq.read_metadata(p).num_rows >= 2)
-    if t.name == "mmsafetybench":
-        return sorted((root / "processed_questions").glob("*.json"))[0]
+    if t.name == "mmsafetybench":  # the first scenario file with two records (0 and 1)
+        files = sorted((root / "processed_questions").glob("*.json"))
+        return next(p for p in files if len(json.loads(p.read_text())) >= 2)
     files = {"vlsbench": "data.json", "siuo": "siuo_gen.json", "vlguard": "test.json"}
     files |= {"mssbench": "combined.json", "figstep": "safebench.csv", "vlguard_train": "train.json"}
     return root / files[t.name]
@@ -264,7 +269,7 @@ def bomb_png(width: int = 30000, height: int = 30000) -> bytes:
 @pytest.fixture(scope="module")
 def fixtures_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("hostile") / "fixtures"
-    build_fixtures(out, seed=0, n_per_benchmark=8, n_train_per_source=12)
+    build_fixtures(out, seed=0, n_per_benchmark=N_PER_BENCHMARK, n_train_per_source=12)
     return out
 
 
@@ -411,7 +416,7 @@ def test_symlinked_root_itself_is_fine(copy_of, tmp_path: Path) -> None:
     root = copy_of(t)
     alias = tmp_path / "alias"
     alias.symlink_to(root)
-    assert len(load_benchmark(t.name, alias)) == 8
+    assert len(load_benchmark(t.name, alias)) == N_PER_BENCHMARK
 
 
 # --------------------------------------------------------------------------- pixel bombs
