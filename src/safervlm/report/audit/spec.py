@@ -240,7 +240,7 @@ def inputs_from_config(config: str | os.PathLike[str], given: AuditInputs) -> Au
         judge_model=given.judge_model or judge_model_of(judges, label),
         expected=given.expected or [str(basedir / p) for p in audit.get("expected", [])],
         models=given.models or [str(m) for m in ev.get("models", [])],
-        benchmarks=given.benchmarks or [str(b) for b in ev.get("benchmarks", [])],
+        benchmarks=given.benchmarks or _benchmarks(cfg),
         pairs=given.pairs or [(str(r), str(b)) for r, b in ev.get("pairs", [])],
         audit_pairs=given.audit_pairs or [(str(r), str(b)) for r, b in audit.get("pairs", [])],
         threshold=float(analysis.get("threshold", given.threshold)),
@@ -248,3 +248,13 @@ def inputs_from_config(config: str | os.PathLike[str], given: AuditInputs) -> Au
         artifacts=given.artifacts
         or {str(k): str(basedir / v) for k, v in (audit.get("artifacts") or {}).items()},
     )
+
+
+def _benchmarks(cfg: dict[str, Any]) -> list[str]:
+    """The config's evaluated benchmarks; left out (null / empty), as the workflow fills them:
+    the ``benchmarks`` section's, else every registered benchmark (catalog order)."""
+    from safervlm.benchmarks.catalog import BENCHMARKS
+
+    listed = (cfg.get("eval") or {}).get("benchmarks") or list(cfg.get("benchmarks") or {})
+    return [str(b) for b in listed] or list(BENCHMARKS)
+
