@@ -34,6 +34,7 @@ from typing import Any
 
 import yaml
 
+from safervlm.benchmarks.catalog import BENCHMARKS
 from safervlm.errors import InputError, SafervlmError
 from safervlm.layout import judged_name, run_judges, run_seeds, seed_dir
 from safervlm.metrics import ASR_THRESHOLD, MEAN, RATE_METRICS
@@ -253,8 +254,6 @@ def inputs_from_config(config: str | os.PathLike[str], given: AuditInputs) -> Au
 def _benchmarks(cfg: dict[str, Any]) -> list[str]:
     """The config's evaluated benchmarks; left out (null / empty), as the workflow fills them:
     the ``benchmarks`` section's, else every registered benchmark (catalog order)."""
-    from safervlm.benchmarks.catalog import BENCHMARKS
-
     listed = (cfg.get("eval") or {}).get("benchmarks") or list(cfg.get("benchmarks") or {})
     return [str(b) for b in listed] or list(BENCHMARKS)
 
