@@ -143,7 +143,12 @@ def _metrics(trainer: Any, n_prompts: int, resumed_from: str | None) -> dict[str
         "reward_first_quarter": sum(rewards[:k]) / k if rewards else float("nan"),
         "reward_last_quarter": sum(rewards[-k:]) / k if rewards else float("nan"),
     }
-    for key in ("rollout/unsafe_rate", "rollout/correction_success", "rollout/sample_safety"):
+    for key in (
+        "rollout/unsafe_rate",
+        "rollout/correction_success",
+        "rollout/sample_safety",
+        "rollout/harmful_sample_safety",
+    ):
         values = [h[key] for h in history if key in h]
         if values:
             out[key.replace("rollout/", "mean_")] = sum(values) / len(values)
