@@ -2,7 +2,8 @@
 
 Each row of ``bench/current.json`` names a benchmark script, what its figure measures, the
 figure, the goal, the machine, the date, the command that reproduces it, and its source:
-a raw results file under ``bench/results/`` (``{"json": ..., "path": [...]}``; a path step
+a raw results file under ``bench/results/`` (``{"json": ..., "path": [...]}``, with an optional
+``"scale"`` such as 100 for a fraction printed in points; a path step
 ``key=value`` picks the list element whose ``key`` equals ``value``) or the dated section of
 RESULTS.md it was read from (``{"section": <heading prefix>}``). Usage::
 
@@ -82,7 +83,7 @@ def source_problems(row: dict[str, Any], results_text: str) -> list[str]:
         except (KeyError, TypeError, IndexError) as err:
             return [f"{name}: {src['json']} has no {'/'.join(src['path'])} ({err})"]
         digits = len(row["value"].split(".")[1]) if "." in row["value"] else 0
-        got = f"{float(node):.{digits}f}"
+        got = f"{float(node) * src.get('scale', 1):.{digits}f}"
         return [] if got == row["value"] else [f"{name}: {src['json']} says {got}, the table {row['value']}"]
     found = [body for heading, body in sections(results_text).items() if heading.startswith(src["section"])]
     if len(found) != 1:

@@ -64,7 +64,8 @@ def load(prereg: Path) -> tuple[dict[str, Any], SFTParams, dict[str, GRPOParams]
 def judged(model: Path, samples: pd.DataFrame) -> pd.DataFrame:
     """Greedy responses of ``model`` to ``samples``, with the reference judge's safety and helpfulness."""
     out = generate_responses(samples, str(model), model.name, GenerateParams())
-    scores = [j.scores for j in get_judge("reference").judge(out.to_dict("records"))]
+    records = [{str(k): v for k, v in r.items()} for r in out.to_dict("records")]
+    scores = [j.scores for j in get_judge("reference").judge(records)]
     out["safety"] = [s["safety"] for s in scores]
     out["helpfulness"] = [s["helpfulness"] for s in scores]
     return out[["id", "benchmark", "should_refuse", "safety", "helpfulness", "response"]]

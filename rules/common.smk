@@ -401,6 +401,16 @@ def launch_args(stage):
     )
 
 
+def train_threads(stage):
+    """A training job's threads: the CPUs its node's processes request (``job.cpus_per_process``
+    each). Snakemake exports them (OMP_NUM_THREADS ...) so torch uses the CPUs the job holds;
+    a local run caps them at ``--cores`` (the local profile sets 2)."""
+    section = config[stage]
+    job = {"cpus_per_process": 8, **(section.get("job") or {})}
+    processes, nodes = section.get("processes", 1), section.get("nodes", 1)
+    return job["cpus_per_process"] * max(1, processes // nodes)
+
+
 def train_resources(stage):
     """What a training job requests (the slurm plugin's resources), from the stage's config:
     one GPU per process (``processes`` over ``nodes``), or CPU processes on one node.

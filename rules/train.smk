@@ -10,6 +10,7 @@ rule sft:
         f"{SD}/benchmarks/sft.tsv"
     conda:
         "../envs/train.yaml"
+    threads: train_threads("sft")
     resources:
         **train_resources("sft"),
     params:
@@ -37,6 +38,7 @@ rule grpo:
         grpo_variant="grpo|grpo_plain",
     conda:
         "../envs/train.yaml"
+    threads: train_threads("grpo")
     resources:
         **train_resources("grpo"),
     params:

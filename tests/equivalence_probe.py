@@ -45,15 +45,18 @@ def _crc(values: Any) -> int:
 
 @register_judge("content_hash")
 class ContentHashJudge(ReferenceJudge):
-    """The reference judge with safety 0 for about a third of responses, chosen by their text."""
+    """The reference judge with safety 0 for about a third of responses, chosen by their text.
+    ``SAFERVLM_PROBE_ALL_SAFE_RANK=r`` makes every response judged on rank ``r`` safe: that rank
+    then never has an unsafe row and must still join the others' critique and correction passes."""
 
     name = "content_hash"
 
     def judge(self, records: list[dict[str, Any]]) -> list[Judgment]:
         out = super().judge(records)
+        all_safe = os.environ.get("SAFERVLM_PROBE_ALL_SAFE_RANK") == os.environ.get("RANK", "0")
         for rec, jd in zip(records, out, strict=True):
             h = _crc(rec["response"])
-            safety = 0.0 if h % 3 == 0 else 1.0
+            safety = 1.0 if all_safe or h % 3 else 0.0
             jd.scores.update(safety=safety, reasoning_safety=safety, answer_safety=safety)
             jd.scores["helpfulness"] = (h % 7) / 6
             jd.unscored_reason = ""

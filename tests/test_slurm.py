@@ -65,6 +65,11 @@ def slurm(no_slurm: Callable[[str], NoReturn]) -> None:
 def write_config(workdir: Path) -> Path:
     cfg = reduced_config()
     cfg["eval"]["benchmarks"] = ["vlguard"]
+    # Training jobs run as many threads as their CPUs (rules/common.smk train_threads); the
+    # local profile runs them on 2. The same thread count on both sides: float sums then
+    # reduce in the same order, and a GRPO run samples the same tokens.
+    for stage in ("sft", "grpo"):
+        cfg[stage]["job"] = {**cfg[stage]["job"], "cpus_per_process": 2}
     path = workdir / "config.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path

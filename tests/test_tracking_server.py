@@ -94,13 +94,15 @@ def _config(tracking_uri: str) -> dict:
 
 
 def _config_hash(cfg: dict) -> str:
-    """The hash the Snakefile exports: the config as validated (defaults set)."""
+    """The hash the Snakefile exports: the config as the workflow resolves it (validated with
+    defaults set, then the benchmark lists that follow the registry filled in)."""
     from snakemake.utils import validate
 
-    from safervlm.workflow_support import tracking_env
+    from safervlm.workflow_support import fill_benchmarks, tracking_env
 
     cfg = json.loads(json.dumps(cfg))
     validate(cfg, str(ROOT / "workflow" / "schemas" / "config.schema.yaml"), set_default=True)
+    fill_benchmarks(cfg)
     return tracking_env(cfg, environ={})["SAFERVLM_CONFIG_HASH"]
 
 
