@@ -35,6 +35,9 @@ rule report:
         # Every seed and judge: the seed, judge and paired tables.
         run_metrics=eval_outputs("metrics.json", SEEDS, list(JUDGES)),
         run_judgments=eval_outputs("judgments.parquet", SEEDS, list(JUDGES)),
+        # With both GRPO runs: grpo_compare's learning curves over seeds, which the stage
+        # appends to seeds.md (--seeds-append), so seeds.md shows them too.
+        curves=rules.grpo_compare.output.curves if COMPARE_GRPO else [],
     output:
         # blind_spots.png, safety_seeds.png, judge_agreement.png where they apply
         **REPORT_FIGURES,
@@ -158,7 +161,7 @@ rule report:
         " --out-dir {params.out_dir:q} --pair {params.pairs:q} --n-bootstrap {params.n_bootstrap:q}"
         " --seed {params.seed:q} --threshold {params.threshold:q} --missing {params.missing:q}"
         " --run-metrics {params.run_metrics:q} --run-judgments {params.run_judgments:q}"
-        " --compare {params.compare:q} > {log:q} 2>&1"
+        " --seeds-append {input.curves:q} --compare {params.compare:q} > {log:q} 2>&1"
 
 
 # After every stage of the DAG (its inputs are the targets of `all`): reruns whenever they do.

@@ -59,8 +59,10 @@ rule grpo:
 
 rule grpo_compare:
     input:
-        # The first seed and judge (the report's seed and judge tables span all of them).
-        runs=[seeded(MODEL_PATHS[m], SEEDS[0]) for m in ("grpo_plain", "grpo")],
+        # Every seed's checkpoints (model-major, seeds in order): the learning curves over
+        # seeds. The held-out table and its paired tests: the first seed and judge (the
+        # report's seed and judge tables span all of them).
+        runs=[seeded(MODEL_PATHS[m], s) for m in ("grpo_plain", "grpo") for s in SEEDS],
         metrics=expand(
             f"{seeded(SD, SEEDS[0])}/eval/{{model}}/{{bench}}/"
             + judged("metrics.json").replace("{judge}", next(iter(JUDGES))),
@@ -86,6 +88,9 @@ rule grpo_compare:
             category="GRPO",
             subcategory="Plain vs safety-aware",
         ),
+        # grpo_comparison.md's "Learning curves over seeds" section on its own: the report
+        # rule takes it as an input and appends it to seeds.md (--seeds-append).
+        curves=f"{R}/report/grpo_learning_curves.md",
     log:
         f"{R}/logs/grpo_compare.log",
     benchmark:
@@ -95,9 +100,16 @@ rule grpo_compare:
     params:
         # The modules its job runs ({module: digest}): editing one reruns it.
         code=code("grpo-compare"),
+        # NAME=DIR once per seed, in input.runs' order (a name repeats per seed).
         runs=lambda w, input: [
-            f"{name}={path}" for name, path in zip(["grpo_plain", "grpo"], input.runs)
+            f"{name}={path}"
+            for name, path in zip(
+                [m for m in ("grpo_plain", "grpo") for s in SEEDS], input.runs
+            )
         ],
+        seeds=SEEDS,
     shell:
-        "safervlm grpo-compare --runs {params.runs:q} --metrics {input.metrics:q} --judgments {input.judgments:q}"
-        " --out-md {output.table:q} --out-png {output.figure:q} > {log:q} 2>&1"
+        "safervlm grpo-compare --runs {params.runs:q} --seeds {params.seeds:q}"
+        " --metrics {input.metrics:q} --judgments {input.judgments:q}"
+        " --out-md {output.table:q} --out-png {output.figure:q}"
+        " --out-curves-md {output.curves:q} > {log:q} 2>&1"

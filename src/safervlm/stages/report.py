@@ -121,6 +121,19 @@ def robustness_outputs(
     return [*(out / f"{n}.md" for n in ROBUSTNESS_TABLES), *figures]
 
 
+def append_sections(target: Path, sections: Sequence[str | Path]) -> bool:
+    """Append each existing markdown file of ``sections`` (each opens with its own heading) to
+    ``target`` when ``target`` exists (seeds.md gains grpo_compare's learning curves, so it
+    stays self-contained); returns whether anything was appended."""
+    texts = [Path(p).read_text() for p in sections if Path(p).is_file()]
+    if not texts or not target.is_file():
+        return False
+    write_text(
+        target.read_text().rstrip("\n") + "\n\n" + "\n".join(t.rstrip("\n") + "\n" for t in texts), target
+    )
+    return True
+
+
 def report_stage(
     metric_paths: list[str],
     out_dir: str,
@@ -129,6 +142,7 @@ def report_stage(
     settings: Settings | None = None,
     runs: tuple[Sequence[str], Sequence[str]] = ((), ()),
     compare: Sequence[tuple[str, str]] = (),
+    seeds_append: Sequence[str] = (),
 ) -> pd.DataFrame:
     """Tables (md/csv/tex) and figures of every metric per benchmark and model.
 
@@ -139,6 +153,7 @@ def report_stage(
     ``SEED:JUDGE=path`` metrics and judgments of every seed and judge, for the seed, judge
     and paired tables (``compare``: model pairs compared item by item - any two models;
     ``pairs``: (reasoning, base) pairs, also the Reasoning Tax and blind spots).
+    ``seeds_append``: markdown sections appended to seeds.md (grpo_compare's learning curves).
     """
     settings = settings or Settings()
     metrics: dict[str, dict[str, Any]] = {}
@@ -166,6 +181,7 @@ def report_stage(
         artifacts.append(scatter)
     if runs[0] and runs[1]:
         artifacts += robustness_outputs(runs[0], runs[1], out_dir, compare, pairs or [], settings)
+        append_sections(Path(out_dir) / "seeds.md", seeds_append)  # just written: appended once
     tracking.log_stage(
         "report",
         params={
@@ -202,6 +218,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="judgments.parquet of every seed and judge, likewise",
     )
     many(p, "--compare", nargs="*", default=[], metavar="A=B", help="model pairs compared per item (b - a)")
+    many(
+        p,
+        "--seeds-append",
+        nargs="*",
+        default=[],
+        metavar="MD",
+        help="markdown sections appended to seeds.md (grpo_compare's learning curves)",
+    )
 
 
 def main(a: argparse.Namespace) -> Any:
@@ -214,4 +238,5 @@ def main(a: argparse.Namespace) -> Any:
         analysis_settings(a),
         runs=(a.run_metrics, a.run_judgments),
         compare=pairs_arg(a.compare),
+        seeds_append=a.seeds_append,
     )
