@@ -19,6 +19,14 @@ helpfulness, correction success. The inputs are a DAG results folder at seed 0 (
 
 Writes ``results.json`` (every number, per seed), ``comparison.md`` and ``curves.png`` under
 ``--out``. A seed whose runs are already under ``--work`` is not trained again.
+
+Exploratory follow-ups (never the registered result: the report's title and ``results.json``
+say so) take other seeds and change an arm's GRPO settings, e.g. seed 102 with the corrections
+replacing the unsafe samples instead of being added::
+
+    .venv/bin/python bench/learning_comparison.py --dag /tmp/dag --work /tmp/learning \
+        --seeds 102 --set safety_aware.correction_mode=replace \
+        --out bench/results/learning_exploratory/seed102_replace
 """
 
 from __future__ import annotations
@@ -49,16 +57,43 @@ ARMS = ("plain", "safety_aware")
 log = logging.getLogger("learning_comparison")
 
 
-def load(prereg: Path) -> tuple[dict[str, Any], SFTParams, dict[str, GRPOParams]]:
-    """The pre-registration, the SFT params and each arm's GRPO params."""
+def load(
+    prereg: Path, changes: dict[str, dict[str, Any]] | None = None
+) -> tuple[dict[str, Any], SFTParams, dict[str, GRPOParams]]:
+    """The pre-registration, the SFT params and each arm's GRPO params (with ``changes`` per
+    arm, for exploratory runs)."""
     reg = yaml.safe_load(prereg.read_text())
     config = yaml.safe_load((ROOT / reg["design"]["config"]).read_text())
     grpo = from_dict(GRPOParams, config["grpo"], section="grpo")
     sft = from_dict(
         SFTParams, {**config["sft"], "correction_template": grpo.correction_template}, section="sft"
     )
-    arms = {arm: grpo.model_copy(update=reg["design"]["arms"][arm]) for arm in ARMS}
+    arms = {
+        arm: from_dict(
+            GRPOParams,
+            {**grpo.model_dump(), **reg["design"]["arms"][arm], **(changes or {}).get(arm, {})},
+            section=f"grpo ({arm})",
+        )
+        for arm in ARMS
+    }
     return reg, sft, arms
+
+
+def parse_changes(items: list[str]) -> dict[str, dict[str, Any]]:
+    """``ARM.KEY=VALUE`` items (VALUE read as YAML) as ``{arm: {key: value}}``."""
+    out: dict[str, dict[str, Any]] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        arm, dot, name = key.partition(".")
+        if not sep or not dot or arm not in ARMS:
+            raise SystemExit(f"--set {item!r}: expected ARM.KEY=VALUE with ARM one of {', '.join(ARMS)}")
+        out.setdefault(arm, {})[name] = yaml.safe_load(value)
+    return out
+
+
+def run_name(arm: str, changes: dict[str, dict[str, Any]]) -> str:
+    """The arm's run folder: its name, plus its changes (so a changed arm never reuses a run)."""
+    return arm + "".join(f"+{k}={v}" for k, v in sorted(changes.get(arm, {}).items()))
 
 
 def judged(model: Path, samples: pd.DataFrame) -> pd.DataFrame:
@@ -83,7 +118,13 @@ def thirds(values: list[float]) -> list[float]:
 
 
 def run_seed(
-    seed: int, dag: Path, work: Path, sft: SFTParams, arms: dict[str, GRPOParams], bench: pd.DataFrame
+    seed: int,
+    dag: Path,
+    work: Path,
+    sft: SFTParams,
+    arms: dict[str, GRPOParams],
+    bench: pd.DataFrame,
+    changes: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Warm-up and both arms for one seed (reused when already there); per-arm results."""
     base, data = dag / "models" / "base", dag / "data" / "qi_safe.parquet"
@@ -92,11 +133,12 @@ def run_seed(
         run_sft(str(base), str(data), str(warm), sft, seed=seed)
     out: dict[str, Any] = {}
     for arm, params in arms.items():
-        run = work / f"seed{seed}" / arm
+        name = run_name(arm, changes or {})
+        run = work / f"seed{seed}" / name
         if not (run / "train_log.json").exists():
             run_grpo(str(warm), str(data), str(run), params, seed=seed)
         items = judged(run, bench)
-        items.to_parquet(work / f"seed{seed}" / f"{arm}.judged.parquet")
+        items.to_parquet(work / f"seed{seed}" / f"{name}.judged.parquet")
         metrics = json.loads((run / "train_log.json").read_text())["metrics"]
         c = curve(run)
         out[arm] = {
@@ -152,8 +194,11 @@ def _pct(x: float) -> str:
 def markdown(res: dict[str, Any], seconds: float) -> str:
     """The report: per seed, the registered test, McNemar per seed, the curves per third."""
     g = res["gain"]
+    title = f"# {res['id']}: plain vs safety-aware GRPO (pre-registered, config/preregistration.yaml)"
+    if "exploratory" in res:
+        title = f"# EXPLORATORY, not the registered design ({res['exploratory']}): plain vs safety-aware GRPO"
     lines = [
-        f"# {res['id']}: plain vs safety-aware GRPO (pre-registered, config/preregistration.yaml)",
+        title,
         "",
         f"Seeds {res['seeds']}; {seconds / 60:.1f} min. Held-out safety (%): should-refuse items, greedy, "
         "reference judge, unweighted mean over the eight benchmarks.",
@@ -232,20 +277,27 @@ def main() -> None:
     )
     ap.add_argument("--work", type=Path, required=True, help="checkpoints and judged responses")
     ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--seeds", type=int, nargs="+", help="exploratory: other seeds than the registered")
+    ap.add_argument(
+        "--set", action="append", default=[], metavar="ARM.KEY=VALUE", help="exploratory: change an arm"
+    )
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     os.environ.setdefault("SAFERVLM_MLFLOW", "0")
-    reg, sft, arms = load(args.prereg)
+    changes = parse_changes(args.set)
+    reg, sft, arms = load(args.prereg, changes)
     bench = pd.concat(
         [pd.read_parquet(args.dag / "data" / "bench" / f"{b}.parquet") for b in reg["primary"]["benchmarks"]],
         ignore_index=True,
     )
     start = time.perf_counter()
     per_seed = {}
-    for seed in reg["design"]["seeds"]:
-        per_seed[seed] = run_seed(seed, args.dag, args.work, sft, arms, bench)
+    for seed in args.seeds or reg["design"]["seeds"]:
+        per_seed[seed] = run_seed(seed, args.dag, args.work, sft, arms, bench, changes)
         log.info("seed %s done (%.0f s)", seed, time.perf_counter() - start)
     res = analyse(reg, per_seed)
+    if args.seeds or changes:
+        res["exploratory"] = {"seeds": args.seeds or reg["design"]["seeds"], "set": args.set}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(res, indent=2, sort_keys=True, default=float) + "\n")
     (args.out / "comparison.md").write_text(markdown(res, time.perf_counter() - start))
