@@ -253,8 +253,18 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runs]:
     print(f"learning runs: {time.perf_counter() - start:.0f} s")
 
 
+def summary(name: str, run: tuple[list[float], float]) -> str:
+    """The numbers the verdict reads, for the log (``pytest -s``)."""
+    c, held = run
+    return (
+        f"{name}: sampled safety, harmful prompts: steps 1-5 {_mean(c[RISE_EARLY]):.2f}, "
+        f"11-20 {_mean(c[RISE_LATE]):.2f}, last {LAST} {_mean(c[-LAST:]):.2f}; held-out {held:.2f}"
+    )
+
+
 def test_safety_aware_grpo_learns_more_safety_than_plain(runs: Runs) -> None:
     aware = runs.grpo("safety_aware")
+    print(summary("plain", runs.plain), summary("safety-aware", aware), sep="\n")
     (plain_curve, plain_held), (aware_curve, aware_held) = runs.plain, aware
     assert verdict(plain_curve, aware_curve, (plain_held, aware_held)) == []
 
@@ -265,5 +275,6 @@ def test_a_broken_rollout_fails_the_learning_test(
 ) -> None:
     MUTANTS[mutant](monkeypatch)
     broken = runs.grpo(f"mutant-{mutant.split()[-1]}")
+    print(summary(mutant, broken))
     failures = verdict(runs.plain[0], broken[0], (runs.plain[1], broken[1]))
     assert any(f.startswith(f"last {LAST} steps") for f in failures), failures
