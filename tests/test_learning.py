@@ -243,6 +243,8 @@ class Runs:
         out = self.root / name
         params = self.params.model_copy(update=change)
         run_grpo(str(self.sft), str(self.root / "prompts.parquet"), str(out), params, seed=SEED)
+        metrics = json.loads((out / "train_log.json").read_text())["metrics"]
+        print(f"{name}: corrections judged safe {metrics.get('mean_correction_success')}")
         return curve(out), held_out_safety(out, self.held_out)
 
 
