@@ -41,7 +41,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import yaml
 
@@ -49,6 +48,13 @@ from safervlm.config import GenerateParams, GRPOParams, SFTParams, from_dict
 from safervlm.evaluate.generate import generate_responses
 from safervlm.judge import get_judge
 from safervlm.metrics.paired import mcnemar_exact, paired_seed_test, seed_summary
+from safervlm.report.compare import (
+    HARMFUL_KEY,
+    curve_points,
+    learning_curve_figure,
+    step_thirds,
+    thirds_summary,
+)
 from safervlm.train.grpo import run_grpo
 from safervlm.train.sft import run_sft
 
@@ -108,13 +114,13 @@ def judged(model: Path, samples: pd.DataFrame) -> pd.DataFrame:
 
 def curve(run: Path) -> list[float]:
     """``rollout/harmful_sample_safety`` per step (NaN where a step had no harmful prompt)."""
-    history = json.loads((run / "train_log.json").read_text())["log_history"]
-    return [h.get("rollout/harmful_sample_safety", math.nan) for h in history if "loss" in h]
+    train_log = json.loads((run / "train_log.json").read_text())
+    return [v for _, v in curve_points(train_log, HARMFUL_KEY)]
 
 
-def thirds(values: list[float]) -> list[float]:
-    n = len(values)
-    return [float(np.nanmean(values[i * n // 3 : (i + 1) * n // 3])) for i in range(3)]
+def points(values: list[float]) -> list[tuple[int, float]]:
+    """A curve's values as the report's (step, value) points."""
+    return list(enumerate(values, start=1))
 
 
 def run_seed(
@@ -144,7 +150,7 @@ def run_seed(
         out[arm] = {
             "items": items,
             "curve": c,
-            "thirds": thirds(c),
+            "thirds": step_thirds(points(c)),
             "correction_success": metrics.get("mean_correction_success", math.nan),
         }
     return out
@@ -167,10 +173,10 @@ def analyse(reg: dict[str, Any], per_seed: dict[int, dict[str, Any]]) -> dict[st
         a, b = (per_seed[s][arm]["items"] for arm in ARMS)
         a, b = (x[x["should_refuse"].astype(bool)].set_index("id")["safety"] for x in (a, b))
         mcnemar[s] = mcnemar_exact((a < 0.5).to_numpy(), (b.loc[a.index] < 0.5).to_numpy()).__dict__
-    curves = {}
-    for arm in ARMS:
-        by_third = np.array([per_seed[s][arm]["thirds"] for s in seeds])
-        curves[arm] = [seed_summary(by_third[:, k], bounds=(0, 1)).__dict__ for k in range(3)]
+    curves = {
+        arm: [t.__dict__ for t in thirds_summary([points(per_seed[s][arm]["curve"]) for s in seeds])]
+        for arm in ARMS
+    }
     return {
         "id": reg["id"],
         "seeds": seeds,
@@ -244,29 +250,14 @@ def markdown(res: dict[str, Any], seconds: float) -> str:
 
 
 def plot(res: dict[str, Any], path: Path) -> None:
-    """Mean per-step sampled safety on harmful prompts per arm, with a 95% t band over seeds."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from scipy import stats
-
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    for arm in ARMS:
-        data = np.array(res["curves"][arm], dtype=float)
-        mean = np.nanmean(data, axis=0)
-        n = np.sum(~np.isnan(data), axis=0)
-        sem = np.nanstd(data, axis=0, ddof=1) / np.sqrt(np.maximum(n, 1))
-        half = stats.t.ppf(0.975, np.maximum(n - 1, 1)) * sem
-        steps = np.arange(1, data.shape[1] + 1)
-        ax.plot(steps, mean, label=arm.replace("_", "-"))
-        ax.fill_between(steps, np.clip(mean - half, 0, 1), np.clip(mean + half, 0, 1), alpha=0.2)
-    ax.set_xlabel("GRPO step")
-    ax.set_ylabel("sampled safety, harmful prompts")
-    ax.set_ylim(0, 1)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    """The report's learning-curve figure (mean per step over seeds, 95% t band) for the arms."""
+    logs = {
+        arm: [
+            {"log_history": [{"step": i, HARMFUL_KEY: v} for i, v in points(c)]} for c in res["curves"][arm]
+        ]
+        for arm in ARMS
+    }
+    learning_curve_figure(logs).savefig(path, format="png", bbox_inches="tight")
 
 
 def main() -> None:

@@ -401,13 +401,19 @@ def launch_args(stage):
     )
 
 
+def train_job(stage):
+    """A training stage's ``job`` keys over their defaults, its processes and its nodes."""
+    section = config[stage]
+    job = {"device": "gpu", "cpus_per_process": 8, "mem_mb": 64000, "runtime": 720}
+    job.update(section.get("job") or {})
+    return job, section.get("processes", 1), section.get("nodes", 1)
+
+
 def train_threads(stage):
     """A training job's threads: the CPUs its node's processes request (``job.cpus_per_process``
     each). Snakemake exports them (OMP_NUM_THREADS ...) so torch uses the CPUs the job holds;
     a local run caps them at ``--cores`` (the local profile sets 2)."""
-    section = config[stage]
-    job = {"cpus_per_process": 8, **(section.get("job") or {})}
-    processes, nodes = section.get("processes", 1), section.get("nodes", 1)
+    job, processes, nodes = train_job(stage)
     return job["cpus_per_process"] * max(1, processes // nodes)
 
 
@@ -417,10 +423,7 @@ def train_resources(stage):
 
     Memory and runtime grow with each retry (``attempt``). Local runs ignore all but mem_mb.
     """
-    section = config[stage]
-    job = {"device": "gpu", "cpus_per_process": 8, "mem_mb": 64000, "runtime": 720}
-    job.update(section.get("job") or {})
-    processes, nodes = section.get("processes", 1), section.get("nodes", 1)
+    job, processes, nodes = train_job(stage)
     grow = {
         "mem_mb": lambda wildcards, attempt: job["mem_mb"] * attempt,
         "runtime": lambda wildcards, attempt: job["runtime"] * attempt,

@@ -52,6 +52,7 @@ from safervlm.embedded.tiny import TinyDims, build_tiny_model
 from safervlm.evaluate.generate import generate_responses
 from safervlm.io import write_parquet
 from safervlm.judge import get_judge
+from safervlm.report.compare import HARMFUL_KEY, curve_points
 from safervlm.schema import POOL_EXTRA, SAMPLE_COLUMNS
 from safervlm.train.grpo import run_grpo
 from safervlm.train.rollout import SafetyAwareGRPOTrainer, SafetyAwareRollout, _user_text, _with_user_text
@@ -141,8 +142,8 @@ def grpo_params(**change: Any) -> GRPOParams:
 
 def curve(run: Path) -> list[float]:
     """The run's sampled safety on harmful prompts, per step."""
-    history = json.loads((run / "train_log.json").read_text())["log_history"]
-    return [h["rollout/harmful_sample_safety"] for h in history if "rollout/harmful_sample_safety" in h]
+    train_log = json.loads((run / "train_log.json").read_text())
+    return [v for _, v in curve_points(train_log, HARMFUL_KEY)]
 
 
 def held_out_safety(model: Path, held_out: pd.DataFrame) -> float:
